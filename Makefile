@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make devnet` and `make test`.
+# Both create the virtualenv in .venv and install every dependency first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: devnet test test-fast bench soak sim clean help
+
+help:
+	@echo "make devnet   set up, then run a local validator network with live status"
+	@echo "make test     set up, then run the whole test suite"
+	@echo "make bench    benchmarks (prints figures; not part of the tests)"
+	@echo "make clean    remove the virtualenv and caches"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+devnet: $(STAMP)
+	$(BIN)/pantheon devnet up -n 4
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -ra
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.log_bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

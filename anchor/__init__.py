@@ -1,0 +1,1 @@
+"""Bitcoin anchoring: RPC client, OP_RETURN anchor transactions, confirmations, SPV material."""

@@ -1,0 +1,1 @@
+"""Sans-IO Simplex-style BFT consensus core and its deterministic simulator."""

@@ -1,0 +1,1 @@
+"""Local development network: bitcoind on regtest, keys, genesis, validators, load."""

@@ -1,0 +1,1 @@
+"""Producer side: a signed, hash-chained audit journal and its submission to a node."""

@@ -1,0 +1,1 @@
+"""The validator process: config, keys, mempool, consensus driver, HTTP API, CLI."""

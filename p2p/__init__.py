@@ -1,0 +1,1 @@
+"""Post-quantum authenticated peer-to-peer transport on trio."""

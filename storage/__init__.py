@@ -1,0 +1,1 @@
+"""LevelDB (plyvel) store: key layout, atomic batches, the Merkle log, blocks and certificates."""
