@@ -1,0 +1,195 @@
+"""The node's TOML configuration: one dataclass per section, strict loading, documented keys.
+
+Every key has a default, a type and a one-line meaning in the dataclass field's
+metadata; ``pantheon config reference`` prints the table from them, so the operator
+docs cannot drift from the code. Loading is strict: an unknown section or key, or a
+value of the wrong type, is an error naming the file, the key and what was expected
+(a typo in a config file must not silently fall back to a default).
+
+Relative paths are resolved against the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proof.errors import PantheonError
+
+CONFIG_FILE_BYTES_MAX = 1024 * 1024
+
+
+class ConfigError(PantheonError):
+    """A configuration file or value that cannot be used; the message names the key."""
+
+
+def _key(default: Any, meaning: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"meaning": meaning, **extra})
+
+
+def _table(factory: Any, meaning: str) -> Any:
+    return field(default_factory=factory, metadata={"meaning": meaning})
+
+
+@dataclass(frozen=True)
+class NodeSection:
+    data_dir: str = _key("data", "directory of the node's LevelDB store (created if missing)")
+    key_file: str = _key("validator.key", "ML-DSA-65 validator key file (mode 0600, `pantheon keygen`)")
+    genesis_file: str = _key("genesis.cbor", "the chain's genesis (`pantheon genesis`), identical on every validator")
+    log_level: str = _key("info", "log verbosity: debug, info, warning or error", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class P2PSection:
+    listen: str = _key("0.0.0.0:7700", "host:port to accept validator connections on")
+    peers: dict[str, str] = _table(dict, 'validator index -> "host:port" of every other validator, e.g. { "1" = "10.0.0.2:7700" }')
+    send_queue_frames_max: int = _key(1024, "frames queued per peer before the oldest are dropped")
+    reconnect_max_ms: int = _key(30_000, "longest wait between reconnection attempts (backoff cap)")
+
+
+@dataclass(frozen=True)
+class APISection:
+    listen: str = _key("127.0.0.1:8700", "host:port of the HTTP API (reads public, writes need a token)")
+    tokens_file: str = _key("tokens.toml", "submitter tokens, stored hashed (`pantheon token add`), mode 0600")
+    roots_per_request_max: int = _key(1000, "most roots one POST /v1/roots may carry")
+    body_bytes_max: int = _key(1_000_000, "largest request body accepted (413 above)")
+
+
+@dataclass(frozen=True)
+class MempoolSection:
+    roots_max: int = _key(1_000_000, "pending roots held before submissions get 503 + Retry-After")
+
+
+@dataclass(frozen=True)
+class ConsensusSection:
+    block_roots_max: int = _key(10_000, "most roots in one block")
+    block_interval_ms: int = _key(250, "a leader waits at most this long for roots before proposing")
+    timeout_base_ms: int = _key(2_000, "view timeout before voting to skip a silent leader")
+    timeout_max_ms: int = _key(30_000, "cap of the exponentially backed-off view timeout")
+
+
+@dataclass(frozen=True)
+class BitcoinSection:
+    enabled: bool = _key(False, "anchor the chain into Bitcoin through the bitcoind below")
+    network: str = _key("regtest", "bitcoin network: mainnet, testnet, signet or regtest", choices=("mainnet", "testnet", "signet", "regtest"))
+    rpc_url: str = _key("http://127.0.0.1:18443", "bitcoind JSON-RPC URL")
+    rpc_cookie_file: str = _key("", "bitcoind .cookie file for RPC auth (empty: use rpc_user/rpc_password)")
+    rpc_user: str = _key("", "RPC user name when not using the cookie file")
+    rpc_password: str = _key("", "RPC password when not using the cookie file")
+    wallet: str = _key("pantheon", "bitcoind wallet that funds and signs anchor transactions")
+    fee_rate_sat_vb: int = _key(2, "fee rate of a new anchor transaction (sat/vB)")
+    fee_rate_max_sat_vb: int = _key(50, "fee bumps never go above this fee rate (sat/vB)")
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    node: NodeSection = _table(NodeSection, "this validator's files")
+    p2p: P2PSection = _table(P2PSection, "connections to the other validators")
+    api: APISection = _table(APISection, "the HTTP API")
+    mempool: MempoolSection = _table(MempoolSection, "roots accepted but not yet in a block")
+    consensus: ConsensusSection = _table(ConsensusSection, "block building and view timeouts")
+    bitcoin: BitcoinSection = _table(BitcoinSection, "Bitcoin anchoring")
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, relative to the config file's directory."""
+        candidate = Path(relative).expanduser()
+        return candidate if candidate.is_absolute() else self.path.parent / candidate
+
+
+SECTIONS: dict[str, type] = {
+    name: section_type
+    for name, section_type in typing.get_type_hints(Config).items()
+    if name != "path"
+}
+
+
+def _check_value(file: Path, where: str, value: Any, spec: dataclasses.Field[Any], expected: Any) -> Any:
+    if typing.get_origin(expected) is dict:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ConfigError(f"{file}: {where} must be a table of strings")
+        return dict(value)
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{file}: {where} must be true or false, got {value!r}")
+    elif expected is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{file}: {where} must be a non-negative integer, got {value!r}")
+    elif expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{file}: {where} must be a string, got {value!r}")
+    choices = spec.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{file}: {where} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def load_config(path: Path) -> Config:
+    """Read and check a config file. Missing keys take their defaults; unknown ones are errors."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (see `pantheon config reference`)") from None
+    if len(raw) > CONFIG_FILE_BYTES_MAX:
+        raise ConfigError(f"config file {path} is larger than {CONFIG_FILE_BYTES_MAX} bytes")
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    sections: dict[str, Any] = {}
+    for name, values in doc.items():
+        section_type = SECTIONS.get(name)
+        if section_type is None:
+            raise ConfigError(f"{path}: unknown section [{name}]; known: {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+        specs = {f.name: f for f in dataclasses.fields(section_type)}
+        hints = typing.get_type_hints(section_type)
+        checked = {}
+        for key, value in values.items():
+            spec = specs.get(key)
+            if spec is None:
+                raise ConfigError(f"{path}: unknown key {name}.{key}; known: {', '.join(specs)}")
+            checked[key] = _check_value(path, f"{name}.{key}", value, spec, hints[key])
+        sections[name] = section_type(**checked)
+    return Config(path=path.resolve(), **sections)
+
+
+def reference_rows() -> list[tuple[str, str, str]]:
+    """(key, default, meaning) for every config key, in file order."""
+    rows = []
+    for name, section_type in SECTIONS.items():
+        for spec in dataclasses.fields(section_type):
+            default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[misc]
+            rows.append((f"{name}.{spec.name}", _toml_literal(default), spec.metadata["meaning"]))
+    return rows
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "{}" if not value else "{ " + ", ".join(f'"{k}" = "{v}"' for k, v in value.items()) + " }"
+    return str(value)
+
+
+def render_config(values: dict[str, dict[str, Any]]) -> str:
+    """A config file with the given values, every other key commented with its default."""
+    lines = ["# Pantheon node configuration. `pantheon config reference` explains every key."]
+    for name, section_type in SECTIONS.items():
+        lines.append(f"\n[{name}]")
+        given = values.get(name, {})
+        for spec in dataclasses.fields(section_type):
+            if spec.name in given:
+                lines.append(f"{spec.name} = {_toml_literal(given[spec.name])}")
+    return "\n".join(lines) + "\n"
+
