@@ -1,0 +1,84 @@
+"""The durable mempool: acknowledged roots survive a restart; finalized ones leave."""
+
+import os
+
+import pytest
+
+from node.mempool import Mempool, MempoolFull
+from storage.db import Store
+from storage.merkle_log import MerkleLog
+
+
+def roots(*seeds: int) -> bytes:
+    return b"".join(seed.to_bytes(32, "big") for seed in seeds)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "db") as s:
+        yield s
+
+
+def test_new_roots_are_admitted_and_counted(store):
+    pool = Mempool(store, MerkleLog(store), roots_max=100)
+    admission = pool.admit(roots(1, 2, 3), received_at_ms=10)
+    assert admission.states == ("new", "new", "new")
+    assert len(pool) == 3
+
+
+def test_a_root_submitted_twice_is_pending_not_new(store):
+    pool = Mempool(store, MerkleLog(store), roots_max=100)
+    pool.admit(roots(1), received_at_ms=10)
+    assert pool.admit(roots(1, 1, 2), received_at_ms=11).states == ("pending", "pending", "new")
+    assert len(pool) == 2
+
+
+def test_a_root_already_in_the_log_reports_its_index(store):
+    log = MerkleLog(store)
+    log.append(roots(7, 8))
+    pool = Mempool(store, log, roots_max=100)
+    admission = pool.admit(roots(8), received_at_ms=10)
+    assert admission.states == ("logged",) and admission.indices == (1,)
+    assert len(pool) == 0
+
+
+def test_admitted_roots_survive_reopening_the_store(tmp_path):
+    with Store(tmp_path / "db") as store:
+        Mempool(store, MerkleLog(store), roots_max=100).admit(roots(4, 5), received_at_ms=10)
+    with Store(tmp_path / "db") as store:
+        pool = Mempool(store, MerkleLog(store), roots_max=100)
+        assert pool.take(10) == roots(4, 5)
+
+
+def test_take_returns_oldest_first_and_skips_roots_in_flight(store):
+    pool = Mempool(store, MerkleLog(store), roots_max=100)
+    pool.admit(roots(1, 2, 3, 4), received_at_ms=10)
+    assert pool.take(2) == roots(1, 2)
+    assert pool.take(2, exclude={roots(1), roots(2)}) == roots(3, 4)
+
+
+def test_removed_roots_are_gone_after_restart(tmp_path):
+    with Store(tmp_path / "db") as store:
+        pool = Mempool(store, MerkleLog(store), roots_max=100)
+        pool.admit(roots(1, 2), received_at_ms=10)
+        with store.batch() as batch:
+            pool.remove(roots(1), batch)
+        pool.forget(roots(1))
+        assert pool.take(10) == roots(2)
+    with Store(tmp_path / "db") as store:
+        assert Mempool(store, MerkleLog(store), roots_max=100).take(10) == roots(2)
+
+
+def test_a_full_mempool_refuses_and_stores_nothing(store):
+    pool = Mempool(store, MerkleLog(store), roots_max=2)
+    pool.admit(roots(1), received_at_ms=10)
+    with pytest.raises(MempoolFull, match="1 of 2"):
+        pool.admit(roots(2, 3), received_at_ms=11)
+    assert len(pool) == 1
+    assert len(Mempool(store, MerkleLog(store), roots_max=2)) == 1
+
+
+def test_roots_not_a_multiple_of_32_bytes_are_refused(store):
+    pool = Mempool(store, MerkleLog(store), roots_max=10)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        pool.admit(os.urandom(33), received_at_ms=1)
