@@ -1,0 +1,233 @@
+"""The HTTP API: a thin translation between HTTP and the node's service object.
+
+Reads are public; writes need ``Authorization: Bearer <token>``. Every request is
+bounded (body bytes, roots per request) and every overload reaches the client as a
+status it can act on: 429 (this node is busy, retry soon) or 503 (the mempool is
+full, retry later), both with ``Retry-After``. Errors are JSON ``{"error": "..."}``.
+
+The service object holds all node logic; this module never touches storage or
+consensus, so the same app serves the real node and, in unit tests, a stand-in.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from node.mempool import MempoolFull
+from node.tokens import TokenTable
+from proof.errors import PantheonError
+
+ROOT_SIZE = 32
+RETRY_AFTER_BUSY_S = 1
+RETRY_AFTER_FULL_S = 5
+CBOR = "application/cbor"
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Overloaded(PantheonError):
+    """The node cannot take more work right now (a bounded queue is full)."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    root: bytes
+    state: str
+    received_at_ms: int
+    index: int | None = None
+
+    def to_json(self, node: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "root": self.root.hex(),
+            "state": self.state,
+            "received_at_ms": self.received_at_ms,
+            "node": node,
+        }
+        if self.index is not None:
+            body["index"] = self.index
+        return body
+
+
+class NodeService(Protocol):
+    """What the API needs from a node."""
+
+    node_name: str
+    tokens: TokenTable
+
+    async def submit(self, roots: bytes, submitter: str) -> list[Receipt]: ...
+
+    def root_status(self, root: bytes) -> dict[str, Any] | None: ...
+
+    def proof_bundle(self, root: bytes) -> bytes | None: ...
+
+    def checkpoint(self) -> dict[str, Any]: ...
+
+    def block(self, height: int) -> dict[str, Any] | None: ...
+
+    def anchors(self) -> list[dict[str, Any]]: ...
+
+    def evidence(self) -> list[dict[str, Any]]: ...
+
+    def health(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def metrics(self) -> bytes: ...
+
+
+def error(status: int, message: str, *, retry_after_s: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def parse_root(text: str) -> bytes:
+    if len(text) != 2 * ROOT_SIZE:
+        raise ValueError(f"a root is {2 * ROOT_SIZE} hex digits, got {len(text)} characters")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"root {text[:16]!r}... is not hex") from None
+
+
+def parse_submission(body: bytes, content_type: str, roots_max: int) -> bytes:
+    """The roots of a POST body as n*32 bytes; ValueError says what is wrong."""
+    if content_type == "application/octet-stream":
+        if len(body) % ROOT_SIZE:
+            raise ValueError(f"octet-stream body must be a multiple of {ROOT_SIZE} bytes")
+        count = len(body) // ROOT_SIZE
+        data = body
+    else:
+        try:
+            doc = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"body is not JSON: {exc}") from None
+        if not isinstance(doc, dict) or set(doc) != {"roots"} or not isinstance(doc["roots"], list):
+            raise ValueError('body must be {"roots": ["<64 hex>", ...]}')
+        count = len(doc["roots"])
+        if count > roots_max:
+            raise OverflowError(f"{count} roots in one request; the maximum is {roots_max}")
+        if not all(isinstance(item, str) for item in doc["roots"]):
+            raise ValueError("every root must be a hex string")
+        joined = "".join(doc["roots"])
+        if len(joined) != count * 2 * ROOT_SIZE:
+            raise ValueError(f"every root must be {2 * ROOT_SIZE} hex digits")
+        try:
+            data = binascii.unhexlify(joined)
+        except (binascii.Error, ValueError):
+            raise ValueError("roots must be hex digits only") from None
+    if count == 0:
+        raise ValueError("no roots in the request")
+    if count > roots_max:
+        raise OverflowError(f"{count} roots in one request; the maximum is {roots_max}")
+    return data
+
+
+def build_app(service: NodeService, *, roots_per_request_max: int, body_bytes_max: int) -> Starlette:
+    def submitter_of(request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        return service.tokens.submitter(token.strip())
+
+    async def post_roots(request: Request) -> Response:
+        if "authorization" not in request.headers:
+            return error(401, "writes need Authorization: Bearer <token>")
+        submitter = submitter_of(request)
+        if submitter is None:
+            return error(403, "token not recognised")
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+        if content_type not in ("application/json", "application/octet-stream"):
+            return error(415, f"content type {content_type!r}: use application/json or application/octet-stream")
+        body = await request.body()
+        try:
+            roots = parse_submission(body, content_type, roots_per_request_max)
+        except OverflowError as exc:
+            return error(413, str(exc))
+        except ValueError as exc:
+            return error(400, str(exc))
+        try:
+            receipts = await service.submit(roots, submitter)
+        except MempoolFull as exc:
+            return error(503, str(exc), retry_after_s=RETRY_AFTER_FULL_S)
+        except Overloaded as exc:
+            return error(429, str(exc), retry_after_s=RETRY_AFTER_BUSY_S)
+        return JSONResponse(
+            {"receipts": [r.to_json(service.node_name) for r in receipts]}, status_code=202
+        )
+
+    def root_param(request: Request) -> bytes:
+        return parse_root(request.path_params["root"])
+
+    async def get_root(request: Request) -> Response:
+        try:
+            root = root_param(request)
+        except ValueError as exc:
+            return error(400, str(exc))
+        status = service.root_status(root)
+        return error(404, "root not known to this node") if status is None else JSONResponse(status)
+
+    async def get_proof(request: Request) -> Response:
+        try:
+            root = root_param(request)
+        except ValueError as exc:
+            return error(400, str(exc))
+        bundle = service.proof_bundle(root)
+        if bundle is None:
+            return error(404, "no proof yet: root unknown or not yet certified")
+        return Response(bundle, media_type=CBOR)
+
+    async def get_checkpoint(request: Request) -> Response:
+        return JSONResponse(service.checkpoint())
+
+    async def get_block(request: Request) -> Response:
+        text = request.path_params["height"]
+        if not text.isdigit() or len(text) > 19:
+            return error(400, "height must be a non-negative integer")
+        block = service.block(int(text))
+        return error(404, "no finalized block at that height") if block is None else JSONResponse(block)
+
+    async def get_anchors(request: Request) -> Response:
+        return JSONResponse({"anchors": service.anchors()})
+
+    async def get_evidence(request: Request) -> Response:
+        return JSONResponse({"evidence": service.evidence()})
+
+    async def get_health(request: Request) -> Response:
+        healthy, detail = service.health()
+        return JSONResponse({"ok": healthy, **detail}, status_code=200 if healthy else 503)
+
+    async def get_metrics(request: Request) -> Response:
+        return Response(service.metrics(), media_type=PROMETHEUS)
+
+    routes = [
+        Route("/v1/roots", post_roots, methods=["POST"]),
+        Route("/v1/roots/{root}", get_root, methods=["GET"]),
+        Route("/v1/proofs/{root}", get_proof, methods=["GET"]),
+        Route("/v1/checkpoints/latest", get_checkpoint, methods=["GET"]),
+        Route("/v1/blocks/{height}", get_block, methods=["GET"]),
+        Route("/v1/anchors", get_anchors, methods=["GET"]),
+        Route("/v1/evidence", get_evidence, methods=["GET"]),
+        Route("/healthz", get_health, methods=["GET"]),
+        Route("/metrics", get_metrics, methods=["GET"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, f"no such endpoint: {request.method} {request.url.path}")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return error(405, f"{request.method} is not allowed on {request.url.path}")
+
+    async def too_large(request: Request, exc: Exception) -> Response:
+        return error(413, f"request body larger than {body_bytes_max} bytes")
+
+    return Starlette(
+        routes=routes,
+        max_body_size=body_bytes_max,
+        exception_handlers={404: not_found, 405: not_allowed, 413: too_large},
+    )
