@@ -1,0 +1,42 @@
+"""Prometheus metrics of one node, in a registry of its own.
+
+A private registry (not the process-global default) keeps two nodes in one test
+process from mixing their numbers, and exposes only what the node sets.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+FINALIZE_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.height = Gauge("pantheon_height", "Height of the latest finalized block", registry=r)
+        self.view = Gauge("pantheon_view", "Current consensus view", registry=r)
+        self.log_size = Gauge("pantheon_log_size", "Entries in the Merkle log", registry=r)
+        self.mempool_roots = Gauge("pantheon_mempool_roots", "Roots accepted, not yet finalized", registry=r)
+        self.peers_connected = Gauge("pantheon_peers_connected", "Validators connected to this node", registry=r)
+        self.anchors_pending = Gauge("pantheon_anchors_pending", "Anchor transactions not yet final", registry=r)
+        self.anchors_confirmed = Gauge("pantheon_anchors_confirmed", "Anchor transactions confirmed", registry=r)
+        self.anchor_fee_capped = Gauge(
+            "pantheon_anchor_fee_capped", "1 while an anchor waits at the maximum fee rate", registry=r
+        )
+        self.roots_submitted = Counter("pantheon_roots_submitted", "Roots accepted over the API", registry=r)
+        self.roots_finalized = Counter("pantheon_roots_finalized", "Roots appended to the log", registry=r)
+        self.blocks_finalized = Counter("pantheon_blocks_finalized", "Blocks finalized", registry=r)
+        self.messages_rejected = Counter(
+            "pantheon_messages_rejected", "Consensus messages dropped, by reason", ["reason"], registry=r
+        )
+        self.finalize_latency = Histogram(
+            "pantheon_finalize_latency_seconds",
+            "From a root's acceptance to its block's finalization",
+            buckets=FINALIZE_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
