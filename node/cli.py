@@ -19,8 +19,9 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 def _command_modules() -> list[Register]:
     """Commands in the order ``--help`` lists them."""
-    registers: list[Register] = []
-    return registers
+    from node import commands
+
+    return [commands.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
