@@ -1,0 +1,1 @@
+"""Benchmarks: run by hand (``make bench``), print figures, never part of the test suite."""

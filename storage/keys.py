@@ -1,0 +1,91 @@
+"""The LevelDB key layout: every record kind Pantheon stores, in one table.
+
+One store holds everything a node persists. Each record kind owns one prefix byte,
+so kinds never collide and a prefix scan visits exactly one kind. Integers in keys
+are unsigned big-endian of fixed width, so LevelDB's bytewise key order equals
+numeric order (a scan by height or index runs in order, and sequential appends
+land next to each other, which keeps LevelDB's key prefix compression effective).
+
+======  ==================  ======================================  ===========================
+prefix  kind                key after the prefix                    value
+======  ==================  ======================================  ===========================
+0x01    log entry           index: u64                              the 32-byte audit root
+0x02    log node            level: u8 (>= 1), index: u64            32-byte hash of the perfect
+                                                                    subtree of 2**level leaves
+                                                                    starting at index << level
+0x03    log index           audit root: 32 bytes                    index: u64
+0x04    log metadata        name: ASCII (``size``)                  ``size``: u64 leaf count
+0x10    block by height     height: u64                             reserved: block
+0x11    block by hash       block hash: 32 bytes                    reserved: height u64
+0x12    certificate         height: u64                             reserved: certificate
+0x13    anchor              reserved: defined by the anchor module  reserved
+0x14    chain metadata      name: ASCII (e.g. ``tip``)              reserved: chain singletons
+0x20    consensus safety    reserved: defined by consensus storage  reserved
+0x30    mempool             reserved: defined by the mempool        reserved
+0x31    evidence            reserved: defined by evidence storage   reserved
+======  ==================  ======================================  ===========================
+
+Level-0 nodes are not stored as hashes: the log entry itself (0x01) is stored
+instead, and its leaf hash is one SHA-256 away. The entry record then serves both
+``leaf_hash_at`` and "which root is at index i" with a single record per leaf.
+Reserved prefixes are claimed here so later modules take them from this table
+and do not invent their own.
+"""
+
+from __future__ import annotations
+
+import struct
+
+U64 = struct.Struct(">Q")
+U64_MAX = 2**64 - 1
+# A level byte bounds the tree to 2**255 leaves; u64 indices bound it far below that.
+LEVEL_MAX = 63
+
+LOG_ENTRY = b"\x01"
+LOG_NODE = b"\x02"
+LOG_INDEX = b"\x03"
+LOG_META = b"\x04"
+BLOCK_BY_HEIGHT = b"\x10"
+BLOCK_BY_HASH = b"\x11"
+CERTIFICATE = b"\x12"
+ANCHOR = b"\x13"
+CHAIN_META = b"\x14"
+CONSENSUS_SAFETY = b"\x20"
+MEMPOOL = b"\x30"
+EVIDENCE = b"\x31"
+
+ALL_PREFIXES = (
+    LOG_ENTRY,
+    LOG_NODE,
+    LOG_INDEX,
+    LOG_META,
+    BLOCK_BY_HEIGHT,
+    BLOCK_BY_HASH,
+    CERTIFICATE,
+    ANCHOR,
+    CHAIN_META,
+    CONSENSUS_SAFETY,
+    MEMPOOL,
+    EVIDENCE,
+)
+
+LOG_SIZE = LOG_META + b"size"
+
+
+def u64(value: int) -> bytes:
+    """Fixed-width big-endian encoding: key order equals numeric order."""
+    return U64.pack(value)
+
+
+def log_entry(index: int) -> bytes:
+    return LOG_ENTRY + U64.pack(index)
+
+
+def log_node(level: int, index: int) -> bytes:
+    if not 1 <= level <= LEVEL_MAX:
+        raise ValueError(f"log node level {level} outside 1..{LEVEL_MAX}")
+    return LOG_NODE + bytes((level,)) + U64.pack(index)
+
+
+def log_index(audit_root: bytes) -> bytes:
+    return LOG_INDEX + audit_root

@@ -1,0 +1,431 @@
+"""The append-only RFC 9162 Merkle log of audit roots, stored in LevelDB.
+
+Theory of operation. A tree of ``size`` leaves is a sequence of *perfect*
+subtrees (``2**level`` leaves each) whose sizes are the binary digits of
+``size``, largest on the left. Once a perfect subtree is complete its hash never
+changes, so it is written exactly once, under ``keys.log_node(level, index)``
+(level >= 1; a leaf is its entry, ``keys.log_entry(index)``, hashed on read).
+Besides these, only the size and the root -> index map are stored.
+
+Every RFC 9162 proof sibling is the hash of a subtree D[a:b]. In the recursion of
+RFC 9162 sections 2.1.3.1 (PATH) and 2.1.4.1 (PROOF), all of them are perfect
+(one read) except the right-hand sibling at the point where the path first turns
+left: that one is the right edge of a smaller tree, the fold of at most
+log2(size) perfect subtrees. A proof therefore reads at most about
+2 * log2(size) records, whatever the size, and a past root (any size up to the
+current one) is the fold of popcount(size) perfect subtrees.
+
+The right edge of the current tree (a ``proof.compact.CompactRange``) is kept in
+memory and rebuilt at open from popcount(size) reads. An append hashes new leaves
+onto it with the same binary-increment loop as ``CompactRange.extend_roots``,
+written out here because every carry completes a perfect subtree whose hash must
+be stored: one node record per carry, about one per appended root.
+The append is staged first (computed, nothing written), its records go into a
+LevelDB batch that may also carry other records (a block and its certificate),
+and the in-memory state moves only after that batch was written (``commit``).
+Only the latest stage, made at the current size, may be written or committed,
+and the stored size is checked at stage and commit time: a stale, superseded,
+unwritten or doubly committed stage is refused rather than allowed to overwrite
+acknowledged entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from proof.compact import CompactRange
+from storage import keys
+from storage.db import BatchWriter, Store
+from storage.errors import LogError, StoreError
+
+HASH_SIZE = 32
+# Roots per append: bounds the memory a single batch and its staged records take
+# (a few hundred bytes a root) and the time the LevelDB write holds the writer.
+APPEND_ROOTS_MAX = 100_000
+# Roots returned by one ``audit_roots`` read: one append's worth, so one block's roots fit.
+READ_ROOTS_MAX = APPEND_ROOTS_MAX
+
+_sha256 = hashlib.sha256
+_pack_u64 = keys.U64.pack
+_unpack_u64 = keys.U64.unpack
+_LEAF_PREFIX = b"\x00"
+_NODE_PREFIX = b"\x01"
+# Key prefixes of the node records per level, built once (the append loop's hot path).
+_NODE_LEVEL_PREFIX = tuple(keys.LOG_NODE + bytes((level,)) for level in range(keys.LEVEL_MAX + 1))
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Where every input root ended up: ``indices[i]`` is the log index of input root i."""
+
+    indices: array  # array('Q'), one entry per input root, in input order
+    old_size: int
+    new_size: int
+    root: bytes  # the log root at new_size
+
+
+@dataclass(frozen=True, eq=False)
+class StagedAppend:
+    """An append computed against the log at ``old_size``, not yet written.
+
+    ``write_to`` puts its records into a caller's batch; after that batch is
+    written, ``MerkleLog.commit`` moves the log to ``new_size``.
+    """
+
+    log: MerkleLog = field(repr=False)
+    serial: int
+    old_size: int
+    new_size: int
+    root: bytes
+    indices: array
+    _keys: list[bytes] = field(repr=False)
+    _values: list[bytes] = field(repr=False)
+    _edge: CompactRange = field(repr=False)
+
+    @property
+    def record_count(self) -> int:
+        return len(self._keys)
+
+    def write_to(self, batch: BatchWriter) -> None:
+        """Put the records into ``batch``; refused unless this is still the log's next append."""
+        self.log._check_writable(self)
+        put = batch.put
+        for key, value in zip(self._keys, self._values):
+            put(key, value)
+
+
+class MerkleLog:
+    """The log in ``store``: one per Store (a second writer is caught by the stored-size checks)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._size = self._stored_size()
+        self._stage_serial = 0
+        self._edge = CompactRange.from_hashes(self._size, self._subtree_hashes(0, self._size))
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def compact_range(self) -> CompactRange:
+        """A copy of the right edge at the current size, to compute roots of blocks not yet stored."""
+        return self._edge.copy()
+
+    # ---- reads -------------------------------------------------------------
+
+    def root(self, size: int | None = None) -> bytes:
+        """The RFC 9162 root at ``size`` (default: now); the empty-tree root for size 0."""
+        if size is None or size == self._size:
+            return self._edge.root()
+        self._check_size(size, "size")
+        if size == 0:
+            return CompactRange().root()
+        return self._range_hash(0, size)
+
+    def index_of(self, audit_root: bytes) -> int | None:
+        _check_root(audit_root)
+        value = self._store.get(keys.log_index(audit_root))
+        return None if value is None else self._stored_index(value, audit_root)
+
+    def audit_root_at(self, index: int) -> bytes:
+        self._check_index(index, self._size)
+        return self._read_entry(index)
+
+    def audit_roots(self, start: int, end: int) -> bytes:
+        """Entries [start, end) concatenated (32 bytes each), read in one range scan."""
+        self._check_size(end, "end")
+        if not isinstance(start, int) or not 0 <= start <= end:
+            raise LogError(f"start {start!r} must satisfy 0 <= start <= end = {end}")
+        if end - start > READ_ROOTS_MAX:
+            raise LogError(f"{end - start} roots in one read; at most {READ_ROOTS_MAX}: read in parts")
+        values = [value for _, value in self._store.scan(keys.log_entry(start), keys.log_entry(end))]
+        data = b"".join(values)
+        if len(values) != end - start or len(data) != HASH_SIZE * len(values):
+            raise StoreError(
+                f"store {self._store.path}: log entries {start}..{end - 1} are incomplete or malformed "
+                f"({len(values)} records, {len(data)} bytes): the store is corrupt"
+            )
+        return data
+
+    def leaf_hash_at(self, index: int) -> bytes:
+        self._check_index(index, self._size)
+        return _sha256(_LEAF_PREFIX + self._read_entry(index)).digest()
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """RFC 9162 2.1.3.1 PATH(index, D[0:size]): sibling hashes, lowest first."""
+        size = self._size if size is None else size
+        self._check_size(size, "size")
+        self._check_index(index, size)
+        top_down: list[bytes] = []
+        start, n, m = 0, size, index
+        while n > 1:
+            k = _split(n)
+            if m < k:
+                top_down.append(self._range_hash(start + k, start + n))
+                n = k
+            else:
+                top_down.append(self._range_hash(start, start + k))
+                start, n, m = start + k, n - k, m - k
+        top_down.reverse()
+        return top_down
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """RFC 9162 2.1.4.1 PROOF(size1, D[0:size2]); requires 0 < size1 <= size2 <= size."""
+        size2 = self._size if size2 is None else size2
+        self._check_size(size2, "size2")
+        if not isinstance(size1, int) or not 0 < size1 <= size2:
+            raise LogError(
+                f"size1 {size1!r} must satisfy 0 < size1 <= size2 = {size2} "
+                "(a consistency proof from the empty tree proves nothing)"
+            )
+        top_down: list[bytes] = []
+        start, m, n, whole = 0, size1, size2, True
+        while m != n:
+            k = _split(n)
+            if m <= k:
+                top_down.append(self._range_hash(start + k, start + n))
+                n = k
+            else:
+                top_down.append(self._range_hash(start, start + k))
+                start, m, n, whole = start + k, m - k, n - k, False
+        if not whole:
+            top_down.append(self._range_hash(start, start + n))
+        top_down.reverse()
+        return top_down
+
+    # ---- appends -----------------------------------------------------------
+
+    def append(self, roots: bytes | Sequence[bytes]) -> AppendResult:
+        """Append new roots in one synced batch; a root already logged keeps its index."""
+        staged = self.stage_append(roots)
+        if staged.new_size != staged.old_size:
+            with self._store.batch(sync=True) as batch:
+                staged.write_to(batch)
+        return self.commit(staged)
+
+    def stage_append(self, roots: bytes | Sequence[bytes]) -> StagedAppend:
+        """Compute an append's records and indices without writing or changing anything."""
+        data = _concat_roots(roots)
+        stored = self._stored_size()
+        if stored != self._size:
+            raise LogError(
+                f"store {self._store.path} holds a log of size {stored} but this MerkleLog is at "
+                f"{self._size}: a staged append was written and never committed; reopen the log"
+            )
+        count = len(data) // HASH_SIZE
+        if self._size + count > keys.U64_MAX:
+            raise LogError(f"appending {count} roots would take the log past 2**64 - 1 entries")
+        get = self._store.get
+        index_prefix = keys.LOG_INDEX
+        entry_prefix = keys.LOG_ENTRY
+        node_prefix = _NODE_LEVEL_PREFIX
+        record_keys: list[bytes] = []
+        record_values: list[bytes] = []
+        put_key = record_keys.append
+        put_value = record_values.append
+        edge = list(self._edge.hashes)
+        pop, push = edge.pop, edge.append
+        fresh: dict[bytes, int] = {}
+        indices = array("Q", bytes(8 * count))
+        size = self._size
+        for position in range(count):
+            root = data[position * HASH_SIZE : position * HASH_SIZE + HASH_SIZE]
+            index = fresh.get(root)
+            if index is None:
+                stored_index = get(index_prefix + root)
+                if stored_index is not None:
+                    index = self._stored_index(stored_index, root)
+                else:
+                    index = size
+                    size += 1
+                    fresh[root] = index
+                    index_bytes = _pack_u64(index)
+                    put_key(entry_prefix + index_bytes)
+                    put_value(root)
+                    put_key(index_prefix + root)
+                    put_value(index_bytes)
+                    node = _sha256(_LEAF_PREFIX + root).digest()
+                    level = 0
+                    carry = index
+                    while carry & 1:
+                        node = _sha256(_NODE_PREFIX + pop() + node).digest()
+                        level += 1
+                        carry >>= 1
+                        put_key(node_prefix[level] + _pack_u64(carry))
+                        put_value(node)
+                    push(node)
+            indices[position] = index
+        if size != self._size:
+            put_key(keys.LOG_SIZE)
+            put_value(_pack_u64(size))
+        new_edge = CompactRange.from_hashes(size, edge)
+        self._stage_serial += 1
+        return StagedAppend(
+            log=self,
+            serial=self._stage_serial,
+            old_size=self._size,
+            new_size=size,
+            root=new_edge.root(),
+            indices=indices,
+            _keys=record_keys,
+            _values=record_values,
+            _edge=new_edge,
+        )
+
+    def commit(self, staged: StagedAppend) -> AppendResult:
+        """Move the in-memory log to ``staged.new_size`` once its batch has been written."""
+        self._check_writable(staged)
+        stored = self._stored_size()
+        if stored != staged.new_size:
+            raise LogError(
+                f"staged append to size {staged.new_size} is not in store {self._store.path} "
+                f"(stored size {stored}): write it into a batch and write the batch before commit"
+            )
+        self._size = staged.new_size
+        self._edge = staged._edge
+        return AppendResult(
+            indices=staged.indices, old_size=staged.old_size, new_size=staged.new_size, root=staged.root
+        )
+
+    # ---- internals ---------------------------------------------------------
+
+    def _check_writable(self, staged: StagedAppend) -> None:
+        """Only the latest stage, made at the current size, may be written and committed.
+
+        Two stages made at one size would both claim the same indices: writing the
+        older one after the newer (or after anything else moved the log) would
+        overwrite entries that are already acknowledged.
+        """
+        if staged.log is not self:
+            raise LogError("this staged append was made by a different MerkleLog")
+        if staged.old_size != self._size:
+            raise LogError(
+                f"stale staged append: it extends size {staged.old_size} but the log is at "
+                f"{self._size}; stage it again"
+            )
+        if staged.serial != self._stage_serial:
+            raise LogError("staged append superseded by a later stage_append; use the latest one")
+
+    def _stored_size(self) -> int:
+        value = self._store.get(keys.LOG_SIZE)
+        return 0 if value is None else self._decode_u64(value, "log size")
+
+    def _range_hash(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) for a range the RFC recursion produces (start aligned)."""
+        return _fold(self._subtree_hashes(start, end))
+
+    def _subtree_hashes(self, start: int, end: int) -> list[bytes]:
+        """The stored hashes of the perfect subtrees making up D[start:end], left to right."""
+        return [self._perfect_hash(level, first >> level) for level, first in _perfect_subtrees(start, end)]
+
+    def _perfect_hash(self, level: int, index: int) -> bytes:
+        if level == 0:
+            return _sha256(_LEAF_PREFIX + self._read_entry(index)).digest()
+        value = self._store.get(_NODE_LEVEL_PREFIX[level] + _pack_u64(index))
+        if value is None or len(value) != HASH_SIZE:
+            state = "missing" if value is None else f"{len(value)} bytes, not {HASH_SIZE}"
+            raise StoreError(
+                f"store {self._store.path}: log node (level {level}, index {index}) is {state} "
+                f"in a log of size {self._size}: the store is corrupt"
+            )
+        return value
+
+    def _read_entry(self, index: int) -> bytes:
+        value = self._store.get(keys.log_entry(index))
+        if value is None or len(value) != HASH_SIZE:
+            state = "missing" if value is None else f"{len(value)} bytes, not {HASH_SIZE}"
+            raise StoreError(
+                f"store {self._store.path}: log entry {index} is {state} in a log of size "
+                f"{self._size}: the store is corrupt"
+            )
+        return value
+
+    def _stored_index(self, value: bytes, audit_root: bytes) -> int:
+        index = self._decode_u64(value, f"index of root {audit_root.hex()}")
+        if index >= self._size:
+            raise StoreError(
+                f"store {self._store.path} maps root {audit_root.hex()} to index {index}, "
+                f"beyond the log size {self._size}: the store is corrupt"
+            )
+        return index
+
+    def _decode_u64(self, value: bytes, what: str) -> int:
+        if len(value) != keys.U64.size:
+            raise StoreError(
+                f"store {self._store.path}: {what} is {len(value)} bytes, not {keys.U64.size}: "
+                "the store is corrupt"
+            )
+        return _unpack_u64(value)[0]
+
+    def _check_size(self, size: int, name: str) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= self._size:
+            raise LogError(f"{name} {size!r} is outside the log: it must be in 0..{self._size}")
+
+    @staticmethod
+    def _check_index(index: int, size: int) -> None:
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < size:
+            raise LogError(
+                f"index {index!r} is outside a tree of size {size}: it must be in 0..{size - 1}"
+            )
+
+
+def _split(n: int) -> int:
+    """RFC 9162's k: the largest power of two smaller than n (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def _perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:
+    """(level, first leaf) of the perfect subtrees making up D[start:end], left to right.
+
+    Requires ``start`` to be a multiple of the largest of them, which holds for the
+    whole tree (start 0) and for every range the RFC 9162 recursion asks for.
+    """
+    pieces = []
+    length = end - start
+    for level in range(length.bit_length() - 1, -1, -1):
+        if length >> level & 1:
+            pieces.append((level, start))
+            start += 1 << level
+    return pieces
+
+
+def _fold(hashes: Sequence[bytes]) -> bytes:
+    """MTH of consecutive perfect subtrees, largest first: the right edge folds from the right."""
+    node = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        node = _sha256(_NODE_PREFIX + left + node).digest()
+    return node
+
+
+def _check_root(audit_root: bytes) -> None:
+    if not isinstance(audit_root, bytes) or len(audit_root) != HASH_SIZE:
+        raise LogError(f"an audit root is {HASH_SIZE} bytes, got {_describe(audit_root)}")
+
+
+def _concat_roots(roots: bytes | Sequence[bytes]) -> bytes:
+    if isinstance(roots, (bytes, bytearray, memoryview)):
+        data = bytes(roots)
+        if len(data) % HASH_SIZE:
+            raise LogError(f"concatenated roots are {len(data)} bytes, not a multiple of {HASH_SIZE}")
+    else:
+        if len(roots) > APPEND_ROOTS_MAX:
+            raise LogError(
+                f"{len(roots)} roots in one append; at most {APPEND_ROOTS_MAX}: split the batch"
+            )
+        for root in roots:
+            _check_root(root)
+        data = b"".join(roots)
+    if len(data) // HASH_SIZE > APPEND_ROOTS_MAX:
+        raise LogError(
+            f"{len(data) // HASH_SIZE} roots in one append; at most {APPEND_ROOTS_MAX}: split the batch"
+        )
+    return data
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return f"{len(value)} bytes"
+    return type(value).__name__
