@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: devnet test test-fast bench soak sim clean help
+.PHONY: devnet test bench bitcoind clean help
 
 help:
 	@echo "make devnet   set up, then run a local validator network with live status"
@@ -19,10 +19,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-devnet: $(STAMP)
+# Finds bitcoind on PATH (or $$PANTHEON_BITCOIND), else installs Bitcoin Knots into the user cache.
+bitcoind: $(STAMP)
+	$(BIN)/python -m devnet.bitcoind
+
+devnet: $(STAMP) bitcoind
 	$(BIN)/pantheon devnet up -n 4
 
-test: $(STAMP)
+test: $(STAMP) bitcoind
 	$(BIN)/python -m pytest -q -ra
 
 bench: $(STAMP)
