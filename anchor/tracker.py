@@ -1,0 +1,332 @@
+"""Drive anchor records through their lifecycle (anchor.state) against one bitcoind.
+
+Blocking calls, meant for a worker thread (``trio.to_thread.run_sync``). The tracker
+keeps no state of its own: everything is in the AnchorRecord it is handed and
+returns, which the node persists. So a restart (of the node or of bitcoind, even on
+another port) loses nothing: build a new tracker and go on polling the same record.
+
+How one poll sees bitcoind (``_observe``), cheapest question first:
+
+1. A record that knows its block asks ``getblockheader``: confirmations >= 1 means
+   the block, and so the anchor in it, is on the best chain; -1 means the block is
+   stale (a reorg).
+2. Otherwise every version of the transaction (the current txid and the ones fee
+   bumps replaced, newest first) is looked up with the wallet's ``gettransaction``,
+   which follows reorgs and knows the block of a confirmed transaction without
+   -txindex; that block is checked with ``getblockheader`` as in 1.
+3. Not in a best-chain block: ``getmempoolentry`` of the current txid tells
+   "waiting" (in the mempool) from "evicted or reorged away" (nowhere). The state
+   machine rebroadcasts the raw transaction in the second case.
+
+Before that, a BROADCAST record adopts a replacement the wallet made of its current
+txid (``gettransaction``'s ``replaced_by_txid``): if a bumpfee succeeded in bitcoind
+but its answer was lost (timeout, crash), the record follows the wallet instead of
+rebroadcasting a transaction bitcoind has already replaced.
+
+Errors: BitcoindUnavailable propagates as it is from ``poll`` (the caller keeps its
+record and polls again later); a refused broadcast or bump becomes a
+BroadcastFailed event, so the record carries the reason and the retry is rate
+limited like any other attempt. ``anchor`` propagates what building the
+transaction raises (BitcoindUnavailable, WalletEmptyError, AnchorTxError): nothing
+exists yet then. Once signed, it always returns a record, BUILT if the first
+broadcast did not go through, so the caller can persist it and poll it on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from anchor.rpc import BitcoindRPC, BitcoindRPCError, BitcoindUnavailable
+from anchor.spv import SpvMaterial, extract_spv_material
+from anchor.state import (
+    ATTEMPT_INTERVAL_MS_DEFAULT,
+    BUMP_FACTOR_PERCENT_DEFAULT,
+    BUMPS_MAX,
+    FEE_RATE_SAT_KVB_MAX,
+    SAT_KVB_PER_SAT_VB,
+    Action,
+    Alert,
+    AnchorPolicy,
+    AnchorRecord,
+    AnchorState,
+    AnchorStateError,
+    Broadcast,
+    BroadcastFailed,
+    Broadcasted,
+    BumpFee,
+    Bumped,
+    Event,
+    Observed,
+    built,
+    step,
+    truncate_text,
+)
+from anchor.tx import SAT_PER_BTC, AnchorTx, AnchorTxError, bump_fee, check_anchor, create_anchor, vsize_of
+from proof.errors import DecodeError
+from proof.spv import hash_to_hex, hex_to_hash, parse_transaction, pow_limit
+
+logger = logging.getLogger("pantheon.anchor")
+
+# bitcoind RPC error codes (src/rpc/protocol.h) the tracker reads as answers, not failures.
+RPC_INVALID_ADDRESS_OR_KEY = -5  # unknown txid (wallet, mempool) or block
+RPC_VERIFY_ALREADY_IN_CHAIN = -27  # sendrawtransaction: the transaction is already in a block
+# The wallet sizes a transaction before signing it and rounds the fee up, so the rate
+# it pays can exceed the requested one by a small fraction (about 1/vsize; measured
+# 2.5 -> 2.516 sat/vB). The transaction-level cap check allows this much above the
+# policy's cap, which itself bounds the requested rates.
+FEE_RATE_CAP_TOLERANCE_PERCENT = 2
+# Actions one poll can carry out: the state machine asks for at most a bump or a
+# rebroadcast plus its alerts, and each answer adds at most one alert.
+ACTIONS_PER_POLL_MAX = 8
+
+
+def sat_vb_to_sat_kvb(rate_sat_vb: Decimal | int | str) -> int:
+    """An operator's sat/vB setting as the record's exact sat/kvB integer."""
+    try:
+        rate = Decimal(rate_sat_vb) * SAT_KVB_PER_SAT_VB
+    except InvalidOperation as exc:
+        raise AnchorStateError(f"fee rate {rate_sat_vb!r} is not a number of sat/vB") from exc
+    if rate != rate.to_integral_value() or not 0 < rate <= FEE_RATE_SAT_KVB_MAX:
+        raise AnchorStateError(
+            f"fee rate {rate_sat_vb} sat/vB must be positive, at most {FEE_RATE_SAT_KVB_MAX // 1000} sat/vB, "
+            "with at most 3 decimals"
+        )
+    return int(rate)
+
+
+def sat_kvb_to_sat_vb(rate_sat_kvb: int) -> Decimal:
+    return Decimal(rate_sat_kvb) / SAT_KVB_PER_SAT_VB
+
+
+def _log_alert(alert: Alert) -> None:
+    logger.warning("anchor alert %s: %s", alert.kind, alert.detail)
+
+
+class AnchorTracker:
+    """Creates anchors and moves their records along; ``rpc`` is a wallet client
+    (``BitcoindRPC(..., wallet=name)``), used for node calls as well."""
+
+    def __init__(
+        self,
+        rpc: BitcoindRPC,
+        *,
+        network: str,
+        fee_rate_sat_vb: Decimal | int | str,
+        fee_rate_max_sat_vb: Decimal | int | str,
+        bump_after_ms: int,
+        final_depth: int,
+        bump_factor_percent: int = BUMP_FACTOR_PERCENT_DEFAULT,
+        attempt_interval_ms: int = ATTEMPT_INTERVAL_MS_DEFAULT,
+        on_alert: Callable[[Alert], None] = _log_alert,
+    ) -> None:
+        pow_limit(network)
+        self.rpc = rpc
+        self.network = network
+        self.policy = AnchorPolicy(
+            fee_rate_sat_kvb=sat_vb_to_sat_kvb(fee_rate_sat_vb),
+            fee_rate_max_sat_kvb=sat_vb_to_sat_kvb(fee_rate_max_sat_vb),
+            bump_after_ms=bump_after_ms,
+            final_depth=final_depth,
+            bump_factor_percent=bump_factor_percent,
+            attempt_interval_ms=attempt_interval_ms,
+        )
+        self.on_alert = on_alert
+
+    @property
+    def _tx_fee_rate_max_sat_vb(self) -> Decimal:
+        """The cap handed to anchor.tx: the policy's, plus the wallet's rounding."""
+        return sat_kvb_to_sat_vb(self.policy.fee_rate_max_sat_kvb) * (100 + FEE_RATE_CAP_TOLERANCE_PERCENT) / 100
+
+    # ----------------------------------------------------------------- public API
+
+    def anchor(self, pantheon_block_hash: bytes, now_ms: int) -> AnchorRecord:
+        """Fund, sign and broadcast an anchor of ``pantheon_block_hash``; its record."""
+        signed = create_anchor(
+            self.rpc,
+            pantheon_block_hash,
+            fee_rate_sat_vb=sat_kvb_to_sat_vb(self.policy.fee_rate_sat_kvb),
+            fee_rate_max_sat_vb=self._tx_fee_rate_max_sat_vb,
+            send=False,
+        )
+        record, actions = built(
+            pantheon_block_hash,
+            signed.raw_tx,
+            fee_rate_sat_kvb=self.policy.fee_rate_sat_kvb,
+            fee_sat=signed.fee_sat,
+            now_ms=now_ms,
+        )
+        return self._execute(record, actions, now_ms, unavailable_fails_broadcast=True)
+
+    def poll(self, record: AnchorRecord, now_ms: int) -> AnchorRecord:
+        """Observe bitcoind once, apply what it shows, carry out what that asks for."""
+        if record.state is AnchorState.FINAL:
+            return record
+        record = self._adopt_wallet_replacements(record, now_ms)
+        record, actions = step(record, self._observe(record, now_ms), self.policy)
+        return self._execute(record, actions, now_ms)
+
+    def spv_material(self, record: AnchorRecord) -> SpvMaterial:
+        """The SPV proof of a confirmed anchor (anchor.spv; checked before it is returned)."""
+        if record.state not in (AnchorState.CONFIRMED, AnchorState.FINAL):
+            raise AnchorStateError(f"{record.describe()}: SPV material exists once the anchor is confirmed")
+        assert record.confirmed_txid is not None and record.block_hash is not None
+        return extract_spv_material(
+            self.rpc, hash_to_hex(record.confirmed_txid), hash_to_hex(record.block_hash), network=self.network
+        )
+
+    # ----------------------------------------------------------------- observing
+
+    def _observe(self, record: AnchorRecord, now_ms: int) -> Observed:
+        if record.block_hash is not None:
+            header = self._header(record.block_hash)
+            if header is not None and header["confirmations"] >= 1:
+                return self._observed_in(record.confirmed_txid, record.block_hash, header, now_ms)
+        for txid in record.txids:
+            wallet_tx = self._wallet_tx(txid)
+            if wallet_tx is None or wallet_tx["confirmations"] < 1:
+                continue
+            block_hash = hex_to_hash(wallet_tx["blockhash"])
+            header = self._header(block_hash)
+            if header is not None and header["confirmations"] >= 1:
+                return self._observed_in(txid, block_hash, header, now_ms)
+        return Observed(now_ms, in_mempool=self._in_mempool(record.txid))
+
+    @staticmethod
+    def _observed_in(txid: bytes | None, block_hash: bytes, header: dict[str, Any], now_ms: int) -> Observed:
+        return Observed(
+            now_ms,
+            in_mempool=False,
+            confirmed_txid=txid,
+            block_hash=block_hash,
+            block_height=header["height"],
+            confirmations=header["confirmations"],
+        )
+
+    def _call_or_none(self, method: str, *params: Any) -> Any:
+        """``method``'s result, or None when bitcoind does not know the txid or block."""
+        try:
+            return self.rpc.call(method, *params)
+        except BitcoindRPCError as exc:
+            if exc.code == RPC_INVALID_ADDRESS_OR_KEY:
+                return None
+            raise
+
+    def _header(self, block_hash: bytes) -> dict[str, Any] | None:
+        return self._call_or_none("getblockheader", hash_to_hex(block_hash), True)
+
+    def _wallet_tx(self, txid: bytes) -> dict[str, Any] | None:
+        return self._call_or_none("gettransaction", hash_to_hex(txid))
+
+    def _in_mempool(self, txid: bytes) -> bool:
+        return self._call_or_none("getmempoolentry", hash_to_hex(txid)) is not None
+
+    def _adopt_wallet_replacements(self, record: AnchorRecord, now_ms: int) -> AnchorRecord:
+        for _ in range(BUMPS_MAX):
+            if record.state is not AnchorState.BROADCAST:
+                return record
+            wallet_tx = self._wallet_tx(record.txid)
+            replacement_hex = None if wallet_tx is None else wallet_tx.get("replaced_by_txid")
+            if replacement_hex is None:
+                return record
+            replacement = self._wallet_tx(hex_to_hash(replacement_hex))
+            if replacement is None:
+                return record
+            raw_tx = bytes.fromhex(replacement["hex"])
+            fee_sat = _btc_to_sat(-Decimal(replacement["fee"]))
+            vsize = _vsize(raw_tx)
+            record, actions = step(
+                record,
+                Bumped(raw_tx, math.ceil(fee_sat * SAT_KVB_PER_SAT_VB / vsize), fee_sat, now_ms),
+                self.policy,
+            )
+            self._alert_all(actions)
+        return record
+
+    # ----------------------------------------------------------------- acting
+
+    def _execute(
+        self,
+        record: AnchorRecord,
+        actions: tuple[Action, ...],
+        now_ms: int,
+        *,
+        unavailable_fails_broadcast: bool = False,
+    ) -> AnchorRecord:
+        queue = list(actions)
+        done = 0
+        while queue:
+            done += 1
+            if done > ACTIONS_PER_POLL_MAX:
+                raise AssertionError(f"anchor state machine asked for more than {ACTIONS_PER_POLL_MAX} actions")
+            action = queue.pop(0)
+            if isinstance(action, Alert):
+                self.on_alert(action)
+                continue
+            try:
+                event = self._carry_out(record, action, now_ms)
+            except BitcoindUnavailable as exc:
+                if not unavailable_fails_broadcast:
+                    raise
+                event = BroadcastFailed(truncate_text(str(exc)), now_ms)
+            except (BitcoindRPCError, AnchorTxError) as exc:
+                event = BroadcastFailed(truncate_text(str(exc)), now_ms)
+            record, more = step(record, event, self.policy)
+            queue.extend(more)
+        return record
+
+    def _carry_out(self, record: AnchorRecord, action: Broadcast | BumpFee, now_ms: int) -> Event:
+        if isinstance(action, Broadcast):
+            return self._broadcast(action, now_ms)
+        tx, vout = check_anchor(record.raw_tx, record.pantheon_block_hash)
+        current = AnchorTx(
+            txid=hash_to_hex(record.txid),
+            raw_tx=record.raw_tx,
+            block_hash=record.pantheon_block_hash,
+            vout=vout,
+            fee_sat=record.fee_sat,
+            vsize=vsize_of(tx, record.raw_tx),
+        )
+        replacement = bump_fee(
+            self.rpc,
+            current,
+            fee_rate_sat_vb=sat_kvb_to_sat_vb(action.fee_rate_sat_kvb),
+            fee_rate_max_sat_vb=self._tx_fee_rate_max_sat_vb,
+        )
+        return Bumped(replacement.raw_tx, action.fee_rate_sat_kvb, replacement.fee_sat, now_ms)
+
+    def _broadcast(self, action: Broadcast, now_ms: int) -> Event:
+        max_fee_rate_btc_kvb = self._tx_fee_rate_max_sat_vb * SAT_KVB_PER_SAT_VB / SAT_PER_BTC
+        try:
+            txid_hex = self.rpc.call("sendrawtransaction", action.raw_tx.hex(), max_fee_rate_btc_kvb)
+        except BitcoindRPCError as exc:
+            if exc.code == RPC_VERIFY_ALREADY_IN_CHAIN:
+                # Already in a block: bitcoind has it, the next observation finds where.
+                return Broadcasted(action.txid, now_ms)
+            raise
+        if hex_to_hash(txid_hex) != action.txid:
+            raise AnchorTxError(f"bitcoind accepted {txid_hex} for anchor {hash_to_hex(action.txid)}")
+        return Broadcasted(action.txid, now_ms)
+
+    def _alert_all(self, actions: tuple[Action, ...]) -> None:
+        for action in actions:
+            if not isinstance(action, Alert):
+                raise AssertionError(f"expected only alerts, got {type(action).__name__}")
+            self.on_alert(action)
+
+
+def _btc_to_sat(amount_btc: Decimal) -> int:
+    sat = amount_btc * SAT_PER_BTC
+    if sat != sat.to_integral_value() or sat < 0:
+        raise AnchorTxError(f"bitcoind reported a fee of {amount_btc} BTC, not a whole number of satoshi")
+    return int(sat)
+
+
+def _vsize(raw_tx: bytes) -> int:
+    try:
+        return vsize_of(parse_transaction(raw_tx), raw_tx)
+    except DecodeError as exc:
+        raise AnchorTxError(f"the wallet's replacement transaction does not parse: {exc}") from exc
