@@ -19,9 +19,10 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 def _command_modules() -> list[Register]:
     """Commands in the order ``--help`` lists them."""
-    from node import commands
+    from devnet import cli as devnet_cli
+    from node import commands, run_command
 
-    return [commands.register]
+    return [commands.register, run_command.register, devnet_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

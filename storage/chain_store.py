@@ -85,6 +85,22 @@ class ChainStore:
                 low = middle + 1
         return low
 
+    def keep_unfinalized(self, block_hash: bytes, encoded_block: bytes) -> None:
+        """Durably keep a block this validator voted on or proposed, until it is finalized.
+
+        A notarized block whose honest voters all crashed would otherwise be gone, and
+        the chain could stall on it forever (Simplex needs the notarized block to extend).
+        """
+        with self._store.batch(sync=True) as batch:
+            batch.put(keys.UNFINALIZED_BLOCK + block_hash, encoded_block)
+
+    def unfinalized(self) -> list[bytes]:
+        return [value for _key, value in self._store.iterate(keys.UNFINALIZED_BLOCK)]
+
+    def drop_unfinalized(self, batch: BatchWriter, block_hashes: list[bytes]) -> None:
+        for block_hash in block_hashes:
+            batch.delete(keys.UNFINALIZED_BLOCK + block_hash)
+
     def load_safety(self) -> bytes | None:
         return self._store.get(_SAFETY)
 

@@ -19,7 +19,10 @@ prefix  kind                key after the prefix                    value
 0x11    block by hash       block hash: 32 bytes                    reserved: height u64
 0x12    certificate         height: u64                             reserved: certificate
 0x13    anchor              reserved: defined by the anchor module  reserved
-0x14    chain metadata      name: ASCII (e.g. ``tip``)              reserved: chain singletons
+0x14    chain metadata      name: ASCII (e.g. ``tip``)              chain singletons (``tip``: u64)
+0x15    unfinalized block   block hash: 32 bytes                    the block (header + roots)
+                                                                    a validator voted on or
+                                                                    proposed, until finalized
 0x20    consensus safety    reserved: defined by consensus storage  reserved
 0x30    mempool             reserved: defined by the mempool        reserved
 0x31    evidence            reserved: defined by evidence storage   reserved
@@ -50,6 +53,7 @@ BLOCK_BY_HASH = b"\x11"
 CERTIFICATE = b"\x12"
 ANCHOR = b"\x13"
 CHAIN_META = b"\x14"
+UNFINALIZED_BLOCK = b"\x15"
 CONSENSUS_SAFETY = b"\x20"
 MEMPOOL = b"\x30"
 EVIDENCE = b"\x31"
@@ -64,6 +68,7 @@ ALL_PREFIXES = (
     CERTIFICATE,
     ANCHOR,
     CHAIN_META,
+    UNFINALIZED_BLOCK,
     CONSENSUS_SAFETY,
     MEMPOOL,
     EVIDENCE,

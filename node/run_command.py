@@ -1,0 +1,31 @@
+"""``pantheon node run --config FILE``: run one validator until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import trio
+
+from node.config import load_config
+from node.logs import setup_logging
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    from node.runtime import Node, run_until_signalled
+
+    config = load_config(args.config)
+    setup_logging(args.log_level or config.node.log_level)
+    node = Node(config)
+    trio.run(run_until_signalled, node)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    node = subparsers.add_parser("node", help="run a validator")
+    sub = node.add_subparsers(dest="node_command", metavar="ACTION", required=True)
+    run = sub.add_parser("run", help="run a validator until SIGINT/SIGTERM (clean shutdown)")
+    run.add_argument("--config", type=Path, required=True, help="node config file (TOML)")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                     help="override node.log_level from the config")
+    run.set_defaults(handler=cmd_node_run)

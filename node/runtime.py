@@ -1,0 +1,439 @@
+"""The validator process: one trio nursery wiring storage, p2p, consensus and the HTTP API.
+
+Theory of operation. Every input the consensus core reacts to (a peer's message, a
+view timer, a block this node built or checked) becomes an event on one bounded
+channel, and one task feeds them to ``Core.handle`` in arrival order and executes the
+returned actions *in order*: a ``Persist`` is written with a synced LevelDB batch
+before any later action of the same list runs, so a vote never leaves the node before
+the safety state that forbids its conflicting twin is on disk.
+
+A finalized block is applied in one atomic batch: its header and finalization proof,
+the log append of its roots, and the removal of those roots from the mempool. After
+a crash the node therefore restarts with either all of a block or none of it.
+
+Submitted roots are stored (synced) before the HTTP receipt is sent, then gossiped to
+every peer, so whichever validator leads next can propose them.
+
+Tasks: p2p manager, inbound pump, consensus loop, view timer, block builder, HTTP
+server, and a signal watcher. Any task that fails cancels the nursery: the node stops
+as a whole and says why, it never keeps running with a dead part.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from consensus.actions import (
+    Action,
+    Broadcast,
+    CheckBlock,
+    Evidence,
+    Finalized,
+    Persist,
+    RequestProposal,
+    Send,
+    SetTimer,
+)
+from consensus.block import Block, build_block
+from consensus.catchup import build_response
+from consensus.core import Core, CoreConfig, FinalizedTip
+from consensus.crypto import MLDSASigner, MLDSAVerifier
+from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
+from consensus.messages import CatchUpRequest, CatchUpResponse, Message, decode_message
+from consensus.safety import SafetyState
+from node.api import Overloaded, Receipt, build_app
+from node.commands import read_genesis
+from node.config import Config
+from node.keyfiles import read_key_file
+from node.logs import event
+from node.mempool import Mempool
+from node.metrics import NodeMetrics
+from node.tokens import TokenTable, load_tokens
+from p2p.frames import MAX_FRAME_BYTES, Channel
+from p2p.handshake import LocalIdentity
+from p2p.peers import PeerAddress, PeerManager, Received, TransportSettings
+from proof.chain import Certificate
+from proof.errors import DecodeError, PantheonError
+from storage.chain_store import ChainStore
+from storage.db import Store
+from storage.merkle_log import MerkleLog
+
+log = logging.getLogger("pantheon.node")
+
+EVENTS_MAX = 4096
+GOSSIP_ROOTS_PER_FRAME_MAX = (MAX_FRAME_BYTES - 1024) // 32
+CATCHUP_BLOCKS_PER_REQUEST = 64
+SUBMIT_IN_FLIGHT_MAX = 64
+
+
+class NodeError(PantheonError):
+    """The node cannot start as configured."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Node:
+    """One validator. ``await nursery.start(node.run)`` returns the HTTP API's bound URL."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.genesis = read_genesis(config.resolve(config.node.genesis_file))
+        key = read_key_file(config.resolve(config.node.key_file))
+        if key.public_key not in self.genesis.validators:
+            raise NodeError(
+                f"the key in {config.node.key_file} is not a validator of chain {self.genesis.hash.hex()[:16]}…; "
+                "wrong key file or wrong genesis"
+            )
+        self.index = self.genesis.validators.index(key.public_key)
+        self.name = f"validator-{self.index}"
+        self.tokens: TokenTable = load_tokens(config.resolve(config.api.tokens_file))
+        self.store = Store(config.resolve(config.node.data_dir))
+        self.log = MerkleLog(self.store)
+        self.chain = ChainStore(self.store)
+        self.mempool = Mempool(self.store, self.log, roots_max=config.mempool.roots_max)
+        self.metrics = NodeMetrics()
+        safety_raw = self.chain.load_safety()
+        self._unfinalized: dict[bytes, int] = {}
+        kept = []
+        for encoded in self.chain.unfinalized():
+            block = Block.decode(encoded)
+            self._unfinalized[block.hash] = block.header.height
+            if block.header.height > self.chain.tip_height:
+                kept.append(block)
+        self.core = Core(
+            genesis=self.genesis,
+            signer=MLDSASigner(key, self.index),
+            verifier=MLDSAVerifier(self.genesis),
+            safety=SafetyState.decode(safety_raw) if safety_raw else None,
+            finalized_tip=FinalizedTip(header=self.chain.tip_header, log=self.log.compact_range()),
+            config=CoreConfig(
+                base_timeout_ms=config.consensus.timeout_base_ms,
+                max_timeout_ms=config.consensus.timeout_max_ms,
+                block_roots_max=config.consensus.block_roots_max,
+            ),
+            blocks=sorted(kept, key=lambda b: b.header.height),
+        )
+        peers = {int(index): PeerAddress.parse(address) for index, address in config.p2p.peers.items()}
+        self.peers = PeerManager(
+            LocalIdentity(chain_id=self.genesis.hash, index=self.index, signing_key=key),
+            dict(enumerate(self.genesis.validators)),
+            peers,
+            TransportSettings(
+                send_queue_frames_max=config.p2p.send_queue_frames_max,
+                reconnect_max_ms=config.p2p.reconnect_max_ms,
+            ),
+            listen=PeerAddress.parse(config.p2p.listen),
+        )
+        self._events_send, self._events_recv = trio.open_memory_channel[Event](EVENTS_MAX)
+        self._stop = trio.Event()
+        self._timer_scope: trio.CancelScope | None = None
+        self._builder_scope: trio.CancelScope | None = None
+        self._mempool_changed = trio.Event()
+        self._submits_in_flight = 0
+        self.api_url: str | None = None
+        self.sync_metrics()
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        event(log, logging.INFO, "starting", validator=self.index, chain=self.genesis.hash.hex()[:16],
+              height=self.chain.tip_height, log_size=self.log.size, mempool=len(self.mempool))
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.peers.run)
+                nursery.start_soon(self._pump_inbound)
+                nursery.start_soon(self._consensus_loop)
+                self.api_url = await nursery.start(self._serve_http)
+                await self._events_send.send(Start())
+                event(log, logging.INFO, "ready", api=self.api_url, p2p_port=self.peers.listen_port)
+                task_status.started(self.api_url)
+                await self._stop.wait()
+                event(log, logging.INFO, "stopping")
+                self.peers.shutdown()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.store.close()
+            event(log, logging.INFO, "stopped", height=self.chain.tip_height, log_size=self.log.size)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _serve_http(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        from node.service import NodeAPIService
+
+        app = build_app(
+            NodeAPIService(self),
+            roots_per_request_max=self.config.api.roots_per_request_max,
+            body_bytes_max=self.config.api.body_bytes_max,
+        )
+        http_config = HypercornConfig()
+        http_config.bind = [self.config.api.listen]
+        http_config.accesslog = None
+        http_config.errorlog = logging.getLogger("pantheon.http")
+        http_config.graceful_timeout = 2.0
+        binds = await self._nursery.start(
+            lambda task_status: serve(app, http_config, shutdown_trigger=self._stop.wait, task_status=task_status)
+        )
+        task_status.started(binds[0] if binds else "")
+
+    # ---- inbound -----------------------------------------------------------------
+
+    async def _pump_inbound(self) -> None:
+        async for received in self.peers.inbound:
+            if received.channel is Channel.GOSSIP:
+                self._on_gossip(received)
+                continue
+            message = self._decode(received)
+            if isinstance(message, CatchUpRequest):
+                response = build_response(message, self.read_finalized)
+                self._send(received.peer_index, Channel.CATCHUP, response.encode())
+            elif message is not None:
+                await self._events_send.send(MessageReceived(received.peer_index, message))
+
+    def _decode(self, received: Received) -> Message | None:
+        try:
+            return decode_message(received.payload)
+        except DecodeError as exc:
+            self.metrics.messages_rejected.labels(reason="malformed").inc()
+            event(log, logging.WARNING, "dropped malformed message", peer=received.peer_index, error=str(exc)[:200])
+            return None
+
+    def _on_gossip(self, received: Received) -> None:
+        payload = received.payload
+        if len(payload) % 32 or not payload:
+            self.metrics.messages_rejected.labels(reason="gossip_malformed").inc()
+            return
+        try:
+            admission = self.mempool.admit(payload, now_ms())
+        except PantheonError as exc:
+            event(log, logging.WARNING, "gossip not admitted", peer=received.peer_index, error=str(exc))
+            return
+        if admission.new_roots:
+            self.sync_metrics()
+            self._mempool_changed.set()
+
+    # ---- consensus ---------------------------------------------------------------
+
+    async def _consensus_loop(self) -> None:
+        async for ev in self._events_recv:
+            actions = self.core.handle(ev, now_ms())
+            await self._execute(actions)
+            self.metrics.view.set(self.core.view)
+
+    async def _execute(self, actions: Iterable[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Persist):
+                self.chain.save_safety(action.state.encode())
+            elif isinstance(action, Send):
+                self._send(action.to, _channel_of(action.message), action.message.encode())
+            elif isinstance(action, Broadcast):
+                self.peers.broadcast(Channel.CONSENSUS, action.message.encode())
+            elif isinstance(action, SetTimer):
+                self._set_timer(action.view, action.delay_ms)
+            elif isinstance(action, RequestProposal):
+                self._start_builder(action)
+            elif isinstance(action, CheckBlock):
+                valid = self._check_block(action.block, action.pending)
+                if valid:
+                    self._keep_unfinalized(action.block)
+                await self._events_send.send(BlockChecked(action.block.hash, valid))
+            elif isinstance(action, Finalized):
+                self._apply_finalized(action.block, action)
+            elif isinstance(action, Evidence):
+                self.chain.add_evidence(action.record.encode())
+                event(log, logging.WARNING, "equivocation evidence", detail=repr(action.record)[:200])
+            else:
+                raise NodeError(f"consensus asked for an unknown action {action!r}")
+
+    def _send(self, peer: int, channel: Channel, payload: bytes) -> None:
+        try:
+            self.peers.send(peer, channel, payload)
+        except PantheonError as exc:
+            event(log, logging.WARNING, "send failed", peer=peer, error=str(exc))
+
+    def _set_timer(self, view: int, delay_ms: int) -> None:
+        if self._timer_scope is not None:
+            self._timer_scope.cancel()
+        scope = self._timer_scope = trio.CancelScope()
+
+        async def fire() -> None:
+            with scope:
+                await trio.sleep(delay_ms / 1000)
+                await self._events_send.send(TimerFired(view))
+
+        self._nursery.start_soon(fire)
+
+    def _start_builder(self, request: RequestProposal) -> None:
+        """Propose at once if roots are waiting; else wait up to empty_block_wait_ms for some."""
+        if self._builder_scope is not None:
+            self._builder_scope.cancel()
+        scope = self._builder_scope = trio.CancelScope()
+        wait_s = self.config.consensus.empty_block_wait_ms / 1000
+
+        async def build() -> None:
+            with scope:
+                with trio.move_on_after(wait_s):
+                    while not self._proposable(request.pending):
+                        self._mempool_changed = trio.Event()
+                        await self._mempool_changed.wait()
+                in_flight = _roots_of(request.pending)
+                roots = self.mempool.take(self.config.consensus.block_roots_max, exclude=in_flight)
+                block = build_block(
+                    genesis=self.genesis,
+                    view=request.view,
+                    parent=request.parent,
+                    log=request.log,
+                    roots=roots,
+                    timestamp_ms=now_ms(),
+                )
+                self._keep_unfinalized(block)
+                await self._events_send.send(ProposalReady(request.view, block))
+
+        self._nursery.start_soon(build)
+
+    def _proposable(self, pending: tuple[Block, ...]) -> bool:
+        if not len(self.mempool):
+            return False
+        return bool(self.mempool.take(1, exclude=_roots_of(pending)))
+
+    def _check_block(self, block: Block, pending: tuple[Block, ...]) -> bool:
+        """The IO side of block validity: none of its roots is already logged or in an ancestor."""
+        in_flight = _roots_of(pending)
+        roots = block.roots
+        for offset in range(0, len(roots), 32):
+            root = roots[offset : offset + 32]
+            if root in in_flight or self.log.index_of(root) is not None:
+                self.metrics.messages_rejected.labels(reason="block_repeats_root").inc()
+                event(log, logging.WARNING, "block repeats a root", height=block.header.height, root=root)
+                return False
+        return True
+
+    def _keep_unfinalized(self, block: Block) -> None:
+        """Persist a block before voting on or proposing it (see ChainStore.keep_unfinalized)."""
+        if block.hash not in self._unfinalized:
+            self.chain.keep_unfinalized(block.hash, block.encode())
+            self._unfinalized[block.hash] = block.header.height
+
+    def _apply_finalized(self, block: Block, action: Finalized) -> None:
+        header = block.header
+        if header.height <= self.chain.tip_height:
+            return
+        settled = [h for h, height in self._unfinalized.items() if height <= header.height]
+        staged = self.log.stage_append(block.roots)
+        with self.store.batch(sync=True) as batch:
+            staged.write_to(batch)
+            self.chain.stage_finalized(batch, header, action.proof)
+            self.mempool.remove(block.roots, batch)
+            self.chain.drop_unfinalized(batch, settled)
+        for block_hash in settled:
+            del self._unfinalized[block_hash]
+        self.log.commit(staged)
+        self.chain.commit_tip(header)
+        self.mempool.forget(block.roots)
+        if self.log.size != header.log_size or self.log.root() != header.log_root:
+            raise NodeError(
+                f"log diverged from finalized block {header.height}: size {self.log.size} root "
+                f"{self.log.root().hex()[:16]} vs header {header.log_size} {header.log_root.hex()[:16]}"
+            )
+        self.metrics.blocks_finalized.inc()
+        self.metrics.roots_finalized.inc(block.root_count)
+        self.sync_metrics()
+        event(log, logging.DEBUG, "finalized", height=header.height, roots=block.root_count, log_size=header.log_size)
+
+    # ---- catch-up ----------------------------------------------------------------
+
+    def read_finalized(self, height: int) -> tuple[Block, Certificate] | None:
+        header = self.chain.header_at(height)
+        proof = self.chain.finalization_at(height)
+        span = self.chain.log_range(height)
+        if header is None or proof is None or span is None:
+            return None
+        roots = self.log.audit_roots(*span)
+        return Block(header=header, roots=roots), proof.certificate
+
+    # ---- submissions -------------------------------------------------------------
+
+    async def submit(self, roots: bytes, submitter: str) -> list[Receipt]:
+        if self._submits_in_flight >= SUBMIT_IN_FLIGHT_MAX:
+            raise Overloaded(f"{SUBMIT_IN_FLIGHT_MAX} submissions in flight; retry shortly")
+        self._submits_in_flight += 1
+        try:
+            received_at = now_ms()
+            admission = self.mempool.admit(roots, received_at)
+        finally:
+            self._submits_in_flight -= 1
+        if admission.new_roots:
+            for start in range(0, len(admission.new_roots), GOSSIP_ROOTS_PER_FRAME_MAX * 32):
+                self.peers.broadcast(Channel.GOSSIP, admission.new_roots[start : start + GOSSIP_ROOTS_PER_FRAME_MAX * 32])
+            self.metrics.roots_submitted.inc(len(admission.new_roots) // 32)
+            self.sync_metrics()
+            self._mempool_changed.set()
+        receipts = []
+        for position, state in enumerate(admission.states):
+            root = roots[position * 32 : position * 32 + 32]
+            index = admission.indices[position]
+            receipts.append(
+                Receipt(root, "certified" if state == "logged" else "pending", received_at, index if index >= 0 else None)
+            )
+        return receipts
+
+    def sync_metrics(self) -> None:
+        self.metrics.height.set(self.chain.tip_height)
+        self.metrics.log_size.set(self.log.size)
+        self.metrics.mempool_roots.set(len(self.mempool))
+        self.metrics.peers_connected.set(len(self.peers.connected_peers()))
+
+    def status(self) -> dict[str, Any]:
+        tip = self.chain.tip_header
+        return {
+            "validator": self.index,
+            "chain_id": self.genesis.hash.hex(),
+            "height": self.chain.tip_height,
+            "view": self.core.view,
+            "log_size": self.log.size,
+            "log_root": self.log.root().hex(),
+            "block_hash": tip.hash.hex() if tip else None,
+            "mempool_roots": len(self.mempool),
+            "peers": len(self.peers.connected_peers()),
+        }
+
+
+def _channel_of(message: Message) -> Channel:
+    """Catch-up traffic goes on its own channel so that bulk history never delays votes."""
+    return Channel.CATCHUP if isinstance(message, (CatchUpRequest, CatchUpResponse)) else Channel.CONSENSUS
+
+
+def _roots_of(blocks: Iterable[Block]) -> set[bytes]:
+    roots: set[bytes] = set()
+    for block in blocks:
+        data = block.roots
+        roots.update(data[i : i + 32] for i in range(0, len(data), 32))
+    return roots
+
+
+async def run_until_signalled(node: Node) -> None:
+    """Run ``node`` until SIGINT or SIGTERM, then stop it cleanly."""
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    event(log, logging.INFO, "signal received", signal=signal.Signals(signum).name)
+                    node.stop()
+                    return
+
+        nursery.start_soon(watch_signals)
+        await node.run()
+        nursery.cancel_scope.cancel()
+
