@@ -5,12 +5,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: devnet test bench bitcoind clean help
+.PHONY: devnet test bench sim bitcoind clean help
 
 help:
 	@echo "make devnet   set up, then run a local validator network with live status"
 	@echo "make test     set up, then run the whole test suite"
 	@echo "make bench    benchmarks (prints figures; not part of the tests)"
+	@echo "make sim      long simulator runs: 1000 seeds n=4 f=1, 300 seeds n=7 f=2"
 	@echo "make clean    remove the virtualenv and caches"
 
 $(STAMP): pyproject.toml
@@ -31,6 +32,12 @@ test: $(STAMP) bitcoind
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.log_bench
+	$(BIN)/python -m bench.p2p_bench
+	$(BIN)/python -m bench.network_bench
+
+sim: $(STAMP)
+	$(BIN)/pantheon sim --validators 4 --byzantine 1 --seeds 1000
+	$(BIN)/pantheon sim --validators 7 --byzantine 2 --seeds 300
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
