@@ -1,0 +1,48 @@
+"""What the driver feeds into the core. Small frozen records; the core never reads a clock or socket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from consensus.block import Block
+from consensus.messages import Message
+
+
+@dataclass(frozen=True)
+class Start:
+    """The driver is ready: the core arms its view timer (and proposes if it leads)."""
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    """A message from the authenticated peer ``sender`` (a validator index)."""
+
+    sender: int
+    message: Message
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    """The timeout armed by ``SetTimer(view, ...)`` ran out."""
+
+    view: int
+
+
+@dataclass(frozen=True)
+class ProposalReady:
+    """The driver's answer to RequestProposal: the block to propose in ``view``."""
+
+    view: int
+    block: Block
+
+
+@dataclass(frozen=True)
+class BlockChecked:
+    """The driver's answer to CheckBlock: the IO-dependent rules hold (or not) for the block."""
+
+    block_hash: bytes
+    valid: bool
+
+
+Event = Union[Start, MessageReceived, TimerFired, ProposalReady, BlockChecked]

@@ -1,0 +1,306 @@
+"""Consensus wire messages: frozen records, one canonical CBOR encoding each, strict decode.
+
+A message on the wire is a CBOR map with a type field ``t`` and the record's fields.
+:func:`decode_message` accepts exactly the bytes :meth:`encode` produces for some valid
+message and raises DecodeError for anything else, so a peer cannot make the core hold
+a record that breaks a structural rule (sizes, ranges, orderings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+from proof import cbor
+from proof.chain import (
+    UINT64_MAX,
+    VALIDATORS_MAX,
+    ZERO_HASH,
+    Certificate,
+    ChainRecordError,
+    VoteKind,
+    vote_message,
+)
+from proof.errors import DecodeError
+from proof.hashing import HASH_SIZE
+from proof.mldsa import SIGNATURE_SIZE
+
+from consensus.block import Block, InvalidBlock
+
+MESSAGE_SIZE_MAX = 16 * 1024 * 1024
+MESSAGE_ITEMS_MAX = 1 << 18
+CATCHUP_BLOCKS_MAX = 256
+"""Most blocks one catch-up request may ask for (and one response may carry)."""
+
+
+class MessageError(ChainRecordError):
+    """A message whose fields break a structural rule."""
+
+
+def _check_uint(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= UINT64_MAX:
+        raise MessageError(f"{what} must be an integer in 0..2**64-1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One validator's signed notarize, nullify or finalize vote."""
+
+    kind: VoteKind
+    view: int
+    block_hash: bytes
+    signer: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, VoteKind):
+            raise MessageError(f"vote kind must be a VoteKind, got {self.kind!r}")
+        _check_uint(self.view, "vote view")
+        if not isinstance(self.block_hash, bytes) or len(self.block_hash) != HASH_SIZE:
+            raise MessageError(f"vote block hash must be {HASH_SIZE} bytes")
+        if (self.kind == VoteKind.NULLIFY) != (self.block_hash == ZERO_HASH):
+            raise MessageError("exactly nullify votes carry the zero block hash")
+        _check_uint(self.signer, "vote signer")
+        if self.signer >= VALIDATORS_MAX:
+            raise MessageError(f"vote signer {self.signer} is not below {VALIDATORS_MAX}")
+        if not isinstance(self.signature, bytes) or not 0 < len(self.signature) <= SIGNATURE_SIZE:
+            raise MessageError(f"vote signature must be 1..{SIGNATURE_SIZE} bytes")
+
+    def message(self, chain_id: bytes) -> bytes:
+        """The bytes the signature covers."""
+        return vote_message(chain_id, self.kind, self.view, self.block_hash)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {
+            "kind": int(self.kind),
+            "view": self.view,
+            "block": self.block_hash,
+            "signer": self.signer,
+            "sig": self.signature,
+        }
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> Vote:
+        fields = cbor.expect_map(value, "vote", {"kind", "view", "block", "signer", "sig"})
+        kind = VoteKind(cbor.expect_int(fields["kind"], "vote kind", min_value=min(VoteKind), max_value=max(VoteKind)))
+        return _build(
+            lambda: cls(
+                kind=kind,
+                view=cbor.expect_uint(fields["view"], "vote view"),
+                block_hash=cbor.expect_bytes(fields["block"], "vote block", size=HASH_SIZE),
+                signer=cbor.expect_uint(fields["signer"], "vote signer", max_value=VALIDATORS_MAX - 1),
+                signature=cbor.expect_bytes(fields["sig"], "vote sig", max_size=SIGNATURE_SIZE),
+            ),
+            "vote",
+        )
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The leader's block together with its own notarize vote for it."""
+
+    block: Block
+    vote: Vote
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.block, Block) or not isinstance(self.vote, Vote):
+            raise MessageError("a proposal holds a Block and a Vote")
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"block": self.block.to_cbor(), "vote": self.vote.to_cbor()}
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> Proposal:
+        fields = cbor.expect_map(value, "proposal", {"block", "vote"})
+        return _build(lambda: cls(block=_block(fields["block"]), vote=Vote.from_cbor(fields["vote"])), "proposal")
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+
+@dataclass(frozen=True)
+class CertificateMessage:
+    """A certificate, forwarded so that validators that missed the votes still advance.
+
+    ``block`` may accompany a notarization or finalization so that a receiver that never
+    saw the proposal can still link it.
+    """
+
+    certificate: Certificate
+    block: Block | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.certificate, Certificate):
+            raise MessageError("certificate message must hold a Certificate")
+        if self.block is not None:
+            if self.certificate.kind == VoteKind.NULLIFY:
+                raise MessageError("a nullification carries no block")
+            if self.block.hash != self.certificate.block_hash:
+                raise MessageError("the block does not match the certificate's block hash")
+
+    def to_cbor(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"cert": self.certificate.to_cbor()}
+        if self.block is not None:
+            fields["block"] = self.block.to_cbor()
+        return fields
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> CertificateMessage:
+        fields = cbor.expect_map(value, "certificate message", {"cert"}, {"block"})
+        certificate = _build(lambda: Certificate.from_cbor(fields["cert"]), "certificate message")
+        block = _block(fields["block"]) if "block" in fields else None
+        return _build(lambda: cls(certificate=certificate, block=block), "certificate message")
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+
+@dataclass(frozen=True)
+class CatchUpRequest:
+    """Ask a peer for finalized blocks from ``from_height`` on."""
+
+    from_height: int
+    max_blocks: int
+
+    def __post_init__(self) -> None:
+        _check_uint(self.from_height, "catch-up from_height")
+        if self.from_height < 1:
+            raise MessageError("catch-up from_height starts at 1")
+        _check_uint(self.max_blocks, "catch-up max_blocks")
+        if not 1 <= self.max_blocks <= CATCHUP_BLOCKS_MAX:
+            raise MessageError(f"catch-up max_blocks must be 1..{CATCHUP_BLOCKS_MAX}")
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"from": self.from_height, "max": self.max_blocks}
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> CatchUpRequest:
+        fields = cbor.expect_map(value, "catch-up request", {"from", "max"})
+        return _build(
+            lambda: cls(
+                from_height=cbor.expect_uint(fields["from"], "catch-up from"),
+                max_blocks=cbor.expect_uint(fields["max"], "catch-up max"),
+            ),
+            "catch-up request",
+        )
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+
+@dataclass(frozen=True)
+class CatchUpResponse:
+    """Consecutive finalized blocks, each with a finalize certificate for it or a later block of the response."""
+
+    blocks: tuple[tuple[Block, Certificate], ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.blocks, tuple) or len(self.blocks) > CATCHUP_BLOCKS_MAX:
+            raise MessageError(f"catch-up response holds at most {CATCHUP_BLOCKS_MAX} blocks")
+        for entry in self.blocks:
+            if (
+                not isinstance(entry, tuple)
+                or len(entry) != 2
+                or not isinstance(entry[0], Block)
+                or not isinstance(entry[1], Certificate)
+            ):
+                raise MessageError("catch-up response entries are (Block, Certificate) pairs")
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"blocks": [[block.to_cbor(), cert.to_cbor()] for block, cert in self.blocks]}
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> CatchUpResponse:
+        fields = cbor.expect_map(value, "catch-up response", {"blocks"})
+        entries = []
+        for position, item in enumerate(
+            cbor.expect_list(fields["blocks"], "catch-up blocks", max_items=CATCHUP_BLOCKS_MAX)
+        ):
+            pair = cbor.expect_list(item, f"catch-up entry {position}", max_items=2)
+            if len(pair) != 2:
+                raise DecodeError(f"catch-up entry {position}: expected [block, certificate]")
+            entries.append((_block(pair[0]), _build(lambda: Certificate.from_cbor(pair[1]), "catch-up entry")))
+        return _build(lambda: cls(blocks=tuple(entries)), "catch-up response")
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+
+Message = Union[Vote, Proposal, CertificateMessage, CatchUpRequest, CatchUpResponse]
+
+_TYPE_OF: dict[type, int] = {Vote: 1, Proposal: 2, CertificateMessage: 3, CatchUpRequest: 4, CatchUpResponse: 5}
+_CLASS_OF: dict[int, type] = {code: kind for kind, code in _TYPE_OF.items()}
+
+
+def _build(make: Any, what: str) -> Any:
+    try:
+        return make()
+    except (ChainRecordError, InvalidBlock) as error:
+        raise DecodeError(f"{what}: {error}") from None
+
+
+def _block(value: Any) -> Block:
+    return _build(lambda: Block.from_cbor(value), "block")
+
+
+def _encode(message: Any) -> bytes:
+    fields = message.to_cbor()
+    fields["t"] = _TYPE_OF[type(message)]
+    return cbor.encode(fields)
+
+
+def decode_message(data: bytes) -> Message:
+    """The message whose canonical encoding is ``data``; DecodeError for anything else."""
+    value = cbor.decode(data, max_size=MESSAGE_SIZE_MAX, max_items=MESSAGE_ITEMS_MAX)
+    if not isinstance(value, dict) or "t" not in value:
+        raise DecodeError("consensus message: expected a map with a type field 't'")
+    code = cbor.expect_int(value["t"], "consensus message type", min_value=1, max_value=len(_CLASS_OF))
+    fields = dict(value)
+    del fields["t"]
+    return _CLASS_OF[code].from_cbor(fields)
+
+
+@dataclass(frozen=True)
+class EquivocationEvidence:
+    """Two different validly signed votes of one kind, in one view, from one validator.
+
+    Anyone holding the genesis can check it: both signatures verify and the votes differ.
+    """
+
+    first: Vote
+    second: Vote
+
+    def __post_init__(self) -> None:
+        a, b = self.first, self.second
+        if not isinstance(a, Vote) or not isinstance(b, Vote):
+            raise MessageError("evidence holds two votes")
+        if (a.signer, a.kind, a.view) != (b.signer, b.kind, b.view) or a.block_hash == b.block_hash:
+            raise MessageError("evidence votes must share signer, kind and view and differ in block")
+
+    @property
+    def signer(self) -> int:
+        return self.first.signer
+
+    @property
+    def view(self) -> int:
+        return self.first.view
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"first": self.first.to_cbor(), "second": self.second.to_cbor()}
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> EquivocationEvidence:
+        fields = cbor.expect_map(value, "evidence", {"first", "second"})
+        return _build(
+            lambda: cls(first=Vote.from_cbor(fields["first"]), second=Vote.from_cbor(fields["second"])), "evidence"
+        )
+
+    def encode(self) -> bytes:
+        return cbor.encode(self.to_cbor())
+
+    @classmethod
+    def decode(cls, data: bytes) -> EquivocationEvidence:
+        return cls.from_cbor(cbor.decode(data, max_size=2 * (SIGNATURE_SIZE + 256)))

@@ -1,0 +1,210 @@
+"""Catch-up: finalized history from a peer is believed only once checked against the genesis."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from proof.chain import FinalizationProof, VoteKind, verify_finalization
+from proof.compact import CompactRange
+
+from consensus.block import Block
+from consensus.catchup import CatchUpError, build_response, verify_response
+from consensus.messages import CatchUpRequest, CatchUpResponse
+from tests.test_consensus_harness import Cast, Net, fresh_roots, received, sim_check
+
+FINALIZE = VoteKind.FINALIZE
+
+
+def chain_of(cast: Cast, length: int) -> list[Block]:
+    blocks: list[Block] = []
+    for view in range(length):
+        blocks.append(cast.block(view, blocks[-1] if blocks else None))
+    return blocks
+
+
+def response_certified_at(cast: Cast, blocks: list[Block], certified: int) -> CatchUpResponse:
+    """Every entry carries the finalization of block ``certified`` (Simplex's implicit ancestors)."""
+    target = blocks[certified]
+    cert = cast.certificate(FINALIZE, target.header.view, target.hash)
+    return CatchUpResponse(blocks=tuple((block, cert) for block in blocks))
+
+
+def verify(cast: Cast, response: CatchUpResponse, **kwargs):
+    return verify_response(
+        genesis=cast.genesis, verifier=cast.verifier, tip=None, tip_log=CompactRange(), response=response, **kwargs
+    )
+
+
+def test_a_chain_finalized_by_a_network_is_accepted_from_the_genesis() -> None:
+    net = Net()
+    net.start()
+    net.run_until(lambda: min(net.heights()) >= 6)
+    finalized = net.nodes[0].finalized[:6]
+    response = CatchUpResponse(blocks=tuple((item.block, item.certificate) for item in finalized))
+    proven = verify_response(
+        genesis=net.genesis, verifier=net.verifier, tip=None, tip_log=CompactRange(), response=response
+    )
+    assert [item.block for item in proven] == [item.block for item in finalized]
+    assert proven[-1].log.root() == finalized[-1].block.header.log_root
+
+
+def test_ancestors_are_proven_by_a_later_certificate_with_the_linking_headers() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 4)
+    proven = verify(cast, response_certified_at(cast, blocks, 3))
+    assert [item.block for item in proven] == blocks
+    assert proven[0].descendants == tuple(block.header for block in blocks[1:])
+    check = sim_check(cast.genesis, cast.verifier)
+    for item in proven:
+        proof = FinalizationProof(headers=item.descendants, certificate=item.certificate)
+        verify_finalization(cast.genesis, item.block.header, proof, verify_sig=check)
+
+
+def test_blocks_after_the_last_certified_one_are_not_returned() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 4)
+    beyond = cast.certificate(FINALIZE, 9, b"\1" * 32)
+    certified = cast.certificate(FINALIZE, blocks[1].header.view, blocks[1].hash)
+    response = CatchUpResponse(blocks=((blocks[0], certified), (blocks[1], certified), (blocks[2], beyond), (blocks[3], beyond)))
+    assert [item.block for item in verify(cast, response)] == blocks[:2]
+
+
+def test_a_catch_up_continues_from_a_tip() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 4)
+    rest = response_certified_at(cast, blocks, 3)
+    response = CatchUpResponse(blocks=rest.blocks[2:])
+    proven = verify_response(
+        genesis=cast.genesis, verifier=cast.verifier, tip=blocks[1].header, tip_log=cast.log_after(blocks[1]), response=response
+    )
+    assert [item.block for item in proven] == blocks[2:]
+
+
+def test_an_empty_response_proves_nothing_and_is_not_an_error() -> None:
+    assert verify(Cast(), CatchUpResponse(blocks=())) == []
+
+
+def rejected(cast: Cast, response: CatchUpResponse, reason: str, **kwargs) -> None:
+    with pytest.raises(CatchUpError) as caught:
+        verify(cast, response, **kwargs)
+    assert caught.value.reason == reason
+
+
+def test_a_response_not_starting_at_our_tip_is_rejected() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 3)
+    response = response_certified_at(cast, blocks, 2)
+    rejected(cast, CatchUpResponse(blocks=response.blocks[1:]), "invalid_block_parent")
+
+
+def test_a_response_with_a_gap_is_rejected() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 3)
+    entries = response_certified_at(cast, blocks, 2).blocks
+    rejected(cast, CatchUpResponse(blocks=(entries[0], entries[2])), "invalid_block_parent")
+
+
+def test_a_response_with_tampered_roots_is_rejected() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 2)
+    entries = list(response_certified_at(cast, blocks, 1).blocks)
+    entries[0] = (Block(blocks[0].header, fresh_roots(b"tampered")), entries[0][1])
+    rejected(cast, CatchUpResponse(blocks=tuple(entries)), "invalid_block_body_hash")
+
+
+def test_a_response_whose_log_root_was_not_computed_from_the_previous_log_is_rejected() -> None:
+    cast = Cast()
+    first = cast.block(0)
+    second = cast.block(1, first, log=CompactRange())  # log restarted: size and root are wrong
+    cert = cast.certificate(FINALIZE, 1, second.hash)
+    rejected(cast, CatchUpResponse(blocks=((first, cert), (second, cert))), "invalid_block_log_size")
+
+
+def test_a_response_with_a_forged_certificate_signature_is_rejected() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 2)
+    cert = cast.certificate(FINALIZE, 1, blocks[1].hash)
+    forged = dataclasses.replace(cert, signatures=cert.signatures[:2] + ((2, cert.signatures[0][1]),))
+    rejected(cast, CatchUpResponse(blocks=((blocks[0], forged), (blocks[1], forged))), "bad_certificate")
+
+
+def test_a_response_certified_by_too_few_validators_is_rejected() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 1)
+    cert = cast.certificate(FINALIZE, 0, blocks[0].hash, signers=(0, 1))
+    rejected(cast, CatchUpResponse(blocks=((blocks[0], cert),)), "bad_certificate")
+
+
+def test_a_response_proven_only_by_notarizations_is_rejected() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 1)
+    cert = cast.certificate(VoteKind.NOTARIZE, 0, blocks[0].hash)
+    rejected(cast, CatchUpResponse(blocks=((blocks[0], cert),)), "not_finalization")
+
+
+def test_a_response_whose_certificates_finalize_none_of_its_blocks_is_rejected() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 2)
+    elsewhere = cast.certificate(FINALIZE, 7, b"\2" * 32)
+    rejected(cast, CatchUpResponse(blocks=tuple((block, elsewhere) for block in blocks)), "unproven")
+
+
+def test_a_certificate_claiming_a_block_of_another_view_is_rejected() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 1)
+    cert = cast.certificate(FINALIZE, 5, blocks[0].hash)
+    rejected(cast, CatchUpResponse(blocks=((blocks[0], cert),)), "certificate_view")
+
+
+def test_a_response_longer_than_asked_is_rejected() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 3)
+    rejected(cast, response_certified_at(cast, blocks, 2), "too_many_blocks", max_blocks=2)
+
+
+def test_a_response_for_another_chain_is_rejected() -> None:
+    cast, other = Cast(), Cast(salt=b"other")
+    blocks = chain_of(other, 1)
+    rejected(cast, response_certified_at(other, blocks, 0), "invalid_block_chain_id")
+
+
+def test_the_server_answers_from_the_requested_height_up_to_its_tip() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 5)
+    cert = cast.certificate(FINALIZE, 4, blocks[4].hash)
+    stored = {block.header.height: (block, cert) for block in blocks}
+    response = build_response(CatchUpRequest(from_height=2, max_blocks=10), stored.get)
+    assert [block.header.height for block, _ in response.blocks] == [2, 3, 4, 5]
+
+
+def test_the_server_stops_at_the_requested_count() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 5)
+    cert = cast.certificate(FINALIZE, 4, blocks[4].hash)
+    stored = {block.header.height: (block, cert) for block in blocks}
+    response = build_response(CatchUpRequest(from_height=1, max_blocks=2), stored.get)
+    assert len(response.blocks) == 2
+
+
+def test_a_restarted_validator_that_missed_blocks_catches_up_and_rejoins() -> None:
+    net = Net()
+    net.nodes[1].up = False
+    net.start()
+    net.run_until(lambda: min(net.heights()[i] for i in (0, 2, 3)) >= 6)
+    net.restart(1)
+    net.nodes[1].up = True
+    net.run_until(lambda: net.heights()[1] >= 9)
+    assert net.nodes[1].core.counters["catchup_blocks"] >= 6
+    hashes = [item.block.hash for item in net.nodes[1].finalized]
+    assert hashes == [item.block.hash for item in net.nodes[0].finalized][: len(hashes)]
+
+
+def test_an_unsolicited_catch_up_response_is_ignored() -> None:
+    cast = Cast()
+    core = cast.core()
+    blocks = chain_of(cast, 1)
+    assert core.handle(received(0, response_certified_at(cast, blocks, 0)), 0) == []
+    assert core.counters["dropped_unsolicited_catchup"] == 1
+    assert core.finalized_height == 0
