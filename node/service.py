@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from node import bundles
 from node.api import Receipt
-from proof.bundle import Bundle
 from proof.chain import BlockHeader
 
 if TYPE_CHECKING:
@@ -51,17 +51,7 @@ class NodeAPIService:
         return {"root": root.hex(), "state": "certified", "index": index, "height": height}
 
     def proof_bundle(self, root: bytes) -> bytes | None:
-        """Inclusion at the latest finalized block, with that block's finalization proof."""
-        node = self.node
-        index = node.log.index_of(root)
-        tip = node.chain.tip_header
-        if index is None or tip is None:
-            return None
-        finality = node.chain.finalization_at(tip.height)
-        if finality is None:
-            return None
-        path = tuple(node.log.inclusion_proof(index, tip.log_size))
-        return Bundle(root=root, index=index, path=path, header=tip, finality=finality).encode()
+        return bundles.proof_bundle(self.node, root)
 
     def checkpoint(self) -> dict[str, Any]:
         status = self.node.status()
