@@ -44,7 +44,7 @@ def wait_ready(state: cluster.DevnetState, deadline_s: float = READY_DEADLINE_S)
     deadline = time.monotonic() + deadline_s
     while True:
         statuses = node_status(state)
-        dead = [s.index for s in statuses if not s.running]
+        dead = [entry.index for entry in state.nodes if not cluster.pid_alive(entry.pid)]
         if dead:
             logs = ", ".join(state.nodes[i].log for i in dead)
             raise cluster.DevnetError(f"node(s) {dead} exited during start; see {logs}")

@@ -145,21 +145,30 @@ def node_command(entry: NodeEntry) -> list[str]:
     return [sys.executable, "-m", "node.cli", "node", "run", "--config", entry.config]
 
 
+def pid_alive(pid: int | None) -> bool:
+    """True if ``pid`` exists and has not exited (a zombie counts as exited)."""
+    if pid is None:
+        return False
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def is_running(entry: NodeEntry) -> bool:
-    """True if the recorded pid is alive AND is this node's process (not a recycled pid)."""
-    if entry.pid is None:
+    """True if the recorded pid is alive AND runs this node's command (not a recycled pid).
+
+    Only for pids recorded by an earlier command: right after Popen, a child that has
+    not yet exec'd still shows its parent's command line.
+    """
+    if not pid_alive(entry.pid):
         return False
     try:
         cmdline = Path(f"/proc/{entry.pid}/cmdline").read_bytes().split(b"\x00")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
-    if entry.config.encode() not in cmdline:
-        return False
-    try:
-        status = Path(f"/proc/{entry.pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return status.rsplit(")", 1)[1].split()[0] != "Z"
+    return entry.config.encode() in cmdline
 
 
 def start_node(entry: NodeEntry) -> None:

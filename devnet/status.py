@@ -8,7 +8,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from devnet.cluster import DevnetState, is_running
+from devnet.cluster import DevnetState, pid_alive
 
 HTTP_TIMEOUT_S = 2.0
 
@@ -31,7 +31,7 @@ def get_json(url: str, *, timeout_s: float = HTTP_TIMEOUT_S) -> Any:
 def node_status(state: DevnetState) -> list[NodeStatus]:
     statuses = []
     for entry in state.nodes:
-        status = NodeStatus(index=entry.index, running=is_running(entry), api_url=entry.api_url)
+        status = NodeStatus(index=entry.index, running=pid_alive(entry.pid), api_url=entry.api_url)
         if status.running:
             try:
                 health = get_json(f"{entry.api_url}/healthz")
