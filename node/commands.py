@@ -125,7 +125,17 @@ def cmd_token_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_reference_markdown() -> str:
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for key, default, meaning in reference_rows():
+        lines.append(f"| `{key}` | `{default}` | {meaning.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
 def cmd_config_reference(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(config_reference_markdown())
+        return 0
     rows = reference_rows()
     width = max(len(key) for key, _, _ in rows)
     for key, default, meaning in rows:
@@ -168,6 +178,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     config = subparsers.add_parser("config", help="configuration help")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     reference = config_sub.add_parser("reference", help="every config key with its default and meaning")
+    reference.add_argument("--markdown", action="store_true", help="print a Markdown table (as in docs/operator.md)")
     reference.set_defaults(handler=cmd_config_reference)
 
 

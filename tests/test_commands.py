@@ -72,3 +72,12 @@ def test_config_reference_lists_every_section(capsys):
     out = capsys.readouterr().out
     for section in ("node.", "p2p.", "api.", "mempool.", "consensus.", "bitcoin."):
         assert section in out
+
+
+def test_operator_docs_list_every_config_key_as_the_code_defines_it():
+    from pathlib import Path
+
+    from node.commands import config_reference_markdown
+
+    docs = (Path(__file__).parent.parent / "docs" / "operator.md").read_text()
+    assert config_reference_markdown() in docs, "regenerate with `pantheon config reference --markdown`"
