@@ -54,8 +54,17 @@ class Mempool:
         self._log = log
         self.roots_max = roots_max
         self._pending: dict[bytes, int] = {}
+        logged = []
         for key, value in store.iterate(keys.MEMPOOL):
-            self._pending[key[len(keys.MEMPOOL) :]] = _ENTRY.unpack(value)[0]
+            root = key[len(keys.MEMPOOL) :]
+            if log.index_of(root) is None:
+                self._pending[root] = _ENTRY.unpack(value)[0]
+            else:
+                logged.append(key)
+        if logged:
+            with store.batch(sync=True) as batch:
+                for key in logged:
+                    batch.delete(key)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -64,7 +73,11 @@ class Mempool:
         return root in self._pending
 
     def admit(self, roots: bytes, received_at_ms: int, *, sync: bool = True) -> Admission:
-        """Store every root that is new; classify the rest. Durable when this returns."""
+        """Store every root that is new; classify the rest.
+
+        Durable when this returns with ``sync`` (what a receipt promises). Roots gossiped
+        by a peer are admitted without: the peer that acknowledged them holds them synced.
+        """
         states: list[str] = []
         indices: list[int] = []
         fresh: dict[bytes, None] = {}

@@ -82,3 +82,16 @@ def test_roots_not_a_multiple_of_32_bytes_are_refused(store):
     pool = Mempool(store, MerkleLog(store), roots_max=10)
     with pytest.raises(ValueError, match="multiple of 32"):
         pool.admit(os.urandom(33), received_at_ms=1)
+
+
+def test_roots_that_reached_the_log_are_dropped_from_the_mempool_at_start(tmp_path):
+    """A stored mempool entry for a logged root (e.g. a gossip write racing a finalization) is cleaned up."""
+    with Store(tmp_path / "db") as store:
+        log = MerkleLog(store)
+        Mempool(store, log, roots_max=100).admit(roots(1, 2), received_at_ms=10)
+        log.append(roots(1))
+    with Store(tmp_path / "db") as store:
+        pool = Mempool(store, MerkleLog(store), roots_max=100)
+        assert pool.take(10) == roots(2)
+    with Store(tmp_path / "db") as store:
+        assert len(Mempool(store, MerkleLog(store), roots_max=100)) == 1
