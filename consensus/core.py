@@ -152,6 +152,11 @@ class CoreConfig:
     block_roots_max: int = BLOCK_ROOTS_MAX
     clock_skew_ms: int = 5_000
     catchup_blocks_max: int = CATCHUP_BLOCKS_MAX
+    quorum_override: int | None = None
+    """TEST ONLY: form and accept certificates with this many votes instead of 2f+1.
+
+    Exists so the simulator can show that it catches a broken protocol (quorum f+1
+    forks); a production node never sets it."""
 
     def __post_init__(self) -> None:
         if not 0 < self.base_timeout_ms <= self.max_timeout_ms:
@@ -164,6 +169,8 @@ class CoreConfig:
             raise CoreConfigError(f"catchup_blocks_max must be 1..{CATCHUP_BLOCKS_MAX}")
         if self.clock_skew_ms < 0:
             raise CoreConfigError("clock_skew_ms must not be negative")
+        if self.quorum_override is not None and self.quorum_override < 1:
+            raise CoreConfigError("quorum_override must be at least 1 (or None for 2f+1)")
 
     def timeout_ms(self, consecutive_nullified: int) -> int:
         steps = min(consecutive_nullified, BACKOFF_STEPS_MAX)
@@ -200,7 +207,9 @@ class Core:
         for a notarized block lost it in a crash, no child could ever be built on it.
         """
         self.genesis = genesis
-        self.validators = ValidatorSet(genesis)
+        if config.quorum_override is not None and config.quorum_override > genesis.n:
+            raise CoreConfigError(f"quorum_override {config.quorum_override} exceeds the {genesis.n} validators")
+        self.validators = ValidatorSet(genesis, quorum=config.quorum_override)
         if signer is not None and not self.validators.is_member(signer.index):
             raise CoreConfigError(f"signer index {signer.index} is not a validator of this genesis")
         self.signer = signer

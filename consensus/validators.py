@@ -16,13 +16,14 @@ from consensus.messages import Vote
 
 
 class ValidatorSet:
-    def __init__(self, genesis: Genesis) -> None:
+    def __init__(self, genesis: Genesis, *, quorum: int | None = None) -> None:
+        """``quorum``: TEST ONLY, replaces 2f+1 (see CoreConfig.quorum_override)."""
         self.chain_id = genesis.hash
         self.keys = genesis.validators
         self.hash = genesis.validator_set_hash
         self.n = genesis.n
         self.f = genesis.f
-        self.quorum = genesis.quorum
+        self.quorum = genesis.quorum if quorum is None else quorum
 
     def leader(self, view: int) -> int:
         """Round robin: view v is led by validator v mod n."""

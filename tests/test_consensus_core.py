@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from proof.chain import ZERO_HASH, VoteKind, verify_finalization, vote_message
 
 from consensus.actions import (
@@ -17,7 +19,7 @@ from consensus.actions import (
     SetTimer,
 )
 from consensus.block import Block, body_hash
-from consensus.core import FUTURE_VIEWS_MAX, VIEW_MAX, CoreConfig, FinalizedTip
+from consensus.core import FUTURE_VIEWS_MAX, VIEW_MAX, CoreConfig, CoreConfigError, FinalizedTip
 from consensus.events import BlockChecked, ProposalReady, Start, TimerFired
 from consensus.messages import CatchUpRequest, CertificateMessage, Vote
 from consensus.safety import SafetyState
@@ -61,6 +63,32 @@ def test_a_duplicate_vote_is_not_counted_twice() -> None:
     core.handle(received(1, cast.vote(1, NULLIFY, 0)), 0)
     assert core.view == 0
     assert core.counters["dropped_duplicate"] == 1
+
+
+def test_a_quorum_override_forms_a_certificate_from_that_many_votes() -> None:
+    cast = Cast()
+    core = cast.core(config=CoreConfig(quorum_override=2))
+    nullify_view(core, cast, 0, signers=(0, 1))
+    assert core.view == 1
+
+
+def test_a_quorum_override_accepts_a_certificate_with_that_many_signatures() -> None:
+    cast = Cast()
+    core = cast.core(config=CoreConfig(quorum_override=2))
+    core.handle(received(0, CertificateMessage(cast.certificate(NULLIFY, 0, signers=(0, 1)))), 0)
+    assert core.view == 1
+    assert core.counters["dropped_bad_certificate"] == 0
+
+
+def test_a_quorum_override_below_one_is_refused() -> None:
+    with pytest.raises(CoreConfigError, match="quorum_override"):
+        CoreConfig(quorum_override=0)
+
+
+def test_a_quorum_override_above_the_validator_count_is_refused() -> None:
+    cast = Cast()
+    with pytest.raises(CoreConfigError, match="quorum_override 5"):
+        cast.core(config=CoreConfig(quorum_override=5))
 
 
 # ---------------------------------------------------------------- rejections

@@ -13,10 +13,14 @@ import sys
 import pytest
 
 from consensus.actions import Persist
+from consensus.events import BlockChecked, ProposalReady
 from consensus.safety import SafetyState
-from consensus.sim.node import SimNode
+from consensus.sim import node as node_module
+from consensus.sim.node import Disk, SimNode
 from consensus.sim.faults import FaultMix, parse_fault_mix
+from proof.chain import VoteKind
 from consensus.sim.runner import SimConfig, Simulation, run_seed
+from tests.test_consensus_harness import Cast
 
 SHORT_MS = 6_000
 
@@ -161,3 +165,83 @@ def test_step_guard_stops_a_run_without_a_false_stall():
     assert result.steps == 500
     assert result.violation is None
     assert result.time_ms < 5_000
+
+
+# Seed 437 (n=4 f=1, all faults): a Byzantine leader equivocates in view 2, block B is
+# notarized by it and two honest voters, both of which then crash and restart. Unless
+# their drivers kept B on disk, no honest node holds B and the chain stalls for good.
+SEED_ALL_VOTERS_OF_A_BLOCK_RESTART = 437
+
+
+def test_a_notarized_block_survives_the_restart_of_every_honest_voter():
+    result = run_seed(_config("all", byzantine=1, horizon_ms=None), SEED_ALL_VOTERS_OF_A_BLOCK_RESTART)
+    assert result.violation is None, result.violation
+    assert result.crashes > 0 and "equivocate" in result.byzantine.values()
+
+
+def test_driver_that_does_not_keep_voted_blocks_is_caught_stalling(monkeypatch):
+    monkeypatch.setattr(Disk, "keep", lambda self, block: None)
+    result = run_seed(_config("all", byzantine=1, horizon_ms=None), SEED_ALL_VOTERS_OF_A_BLOCK_RESTART)
+    assert result.violation is not None
+    assert result.violation.invariant == "progress"
+
+
+def test_honest_driver_keeps_each_block_before_answering_for_it(monkeypatch):
+    answers: list[bool] = []
+    original = Simulation.local
+
+    def spy(self, node, incarnation, event, delay_ms):
+        kept = self.nodes[node].disk.unfinalized
+        if type(event) is BlockChecked and event.valid:
+            answers.append(event.block_hash in kept)
+        elif type(event) is ProposalReady:
+            answers.append(event.block.hash in kept)
+        original(self, node, incarnation, event, delay_ms)
+
+    monkeypatch.setattr(Simulation, "local", spy)
+    result = run_seed(_config("none", horizon_ms=2_000), 1)
+    assert result.violation is None
+    assert len(answers) > 10 and all(answers)
+
+
+def test_disk_returns_kept_blocks_lowest_first_and_drops_them_once_finalized():
+    cast = Cast()
+    first = cast.block(0)
+    second = cast.block(1, first)
+    rival = cast.block(2, first)
+    disk = Disk()
+    for block in (second, rival, first):
+        disk.keep(block)
+    assert disk.kept() == [first, second, rival]
+    disk.commit(first, cast.certificate(VoteKind.FINALIZE, 0, first.hash))
+    assert disk.kept() == [second, rival]
+    disk.commit(second, cast.certificate(VoteKind.FINALIZE, 1, second.hash))
+    assert disk.kept() == []
+
+
+def test_disk_does_not_keep_a_block_at_or_below_the_finalized_height():
+    cast = Cast()
+    first = cast.block(0)
+    disk = Disk()
+    disk.commit(first, cast.certificate(VoteKind.FINALIZE, 0, first.hash))
+    disk.keep(cast.block(1))
+    assert disk.kept() == []
+
+
+def test_a_restarted_node_hands_its_kept_blocks_to_the_new_core(monkeypatch):
+    handed: list[tuple[tuple[int, ...], int]] = []
+    real_core = node_module.Core
+
+    def core_spy(**kwargs):
+        heights = tuple(block.header.height for block in kwargs["blocks"])
+        tip = kwargs["finalized_tip"].header
+        handed.append((heights, 0 if tip is None else tip.height))
+        return real_core(**kwargs)
+
+    monkeypatch.setattr(node_module, "Core", core_spy)
+    for seed in range(4):
+        assert run_seed(_config("crash"), seed).violation is None
+    restarts_with_blocks = [(heights, tip) for heights, tip in handed if heights]
+    assert restarts_with_blocks
+    for heights, tip in restarts_with_blocks:
+        assert list(heights) == sorted(heights) and min(heights) > tip

@@ -14,9 +14,14 @@ and disk in place of trio, TCP and LevelDB:
 - decodes every received byte string with the strict decoder and drops (and counts)
   what does not decode.
 
-A crash loses everything but the disk: the persisted SafetyState bytes and the
-finalized blocks with their certificates. Pending timers and answers of the old
-incarnation are ignored by ``incarnation`` number.
+A crash loses everything but the disk: the persisted SafetyState bytes, the
+finalized blocks with their certificates, and the unfinalized blocks this node
+checked as valid or proposed. Those are kept *before* the BlockChecked or
+ProposalReady that lets the core vote for them (as node.runtime does in LevelDB) and
+handed back to the restarted core: a notarize vote commits the validator to a block,
+and if every honest voter of a notarized block lost it in a crash, no child could
+ever be built on it (Deviation 8; sim seed 437 stalled without). Pending timers and
+answers of the old incarnation are ignored by ``incarnation`` number.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from consensus.actions import (
 )
 from consensus.block import ROOT_SIZE, Block, build_block
 from consensus.catchup import build_response
-from consensus.core import Core, CoreConfig, FinalizedTip
+from consensus.core import VIEWS_RETAINED_MAX, Core, CoreConfig, FinalizedTip
 from consensus.crypto import Signer, Verifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
 from consensus.messages import CatchUpRequest, Message, Proposal, Vote
@@ -75,7 +80,7 @@ class Host(Protocol):
 
 @dataclass
 class Disk:
-    """What survives a crash: the persisted safety state and the finalized chain."""
+    """What survives a crash: the safety state, the finalized chain, the blocks voted on."""
 
     safety: bytes | None = None
     safety_state: SafetyState | None = None  # the decoded form of ``safety``, for checkers
@@ -83,6 +88,29 @@ class Disk:
     log: CompactRange = field(default_factory=CompactRange)
     roots: set[bytes] = field(default_factory=set)
     persists: int = 0
+    unfinalized: dict[bytes, Block] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return len(self.blocks)
+
+    def keep(self, block: Block) -> None:
+        """Store a block this node is about to vote for or propose, until it is finalized.
+
+        An honest node checks or builds at most one block per view and the core looks
+        back only VIEWS_RETAINED_MAX views, so beyond that many blocks the one of the
+        oldest view is dropped (what bounds the disk while nothing is finalized).
+        """
+        if block.header.height <= self.height or block.hash in self.unfinalized:
+            return
+        self.unfinalized[block.hash] = block
+        if len(self.unfinalized) > VIEWS_RETAINED_MAX:
+            oldest = min(self.unfinalized.values(), key=lambda kept: (kept.header.view, kept.hash))
+            del self.unfinalized[oldest.hash]
+
+    def kept(self) -> list[Block]:
+        """The kept blocks above the finalized tip, lowest first (what ``Core(blocks=)`` takes)."""
+        return sorted(self.unfinalized.values(), key=lambda block: (block.header.height, block.header.view))
 
     def read_finalized(self, height: int) -> tuple[Block, Certificate] | None:
         if 1 <= height <= len(self.blocks):
@@ -94,6 +122,9 @@ class Disk:
         self.log.extend_roots(block.roots)
         roots = block.roots
         self.roots.update(roots[i : i + ROOT_SIZE] for i in range(0, len(roots), ROOT_SIZE))
+        height = self.height
+        for settled in [h for h, kept in self.unfinalized.items() if kept.header.height <= height]:
+            del self.unfinalized[settled]
 
     def tip(self) -> FinalizedTip:
         header = self.blocks[-1][0].header if self.blocks else None
@@ -157,6 +188,7 @@ class SimNode:
             safety=safety,
             finalized_tip=self.disk.tip(),
             config=self.config,
+            blocks=self.disk.kept(),
         )
         self.handle(Start(), now_ms)
 
@@ -250,6 +282,7 @@ class SimNode:
     def propose(self, action: RequestProposal, now_ms: int) -> None:
         self.counters.proposals_built += 1
         block = self.build(action, self.mempool.next_batch(), now_ms)
+        self.disk.keep(block)
         self.host.local(self.index, self.incarnation, ProposalReady(action.view, block), PROPOSAL_BUILD_MS)
 
     def build(self, action: RequestProposal, roots: bytes, now_ms: int) -> Block:
@@ -275,7 +308,9 @@ class SimNode:
             roots[i : i + ROOT_SIZE] in seen or roots[i : i + ROOT_SIZE] in pending
             for i in range(0, len(roots), ROOT_SIZE)
         )
-        if not valid:
+        if valid:
+            self.disk.keep(block)
+        else:
             self.counters.blocks_checked_invalid += 1
         self.host.local(self.index, self.incarnation, BlockChecked(block.hash, valid), BLOCK_CHECK_MS)
 

@@ -57,9 +57,6 @@ DECODE_CACHE_ENTRIES_MAX = 4_096
 VALIDATORS_MAX = 31
 
 _DELIVER, _TIMER, _LOCAL, _CRASH, _RESTART, _BOOT = range(6)
-# The contract asks the core for a test-only CoreConfig.quorum_override; until it has
-# one, the simulator sets the quorum on each core's validator set after construction.
-_CORE_HAS_QUORUM_OVERRIDE = "quorum_override" in {f.name for f in fields(CoreConfig)}
 
 
 @dataclass(frozen=True)
@@ -105,14 +102,11 @@ class SimConfig:
         return self.byzantine if self.faults.byzantine else 0
 
     def core_config(self) -> CoreConfig:
-        extra: dict[str, Any] = {}
-        if self.quorum_override is not None and _CORE_HAS_QUORUM_OVERRIDE:
-            extra["quorum_override"] = self.quorum_override
         return CoreConfig(
             base_timeout_ms=self.base_timeout_ms,
             max_timeout_ms=self.max_timeout_ms,
             block_roots_max=SIM_BLOCK_ROOTS_MAX,
-            **extra,
+            quorum_override=self.quorum_override,
         )
 
     @property
@@ -356,8 +350,6 @@ class Simulation:
                 bytes(32) if header is None else header.hash, disk.log,
             )
         node.boot(now_ms)
-        if node.core is not None and self.config.quorum_override is not None and not _CORE_HAS_QUORUM_OVERRIDE:
-            _override_quorum(node.core, self.config.quorum_override)
 
     def _verify_finalization(self, block: Any, certificate: Any, descendants: tuple[Any, ...]) -> None:
         proof = FinalizationProof(headers=tuple(descendants), certificate=certificate)
@@ -416,11 +408,6 @@ def _covers(persisted: SafetyState | None, vote: Vote) -> bool:
         return persisted.nullify
     # A finalize vote for v is signed only once entry into v + 1 is persisted.
     return False
-
-
-def _override_quorum(core: Any, quorum: int) -> None:
-    """Test-only: make a core form and accept certificates at a wrong quorum size."""
-    core.validators.quorum = quorum
 
 
 def _keys(config: SimConfig, seed: int) -> tuple[Genesis, list[Signer], Verifier, Any]:
