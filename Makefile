@@ -33,6 +33,7 @@ test: $(STAMP) bitcoind
 bench: $(STAMP)
 	$(BIN)/python -m bench.log_bench
 	$(BIN)/python -m bench.p2p_bench
+	$(BIN)/python -m bench.verify_bench
 	$(BIN)/python -m bench.network_bench
 
 sim: $(STAMP)

@@ -1,57 +1,30 @@
-"""The anchor's OP_RETURN payload: b"PNTH" || version 0x01 || 32-byte Pantheon block hash.
+"""The anchor's OP_RETURN payload, for the node side: the codec itself is :mod:`proof.anchor_payload`.
 
-37 bytes, so the whole output script (OP_RETURN, one push opcode, payload) is 39
-bytes: under every relay limit in use (Knots has used 42, Core and Knots 29 allow
-83), so an anchor with a change output is relayed with default settings anywhere.
-Decoding is strict: one exact form only, so one block hash has one anchor script.
-Stdlib only, so the proof-bundle verifier can use it as it is.
+Kept as a re-export so that the anchoring code and its tests import it from here as before.
 """
 
-from __future__ import annotations
+from proof.anchor_payload import (
+    BLOCK_HASH_SIZE,
+    MAGIC,
+    OP_RETURN,
+    PAYLOAD_SIZE,
+    SCRIPT_SIZE,
+    VERSION,
+    anchored_block_hash,
+    decode_payload,
+    encode_payload,
+    encode_script,
+)
 
-from proof.errors import DecodeError, EncodeError
-
-MAGIC = b"PNTH"
-VERSION = 0x01
-BLOCK_HASH_SIZE = 32
-PAYLOAD_SIZE = len(MAGIC) + 1 + BLOCK_HASH_SIZE
-OP_RETURN = 0x6A
-# A direct push of 1..75 bytes is its own length as opcode.
-_PUSH_PAYLOAD = PAYLOAD_SIZE
-SCRIPT_SIZE = 2 + PAYLOAD_SIZE
-
-
-def encode_payload(block_hash: bytes) -> bytes:
-    if not isinstance(block_hash, bytes) or len(block_hash) != BLOCK_HASH_SIZE:
-        raise EncodeError(f"anchored block hash must be {BLOCK_HASH_SIZE} bytes, got {block_hash!r:.80}")
-    return MAGIC + bytes([VERSION]) + block_hash
-
-
-def encode_script(block_hash: bytes) -> bytes:
-    """The full output script: OP_RETURN, a 37-byte push, the payload."""
-    return bytes([OP_RETURN, _PUSH_PAYLOAD]) + encode_payload(block_hash)
-
-
-def decode_payload(script_or_payload: bytes) -> bytes:
-    """The Pantheon block hash in an anchor output script or in its bare payload.
-
-    Accepts exactly ``encode_script(h)`` or ``encode_payload(h)``; anything else
-    (other magic, other version, other push form, extra bytes) is a DecodeError.
-    """
-    data = script_or_payload
-    if len(data) == SCRIPT_SIZE and data[0] == OP_RETURN:
-        if data[1] != _PUSH_PAYLOAD:
-            raise DecodeError(
-                f"anchor script pushes with opcode {data[1]:#04x}, expected a direct "
-                f"{PAYLOAD_SIZE}-byte push ({_PUSH_PAYLOAD:#04x})"
-            )
-        data = data[2:]
-    elif data[:1] == bytes([OP_RETURN]):
-        raise DecodeError(f"anchor script is {len(data)} bytes, expected {SCRIPT_SIZE}")
-    if len(data) != PAYLOAD_SIZE:
-        raise DecodeError(f"anchor payload is {len(data)} bytes, expected {PAYLOAD_SIZE}")
-    if data[: len(MAGIC)] != MAGIC:
-        raise DecodeError(f"anchor payload starts with {data[:len(MAGIC)]!r}, expected {MAGIC!r}")
-    if data[len(MAGIC)] != VERSION:
-        raise DecodeError(f"anchor payload version is {data[len(MAGIC)]}, this software reads {VERSION}")
-    return data[len(MAGIC) + 1 :]
+__all__ = [
+    "BLOCK_HASH_SIZE",
+    "MAGIC",
+    "OP_RETURN",
+    "PAYLOAD_SIZE",
+    "SCRIPT_SIZE",
+    "VERSION",
+    "anchored_block_hash",
+    "decode_payload",
+    "encode_payload",
+    "encode_script",
+]

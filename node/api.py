@@ -7,6 +7,8 @@ full, retry later), both with ``Retry-After``. Errors are JSON ``{"error": "..."
 
 The service object holds all node logic; this module never touches storage or
 consensus, so the same app serves the real node and, in unit tests, a stand-in.
+Proof material in other encodings (CBOR certified blocks, consistency proofs, anchor
+records, the checkpoint as a C2SP signed note) comes from a :class:`ProofSource`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ ROOT_SIZE = 32
 RETRY_AFTER_BUSY_S = 1
 RETRY_AFTER_FULL_S = 5
 CBOR = "application/cbor"
+NOTE = "text/plain; charset=utf-8"
+SIZE_DIGITS_MAX = 20
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -80,6 +84,28 @@ class NodeService(Protocol):
     def metrics(self) -> bytes: ...
 
 
+class ProofSource(Protocol):
+    """Proof material for auditors and monitors (node.bundles.NodeProofs on a real node)."""
+
+    def certified_block(self, height: int) -> bytes | None: ...
+
+    def consistency(self, size1: int, size2: int | None) -> bytes | None: ...
+
+    def anchor_record(self, height: int) -> bytes | None: ...
+
+    def checkpoint_note(self) -> str | None: ...
+
+
+def proof_source_of(service: NodeService) -> ProofSource | None:
+    """The proof source of a service that wraps a real node (``service.node``), else None."""
+    node = getattr(service, "node", None)
+    if node is None:
+        return None
+    from node.bundles import NodeProofs
+
+    return NodeProofs(node)
+
+
 def error(status: int, message: str, *, retry_after_s: int | None = None) -> JSONResponse:
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     return JSONResponse({"error": message}, status_code=status, headers=headers)
@@ -127,7 +153,23 @@ def parse_submission(body: bytes, content_type: str, roots_max: int) -> bytes:
     return data
 
 
-def build_app(service: NodeService, *, roots_per_request_max: int, body_bytes_max: int) -> Starlette:
+def parse_count(text: str | None, what: str) -> int:
+    if text is None or not text.isdigit() or len(text) > SIZE_DIGITS_MAX:
+        raise ValueError(f"{what} must be a non-negative integer")
+    return int(text)
+
+
+def build_app(
+    service: NodeService,
+    *,
+    roots_per_request_max: int,
+    body_bytes_max: int,
+    proofs: ProofSource | None = None,
+) -> Starlette:
+    """The API app. ``proofs`` defaults to one built on ``service.node`` when there is one."""
+    if proofs is None:
+        proofs = proof_source_of(service)
+
     def submitter_of(request: Request) -> str | None:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -182,15 +224,72 @@ def build_app(service: NodeService, *, roots_per_request_max: int, body_bytes_ma
             return error(404, "no proof yet: root unknown or not yet certified")
         return Response(bundle, media_type=CBOR)
 
+    def wanted_format(request: Request, allowed: tuple[str, ...]) -> str | None:
+        fmt = request.query_params.get("format", "json")
+        if fmt not in allowed:
+            raise ValueError(f"format {fmt!r} is not served here; use one of: {', '.join(allowed)}")
+        if fmt != "json" and proofs is None:
+            raise LookupError(f"this node does not serve format={fmt}")
+        return fmt
+
     async def get_checkpoint(request: Request) -> Response:
+        try:
+            fmt = wanted_format(request, ("json", "note"))
+        except ValueError as exc:
+            return error(400, str(exc))
+        except LookupError as exc:
+            return error(404, str(exc))
+        if fmt == "note":
+            assert proofs is not None
+            text = proofs.checkpoint_note()
+            return error(404, "no finalized block yet") if text is None else Response(text, media_type=NOTE)
         return JSONResponse(service.checkpoint())
 
     async def get_block(request: Request) -> Response:
         text = request.path_params["height"]
         if not text.isdigit() or len(text) > 19:
             return error(400, "height must be a non-negative integer")
+        try:
+            fmt = wanted_format(request, ("json", "cbor"))
+        except ValueError as exc:
+            return error(400, str(exc))
+        except LookupError as exc:
+            return error(404, str(exc))
+        if fmt == "cbor":
+            assert proofs is not None
+            data = proofs.certified_block(int(text))
+            return error(404, "no finalized block at that height") if data is None else Response(data, media_type=CBOR)
         block = service.block(int(text))
         return error(404, "no finalized block at that height") if block is None else JSONResponse(block)
+
+    async def get_consistency(request: Request) -> Response:
+        if proofs is None:
+            return error(404, "this node does not serve consistency proofs")
+        try:
+            size1 = parse_count(request.query_params.get("size1"), "size1")
+            second = request.query_params.get("size2")
+            size2 = None if second is None else parse_count(second, "size2")
+        except ValueError as exc:
+            return error(400, str(exc))
+        data = proofs.consistency(size1, size2)
+        if data is None:
+            return error(
+                404,
+                "no consistency proof: both sizes must be log sizes of finalized blocks, with 1 <= size1 <= size2",
+            )
+        return Response(data, media_type=CBOR)
+
+    async def get_anchored(request: Request) -> Response:
+        if proofs is None:
+            return error(404, "this node does not serve anchor records")
+        try:
+            height = parse_count(request.path_params["height"], "height")
+        except ValueError as exc:
+            return error(400, str(exc))
+        data = proofs.anchor_record(height)
+        if data is None:
+            return error(404, "no confirmed anchor at or above that height")
+        return Response(data, media_type=CBOR)
 
     async def get_anchors(request: Request) -> Response:
         return JSONResponse({"anchors": service.anchors()})
@@ -212,6 +311,8 @@ def build_app(service: NodeService, *, roots_per_request_max: int, body_bytes_ma
         Route("/v1/checkpoints/latest", get_checkpoint, methods=["GET"]),
         Route("/v1/blocks/{height}", get_block, methods=["GET"]),
         Route("/v1/anchors", get_anchors, methods=["GET"]),
+        Route("/v1/anchored/{height}", get_anchored, methods=["GET"]),
+        Route("/v1/consistency", get_consistency, methods=["GET"]),
         Route("/v1/evidence", get_evidence, methods=["GET"]),
         Route("/healthz", get_health, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),

@@ -22,9 +22,15 @@ def _command_modules() -> list[Register]:
     """Commands in the order ``--help`` lists them."""
     from consensus.sim import cli as sim_cli
     from devnet import cli as devnet_cli
-    from node import commands, run_command
+    from node import commands, proof_commands, run_command
 
-    return [commands.register, run_command.register, devnet_cli.register, sim_cli.register]
+    return [
+        commands.register,
+        run_command.register,
+        proof_commands.register,
+        devnet_cli.register,
+        sim_cli.register,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
