@@ -19,9 +19,10 @@ How one poll sees bitcoind (``_observe``), cheapest question first:
    machine rebroadcasts the raw transaction in the second case.
 
 Before that, a BROADCAST record adopts a replacement the wallet made of its current
-txid (``gettransaction``'s ``replaced_by_txid``): if a bumpfee succeeded in bitcoind
-but its answer was lost (timeout, crash), the record follows the wallet instead of
-rebroadcasting a transaction bitcoind has already replaced.
+txid (``gettransaction``'s ``replaced_by_txid``, or its one ``mempoolconflicts``
+entry): if a fee bump succeeded in bitcoind but its answer was lost (timeout, crash),
+the record follows the wallet instead of rebroadcasting a transaction bitcoind has
+already replaced.
 
 Errors: BitcoindUnavailable propagates as it is from ``poll`` (the caller keeps its
 record and polls again later); a refused broadcast or bump becomes a
@@ -65,7 +66,16 @@ from anchor.state import (
     step,
     truncate_text,
 )
-from anchor.tx import SAT_PER_BTC, AnchorTx, AnchorTxError, bump_fee, check_anchor, create_anchor, vsize_of
+from anchor.tx import (
+    SAT_PER_BTC,
+    AnchorTx,
+    AnchorTxError,
+    bump_fee,
+    check_anchor,
+    create_anchor,
+    send_fee_rate_max_sat_vb,
+    vsize_of,
+)
 from proof.errors import DecodeError
 from proof.spv import hash_to_hex, hex_to_hash, parse_transaction, pow_limit
 
@@ -74,11 +84,6 @@ logger = logging.getLogger("pantheon.anchor")
 # bitcoind RPC error codes (src/rpc/protocol.h) the tracker reads as answers, not failures.
 RPC_INVALID_ADDRESS_OR_KEY = -5  # unknown txid (wallet, mempool) or block
 RPC_VERIFY_ALREADY_IN_CHAIN = -27  # sendrawtransaction: the transaction is already in a block
-# The wallet sizes a transaction before signing it and rounds the fee up, so the rate
-# it pays can exceed the requested one by a small fraction (about 1/vsize; measured
-# 2.5 -> 2.516 sat/vB). The transaction-level cap check allows this much above the
-# policy's cap, which itself bounds the requested rates.
-FEE_RATE_CAP_TOLERANCE_PERCENT = 2
 # Actions one poll can carry out: the state machine asks for at most a bump or a
 # rebroadcast plus its alerts, and each answer adds at most one alert.
 ACTIONS_PER_POLL_MAX = 8
@@ -138,8 +143,8 @@ class AnchorTracker:
 
     @property
     def _tx_fee_rate_max_sat_vb(self) -> Decimal:
-        """The cap handed to anchor.tx: the policy's, plus the wallet's rounding."""
-        return sat_kvb_to_sat_vb(self.policy.fee_rate_max_sat_kvb) * (100 + FEE_RATE_CAP_TOLERANCE_PERCENT) / 100
+        """The cap handed to anchor.tx, which allows for the wallet's fee rounding itself."""
+        return sat_kvb_to_sat_vb(self.policy.fee_rate_max_sat_kvb)
 
     # ----------------------------------------------------------------- public API
 
@@ -229,7 +234,7 @@ class AnchorTracker:
             if record.state is not AnchorState.BROADCAST:
                 return record
             wallet_tx = self._wallet_tx(record.txid)
-            replacement_hex = None if wallet_tx is None else wallet_tx.get("replaced_by_txid")
+            replacement_hex = None if wallet_tx is None else _replacement_of(wallet_tx)
             if replacement_hex is None:
                 return record
             replacement = self._wallet_tx(hex_to_hash(replacement_hex))
@@ -279,17 +284,9 @@ class AnchorTracker:
         return record
 
     def _carry_out(self, record: AnchorRecord, action: Broadcast | BumpFee, now_ms: int) -> Event:
+        current = _as_anchor_tx(record)
         if isinstance(action, Broadcast):
-            return self._broadcast(action, now_ms)
-        tx, vout = check_anchor(record.raw_tx, record.pantheon_block_hash)
-        current = AnchorTx(
-            txid=hash_to_hex(record.txid),
-            raw_tx=record.raw_tx,
-            block_hash=record.pantheon_block_hash,
-            vout=vout,
-            fee_sat=record.fee_sat,
-            vsize=vsize_of(tx, record.raw_tx),
-        )
+            return self._broadcast(action, send_fee_rate_max_sat_vb(current, self._tx_fee_rate_max_sat_vb), now_ms)
         replacement = bump_fee(
             self.rpc,
             current,
@@ -298,8 +295,8 @@ class AnchorTracker:
         )
         return Bumped(replacement.raw_tx, action.fee_rate_sat_kvb, replacement.fee_sat, now_ms)
 
-    def _broadcast(self, action: Broadcast, now_ms: int) -> Event:
-        max_fee_rate_btc_kvb = self._tx_fee_rate_max_sat_vb * SAT_KVB_PER_SAT_VB / SAT_PER_BTC
+    def _broadcast(self, action: Broadcast, fee_rate_max_sat_vb: Decimal, now_ms: int) -> Event:
+        max_fee_rate_btc_kvb = fee_rate_max_sat_vb * SAT_KVB_PER_SAT_VB / SAT_PER_BTC
         try:
             txid_hex = self.rpc.call("sendrawtransaction", action.raw_tx.hex(), max_fee_rate_btc_kvb)
         except BitcoindRPCError as exc:
@@ -316,6 +313,30 @@ class AnchorTracker:
             if not isinstance(action, Alert):
                 raise AssertionError(f"expected only alerts, got {type(action).__name__}")
             self.on_alert(action)
+
+
+def _replacement_of(wallet_tx: dict[str, Any]) -> str | None:
+    """The txid that replaced a wallet transaction: ``replaced_by_txid`` after the
+    wallet's own bumpfee, else the one mempool transaction that conflicts with it
+    (anchor.tx.bump_fee signs with PSBTs and broadcasts the replacement itself)."""
+    replaced_by = wallet_tx.get("replaced_by_txid")
+    if replaced_by is not None:
+        return str(replaced_by)
+    conflicts = wallet_tx.get("mempoolconflicts") or []
+    return str(conflicts[0]) if len(conflicts) == 1 else None
+
+
+def _as_anchor_tx(record: AnchorRecord) -> AnchorTx:
+    """The record's current version as anchor.tx describes a transaction."""
+    tx, vout = check_anchor(record.raw_tx, record.pantheon_block_hash)
+    return AnchorTx(
+        txid=hash_to_hex(record.txid),
+        raw_tx=record.raw_tx,
+        block_hash=record.pantheon_block_hash,
+        vout=vout,
+        fee_sat=record.fee_sat,
+        vsize=vsize_of(tx, record.raw_tx),
+    )
 
 
 def _btc_to_sat(amount_btc: Decimal) -> int:

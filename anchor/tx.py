@@ -3,10 +3,11 @@
 The transaction is built with python-bitcoinlib (one OP_RETURN output carrying the
 anchor payload, version 2), then handed to the bitcoind wallet: ``fundrawtransaction``
 adds inputs and a change output (Knots refuses to relay a transaction whose only
-output is OP_RETURN) and signals BIP 125 replaceability so that ``bumpfee`` can
-raise the fee later. Before anything is broadcast the wallet's result is parsed
-again with the auditor's parser (proof.spv) and checked: the wallet must not have
-changed what is anchored, and the fee must be under the operator's cap.
+output is OP_RETURN) and signals BIP 125 replaceability so that a replacement can
+raise the fee later. Before anything is broadcast (a new anchor or a fee-bumped
+replacement alike) the wallet's result is parsed again with the auditor's parser
+(proof.spv) and checked: the wallet must not have changed what is anchored, and the
+fee must be under the operator's cap.
 
 No address is ever handled here, so python-bitcoinlib's process-wide network
 selection (``bitcoin.SelectParams``) plays no part: the same code serves every
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from bitcoin.core import CMutableTransaction, CMutableTxOut, CTransaction
 from bitcoin.core.script import CScript
@@ -35,6 +36,8 @@ SAT_PER_BTC = 100_000_000
 _SAT_VB_TO_BTC_KVB = Decimal(1000) / SAT_PER_BTC
 FEE_RATE_MAX_SAT_VB_DEFAULT = Decimal(500)
 WITNESS_SCALE = 4
+# See fee_within_cap: the wallet's size estimate exceeds the signed size by at most this per input.
+FEE_ROUNDING_VBYTES_PER_INPUT = 1
 
 
 class AnchorTxError(PantheonError):
@@ -141,6 +144,29 @@ def broadcast(wallet: BitcoindRPC, signed_tx: bytes, *, fee_rate_max_sat_vb: Dec
     return wallet.call("sendrawtransaction", signed_tx.hex(), Decimal(fee_rate_max_sat_vb) * _SAT_VB_TO_BTC_KVB)
 
 
+def fee_within_cap(fee_sat: int, vsize: int, input_count: int, fee_rate_max_sat_vb: Decimal) -> bool:
+    """True if ``fee_sat`` is what a transaction of ``vsize`` asked for at most the cap may pay.
+
+    The wallet sizes a transaction before signing it, counting every signature at its
+    largest DER encoding, then rounds the fee up; the signed transaction is then up to
+    one vbyte per input smaller than the size the fee was computed for (measured
+    here: 2.5 sat/vB asked, 2.516 paid). So a fee counts as within the cap when it is
+    at most the cap times (vsize + FEE_ROUNDING_VBYTES_PER_INPUT per input), rounded up:
+    asking for exactly the cap is then always accepted, and nothing above the cap's
+    own rounding is.
+    """
+    allowed = Decimal(fee_rate_max_sat_vb) * (vsize + FEE_ROUNDING_VBYTES_PER_INPUT * input_count)
+    return fee_sat <= math.ceil(allowed)
+
+
+def send_fee_rate_max_sat_vb(record: AnchorTx, fee_rate_max_sat_vb: Decimal) -> Decimal:
+    """The ``maxfeerate`` for sendrawtransaction: the cap, or the transaction's own rate
+    (rounded up to 0.001 sat/vB) when the wallet's rounding put it a hair above the cap;
+    the cap itself was checked by ``fee_within_cap`` already."""
+    own = (Decimal(record.fee_sat) / Decimal(record.vsize)).quantize(Decimal("0.001"), rounding=ROUND_CEILING)
+    return max(Decimal(fee_rate_max_sat_vb), own)
+
+
 def _record(raw_tx: bytes, block_hash: bytes, fee_sat: int, fee_rate_max_sat_vb: Decimal) -> AnchorTx:
     tx, vout = check_anchor(raw_tx, block_hash)
     record = AnchorTx(
@@ -151,7 +177,7 @@ def _record(raw_tx: bytes, block_hash: bytes, fee_sat: int, fee_rate_max_sat_vb:
         fee_sat=fee_sat,
         vsize=vsize_of(tx, raw_tx),
     )
-    if record.fee_rate_sat_vb > fee_rate_max_sat_vb:
+    if not fee_within_cap(fee_sat, record.vsize, tx.input_count, fee_rate_max_sat_vb):
         raise AnchorTxError(
             f"anchor transaction would pay {record.fee_rate_sat_vb:.2f} sat/vB, above the cap "
             f"of {fee_rate_max_sat_vb} sat/vB"
@@ -173,7 +199,7 @@ def create_anchor(
     signed_tx = sign(wallet, funded)
     record = _record(signed_tx, block_hash, fee_sat, fee_rate_max_sat_vb)
     if send:
-        txid = broadcast(wallet, signed_tx, fee_rate_max_sat_vb=fee_rate_max_sat_vb)
+        txid = broadcast(wallet, signed_tx, fee_rate_max_sat_vb=send_fee_rate_max_sat_vb(record, fee_rate_max_sat_vb))
         if txid != record.txid:
             raise AnchorTxError(f"bitcoind accepted txid {txid}, but the signed transaction's txid is {record.txid}")
     return record
@@ -193,18 +219,26 @@ def bump_fee(
     fee_rate_sat_vb: Decimal,
     fee_rate_max_sat_vb: Decimal = FEE_RATE_MAX_SAT_VB_DEFAULT,
 ) -> AnchorTx:
-    """Replace ``anchor`` (BIP 125) by the wallet's ``bumpfee`` at a higher fee rate.
+    """Replace ``anchor`` (BIP 125) at a higher fee rate, checked against the cap BEFORE it is sent.
 
-    The fee comes out of the change; the OP_RETURN is kept, and checked to be kept.
-    Returns the replacement's record (a new txid).
+    ``psbtbumpfee`` builds the replacement without broadcasting it (the fee comes out
+    of the change), the wallet signs it (``walletprocesspsbt``, ``finalizepsbt``), and
+    only a replacement that still anchors the same block and pays at most the cap
+    (with the wallet's rounding, see ``fee_within_cap``) is handed to
+    ``sendrawtransaction``. The wallet's plain ``bumpfee`` broadcasts first, so a
+    refusal there would come too late. Returns the replacement's record (a new txid).
     """
     _check_fee_rate(fee_rate_sat_vb, fee_rate_max_sat_vb)
-    result = wallet.call("bumpfee", anchor.txid, {"fee_rate": Decimal(fee_rate_sat_vb)})
+    result = wallet.call("psbtbumpfee", anchor.txid, {"fee_rate": Decimal(fee_rate_sat_vb)})
     if result.get("errors"):
-        raise AnchorTxError(f"bumpfee of {anchor.txid} reported errors: {result['errors']}")
-    replacement = wallet.call("gettransaction", result["txid"])
-    raw_tx = bytes.fromhex(replacement["hex"])
+        raise AnchorTxError(f"psbtbumpfee of {anchor.txid} reported errors: {result['errors']}")
+    processed = wallet.call("walletprocesspsbt", result["psbt"], True)
+    finalized = wallet.call("finalizepsbt", processed["psbt"], True)
+    if not finalized.get("complete"):
+        raise AnchorTxError(f"the wallet could not sign every input of the replacement of {anchor.txid}")
+    raw_tx = bytes.fromhex(finalized["hex"])
     record = _record(raw_tx, anchor.block_hash, _btc_to_sat(result["fee"]), fee_rate_max_sat_vb)
-    if record.txid != result["txid"]:
-        raise AnchorTxError(f"bumpfee reported txid {result['txid']}, but the replacement's txid is {record.txid}")
+    txid = broadcast(wallet, raw_tx, fee_rate_max_sat_vb=send_fee_rate_max_sat_vb(record, fee_rate_max_sat_vb))
+    if txid != record.txid:
+        raise AnchorTxError(f"bitcoind accepted txid {txid}, but the replacement's txid is {record.txid}")
     return record

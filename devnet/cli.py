@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from devnet import cluster
-from devnet.status import NodeStatus, node_status
+from devnet import cluster, regtest
+from devnet.bitcoind import BitcoindInstallError, find_or_install
+from devnet.load import run_load
+from devnet.status import NodeStatus, bitcoin_summary, node_status
 
 DEFAULT_DIR = Path("devnet-data")
 READY_DEADLINE_S = 60.0
@@ -20,12 +22,15 @@ STATUS_REFRESH_S = 1.0
 
 def _status_table(state: cluster.DevnetState, statuses: list[NodeStatus], rates: dict[int, float]) -> Table:
     table = Table(title=f"Pantheon devnet {state.chain_id[:16]}… ({state.directory})")
-    for column in ("node", "state", "height", "view", "log size", "roots/s", "mempool", "peers", "api"):
+    columns = ["node", "state", "height", "view", "log size", "roots/s", "mempool", "peers"]
+    if state.bitcoin is not None:
+        columns += ["anchors pending", "anchored", "bitcoind", "last anchor txid"]
+    for column in [*columns, "api"]:
         table.add_column(column)
     for s in statuses:
         d = s.detail
         state_text = "healthy" if s.healthy else ("starting" if s.running and not s.error else (s.error or "stopped"))
-        table.add_row(
+        row = [
             str(s.index),
             state_text,
             str(d.get("height", "-")),
@@ -34,8 +39,23 @@ def _status_table(state: cluster.DevnetState, statuses: list[NodeStatus], rates:
             f"{rates.get(s.index, 0.0):.0f}",
             str(d.get("mempool_roots", "-")),
             str(d.get("peers", "-")),
-            s.api_url,
-        )
+        ]
+        if state.bitcoin is not None:
+            a = d.get("anchoring") or {}
+            bitcoind = "ok" if a.get("bitcoind_ok") else ("-" if not a else "DOWN")
+            if a.get("wallet_empty"):
+                bitcoind = "wallet empty"
+            if a.get("alerts"):
+                bitcoind += " " + ",".join(a["alerts"])
+            row += [
+                str(a.get("anchors_pending", "-")),
+                str(a.get("anchors_confirmed", "-")),
+                bitcoind,
+                (a.get("last_txid") or "-")[:16],
+            ]
+        table.add_row(*row, s.api_url)
+    if state.bitcoin is not None:
+        table.caption = bitcoin_summary(state)
     return table
 
 
@@ -60,10 +80,25 @@ def cmd_up(args: argparse.Namespace) -> int:
         state = cluster.DevnetState.load(directory)
         console.print(f"resuming the devnet in {directory} ({len(state.nodes)} validators)")
     else:
-        state = cluster.create(directory, args.n)
+        bitcoin = None
+        if not args.no_bitcoin:
+            try:
+                paths = find_or_install()
+            except BitcoindInstallError as exc:
+                raise cluster.DevnetError(f"{exc}; or run `pantheon devnet up --no-bitcoin`") from exc
+            console.print(f"bitcoind: {paths.bitcoind}")
+            bitcoin = regtest.new_info(directory, paths, args.n, mine_every_s=args.mine_every_s)
+        state = cluster.create(directory, args.n, bitcoin=bitcoin)
         console.print(f"created a {args.n}-validator devnet in {directory}")
-    cluster.start(state)
     try:
+        if state.bitcoin is not None:
+            cluster.start_bitcoin(state)
+            console.print(
+                f"regtest bitcoind pid {state.bitcoin['pid']} on 127.0.0.1:{state.bitcoin['rpc_port']}, "
+                f"wallets {', '.join(state.bitcoin['wallets'])} funded, "
+                f"a block every {state.bitcoin['mine_every_s']:g} s (miner pid {state.bitcoin['miner_pid']})"
+            )
+        cluster.start(state)
         wait_ready(state)
         console.print(f"submit token: {state.token}")
         console.print(f"node 0 API:   {state.nodes[0].api_url}")
@@ -111,7 +146,33 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     state = cluster.DevnetState.load(args.dir)
     killed = cluster.stop(state)
-    print(f"stopped {len(state.nodes)} node(s)" + (f"; SIGKILLed: {killed}" if killed else ""))
+    extra = ", the miner and bitcoind" if state.bitcoin is not None else ""
+    print(f"stopped {len(state.nodes)} node(s){extra}" + (f"; SIGKILLed: {killed}" if killed else ""))
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    state = cluster.DevnetState.load(args.dir)
+    print(f"submitting {args.rate} roots/s for {args.seconds:g} s to {len(state.nodes)} validators")
+    report = run_load(state, rate=args.rate, seconds=args.seconds, wait_s=args.wait)
+    for line in report.lines():
+        print(line)
+    if state.bitcoin is None:
+        print("(no bitcoind in this devnet: roots are certified, never anchored)")
+    return 0 if report.acknowledged and report.certified == report.acknowledged else 1
+
+
+def cmd_miner(args: argparse.Namespace) -> int:
+    """The devnet's block miner (started by `up`; stops on SIGTERM or SIGINT)."""
+    import signal
+
+    state = cluster.DevnetState.load(args.dir)
+    if state.bitcoin is None:
+        raise cluster.DevnetError(f"the devnet in {args.dir} has no bitcoind")
+    stop = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.append(True))
+    regtest.mine_forever(state.bitcoin, lambda: bool(stop))
     return 0
 
 
@@ -126,6 +187,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("-n", type=int, default=4, help="validators, 3f+1 (default: 4)")
     up.add_argument("--no-bitcoin", action="store_true", help="run without a bitcoind (no anchoring)")
     up.add_argument("--detach", action="store_true", help="start in the background and return")
+    up.add_argument(
+        "--mine-every-s", type=float, default=regtest.MINE_EVERY_S_DEFAULT,
+        help=f"seconds between regtest blocks (default: {regtest.MINE_EVERY_S_DEFAULT:g})",
+    )
     add_dir(up)
     up.set_defaults(handler=cmd_up)
 
@@ -133,6 +198,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_dir(status)
     status.set_defaults(handler=cmd_status)
 
-    down = sub.add_parser("down", help="stop every node of the devnet")
+    down = sub.add_parser("down", help="stop every node of the devnet, its miner and bitcoind")
     add_dir(down)
     down.set_defaults(handler=cmd_down)
+
+    load = sub.add_parser("load", help="submit random roots at a rate; report acknowledged/certified/anchored")
+    load.add_argument("--rate", type=int, default=100, help="roots per second (default: 100)")
+    load.add_argument("--seconds", type=float, default=10.0, help="how long to submit (default: 10)")
+    load.add_argument("--wait", type=float, default=120.0, help="deadline for certified and anchored, s (default: 120)")
+    add_dir(load)
+    load.set_defaults(handler=cmd_load)
+
+    miner = sub.add_parser("miner", help=argparse.SUPPRESS)
+    add_dir(miner)
+    miner.set_defaults(handler=cmd_miner)

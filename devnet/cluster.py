@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from devnet import regtest
 from devnet.ports import free_ports
 from node.commands import write_public_key
 from node.config import render_config
@@ -231,7 +232,29 @@ def _reap(pid: int | None) -> None:
 
 
 def stop(state: DevnetState) -> list[int]:
-    """Stop every node; return the indices of nodes that had to be SIGKILLed."""
+    """Stop every node, then the miner and bitcoind (nodes first: they are bitcoind's
+    clients); return the indices of nodes that had to be SIGKILLed."""
     killed = [entry.index for entry in state.nodes if stop_node(entry)]
     state.save()
+    if state.bitcoin is not None:
+        regtest.stop_miner(state.bitcoin, Path(state.directory))
+        state.save()
+        regtest.stop_bitcoind(state.bitcoin)
+        state.save()
     return killed
+
+
+def start_bitcoin(state: DevnetState) -> None:
+    """Start (or resume) the devnet's bitcoind with its wallets, then its miner."""
+    if state.bitcoin is None:
+        return
+    info = state.bitcoin
+    resumed = Path(info["datadir"], "regtest").exists()
+    regtest.start_bitcoind(info)
+    state.save()
+    if resumed:
+        regtest.load_wallets(info)
+    else:
+        regtest.create_and_fund_wallets(info)
+    regtest.start_miner(info, Path(state.directory))
+    state.save()

@@ -8,6 +8,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from anchor.rpc import BitcoindAuthError, BitcoindRPCError, BitcoindUnavailable
+from devnet import regtest
 from devnet.cluster import DevnetState, pid_alive
 
 HTTP_TIMEOUT_S = 2.0
@@ -43,3 +45,16 @@ def node_status(state: DevnetState) -> list[NodeStatus]:
                 status.error = f"no answer ({getattr(exc, 'reason', exc)})"
         statuses.append(status)
     return statuses
+
+
+def bitcoin_summary(state: DevnetState) -> str:
+    """One line about the devnet's bitcoind and miner, for the status table."""
+    info = state.bitcoin
+    if info is None:
+        return "no bitcoind"
+    miner = f"miner pid {info.get('miner_pid')}" if info.get("miner_pid") else "miner stopped"
+    try:
+        blocks = regtest.rpc(info).call("getblockcount", timeout_s=HTTP_TIMEOUT_S)
+    except (BitcoindUnavailable, BitcoindAuthError, BitcoindRPCError) as exc:
+        return f"regtest bitcoind: {str(exc)[:120]}; {miner}"
+    return f"regtest bitcoind pid {info.get('pid')} 127.0.0.1:{info['rpc_port']}, height {blocks}; {miner}"

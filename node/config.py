@@ -75,7 +75,7 @@ class ConsensusSection:
 @dataclass(frozen=True)
 class BitcoinSection:
     enabled: bool = _key(False, "anchor the chain into Bitcoin through the bitcoind below")
-    network: str = _key("regtest", "bitcoin network: mainnet, testnet, signet or regtest", choices=("mainnet", "testnet", "signet", "regtest"))
+    network: str = _key("regtest", "bitcoin network: mainnet, testnet, testnet4, signet or regtest", choices=("mainnet", "testnet", "testnet4", "signet", "regtest"))
     rpc_url: str = _key("http://127.0.0.1:18443", "bitcoind JSON-RPC URL")
     rpc_cookie_file: str = _key("", "bitcoind .cookie file for RPC auth (empty: use rpc_user/rpc_password)")
     rpc_user: str = _key("", "RPC user name when not using the cookie file")
@@ -83,6 +83,11 @@ class BitcoinSection:
     wallet: str = _key("pantheon", "bitcoind wallet that funds and signs anchor transactions")
     fee_rate_sat_vb: int = _key(2, "fee rate of a new anchor transaction (sat/vB)")
     fee_rate_max_sat_vb: int = _key(50, "fee bumps never go above this fee rate (sat/vB)")
+    bump_after_ms: int = _key(3_600_000, "an anchor unconfirmed this long is fee-bumped (RBF), up to fee_rate_max_sat_vb")
+    fallback_ms: int = _key(7_200_000, "if the validator on anchor duty has not got its anchor recorded in a block this long after the due block, the next validator anchors it")
+    poll_interval_ms: int = _key(2_000, "how often the anchoring task asks bitcoind about anchors in flight")
+    rpc_timeout_ms: int = _key(5_000, "longest wait for one bitcoind RPC answer")
+    check_timeout_ms: int = _key(2_000, "longest wait for bitcoind when checking a proposal's anchors before voting (no answer: the vote is withheld)")
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ from consensus.crypto import MLDSASigner, MLDSAVerifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
 from consensus.messages import CatchUpRequest, CatchUpResponse, Message, decode_message
 from consensus.safety import SafetyState
+from anchor.rpc import BitcoindAuthError, BitcoindUnavailable
+from node.anchoring import Anchorer, AnchorRefInvalid
 from node.api import Overloaded, Receipt, build_app
 from node.commands import read_genesis
 from node.config import Config
@@ -60,8 +62,9 @@ from node.tokens import TokenTable, load_tokens
 from p2p.frames import MAX_FRAME_BYTES, Channel
 from p2p.handshake import LocalIdentity
 from p2p.peers import PeerAddress, PeerManager, Received, TransportSettings
-from proof.chain import Certificate
+from proof.chain import AnchorRef, Certificate
 from proof.errors import DecodeError, PantheonError
+from storage.anchor_store import AnchorStore
 from storage.chain_store import ChainStore
 from storage.db import Store
 from storage.merkle_log import MerkleLog
@@ -101,6 +104,17 @@ class Node:
         self.log = MerkleLog(self.store)
         self.chain = ChainStore(self.store)
         self.mempool = Mempool(self.store, self.log, roots_max=config.mempool.roots_max)
+        self.anchor_store = AnchorStore(self.store)
+        self.anchorer: Anchorer | None = None
+        if config.bitcoin.enabled:
+            self.anchorer = Anchorer(
+                genesis=self.genesis,
+                index=self.index,
+                config=config.bitcoin,
+                resolve=config.resolve,
+                anchors=self.anchor_store,
+                chain=self.chain,
+            )
         self.metrics = NodeMetrics()
         safety_raw = self.chain.load_safety()
         self._unfinalized: dict[bytes, int] = {}
@@ -154,6 +168,8 @@ class Node:
                 await nursery.start(self.peers.run)
                 nursery.start_soon(self._pump_inbound)
                 nursery.start_soon(self._consensus_loop)
+                if self.anchorer is not None:
+                    nursery.start_soon(self._anchoring_loop, self.anchorer)
                 self.api_url = await nursery.start(self._serve_http)
                 await self._events_send.send(Start())
                 event(log, logging.INFO, "ready", api=self.api_url, p2p_port=self.peers.listen_port)
@@ -215,7 +231,7 @@ class Node:
             self.metrics.messages_rejected.labels(reason="gossip_malformed").inc()
             return
         try:
-            admission = self.mempool.admit(payload, now_ms())
+            admission = self.mempool.admit(payload, now_ms(), sync=False)
         except PantheonError as exc:
             event(log, logging.WARNING, "gossip not admitted", peer=received.peer_index, error=str(exc))
             return
@@ -245,6 +261,9 @@ class Node:
                 self._start_builder(action)
             elif isinstance(action, CheckBlock):
                 valid = self._check_block(action.block, action.pending)
+                if valid and action.block.header.anchors:
+                    self._nursery.start_soon(self._check_anchors, action.block)
+                    continue
                 if valid:
                     self._keep_unfinalized(action.block)
                 await self._events_send.send(BlockChecked(action.block.hash, valid))
@@ -289,6 +308,11 @@ class Node:
                         await self._mempool_changed.wait()
                 in_flight = _roots_of(request.pending)
                 roots = self.mempool.take(self.config.consensus.block_roots_max, exclude=in_flight)
+                anchors: tuple[AnchorRef, ...] = ()
+                if self.anchorer is not None:
+                    anchors = self.anchorer.refs_to_propose(
+                        now_ms(), (ref for block in request.pending for ref in block.header.anchors)
+                    )
                 block = build_block(
                     genesis=self.genesis,
                     view=request.view,
@@ -296,6 +320,7 @@ class Node:
                     log=request.log,
                     roots=roots,
                     timestamp_ms=now_ms(),
+                    anchors=anchors,
                 )
                 self._keep_unfinalized(block)
                 await self._events_send.send(ProposalReady(request.view, block))
@@ -308,7 +333,11 @@ class Node:
         return bool(self.mempool.take(1, exclude=_roots_of(pending)))
 
     def _check_block(self, block: Block, pending: tuple[Block, ...]) -> bool:
-        """The IO side of block validity: none of its roots is already logged or in an ancestor."""
+        """The IO side of block validity: none of its roots is already logged or in an
+        ancestor, and its AnchorRefs name finalized ancestors, once each (their Bitcoin
+        side is checked after this, off the consensus loop: see _check_anchors)."""
+        if not self._anchor_refs_local_ok(block, pending):
+            return False
         in_flight = _roots_of(pending)
         roots = block.roots
         for offset in range(0, len(roots), 32):
@@ -318,6 +347,68 @@ class Node:
                 event(log, logging.WARNING, "block repeats a root", height=block.header.height, root=root)
                 return False
         return True
+
+    def _anchor_refs_local_ok(self, block: Block, pending: tuple[Block, ...]) -> bool:
+        anchors = block.header.anchors
+        if not anchors:
+            return True
+        ancestors = {b.hash for b in pending}
+        seen: set[bytes] = set()
+        for ref in anchors:
+            height = self.chain.height_of(ref.anchored_block_hash)
+            recorded = self.anchor_store.recorded(height) if height is not None else None
+            reason = None
+            if height is None and ref.anchored_block_hash not in ancestors:
+                reason = "anchored block is not a finalized ancestor"
+            elif ref.anchored_block_hash in seen:
+                reason = "two anchors of one block"
+            elif recorded is not None and recorded.ref == ref:
+                reason = "anchor already recorded"
+            elif any(ref in b.header.anchors for b in pending):
+                reason = "anchor already in an ancestor"
+            if reason is not None:
+                self.metrics.messages_rejected.labels(reason="block_anchor_invalid").inc()
+                event(log, logging.WARNING, "block carries an invalid anchor", height=block.header.height,
+                      reason=reason, anchored=ref.anchored_block_hash.hex()[:16])
+                return False
+            seen.add(ref.anchored_block_hash)
+        return True
+
+    async def _check_anchors(self, block: Block) -> None:
+        """Check a proposal's AnchorRefs with our own bitcoind, in a worker thread so the
+        consensus loop never waits on it, then answer the core. An anchor that cannot be
+        checked now (no bitcoind, or it is down or slow) counts as invalid: this validator
+        withholds its notarize vote and the view times out into a nullification, exactly as
+        for a block it cannot verify otherwise. Blocks without anchors never come here, so
+        a dead bitcoind never stops them; a leader offers anchors only while its bitcoind
+        answers (Anchorer.refs_to_propose)."""
+        valid = False
+        if self.anchorer is None:
+            event(log, logging.WARNING, "cannot check a block's anchors: [bitcoin] is not enabled here",
+                  height=block.header.height)
+        else:
+            try:
+                await trio.to_thread.run_sync(self.anchorer.check_refs, block.header.anchors)
+                valid = True
+            except (BitcoindUnavailable, BitcoindAuthError) as exc:
+                event(log, logging.WARNING, "cannot check a block's anchors now, not voting for it",
+                      height=block.header.height, error=str(exc)[:200])
+            except AnchorRefInvalid as exc:
+                event(log, logging.WARNING, "block carries an anchor bitcoind contradicts",
+                      height=block.header.height, error=str(exc)[:200])
+        if not valid:
+            self.metrics.messages_rejected.labels(reason="block_anchor_unchecked").inc()
+        else:
+            self._keep_unfinalized(block)
+        await self._events_send.send(BlockChecked(block.hash, valid))
+
+    async def _anchoring_loop(self, anchorer: Anchorer) -> None:
+        """One anchoring tick at a time, in a worker thread (every bitcoind call blocks)."""
+        interval_s = max(self.config.bitcoin.poll_interval_ms, 100) / 1000
+        while True:
+            await trio.to_thread.run_sync(anchorer.tick, now_ms())
+            self.sync_anchor_metrics()
+            await trio.sleep(interval_s)
 
     def _keep_unfinalized(self, block: Block) -> None:
         """Persist a block before voting on or proposing it (see ChainStore.keep_unfinalized)."""
@@ -331,9 +422,11 @@ class Node:
             return
         settled = [h for h, height in self._unfinalized.items() if height <= header.height]
         staged = self.log.stage_append(block.roots)
+        recorded = self._recorded_anchors(header)
         with self.store.batch(sync=True) as batch:
             staged.write_to(batch)
             self.chain.stage_finalized(batch, header, action.proof)
+            self.anchor_store.stage_recorded(batch, recorded, header.height)
             self.mempool.remove(block.roots, batch)
             self.chain.drop_unfinalized(batch, settled)
         for block_hash in settled:
@@ -350,6 +443,19 @@ class Node:
         self.metrics.roots_finalized.inc(block.root_count)
         self.sync_metrics()
         event(log, logging.DEBUG, "finalized", height=header.height, roots=block.root_count, log_size=header.log_size)
+
+    def _recorded_anchors(self, header: Any) -> list[tuple[int, AnchorRef]]:
+        """(anchored height, ref) of a finalized block's anchors; the anchored blocks are
+        finalized ancestors, so they are in the chain store already."""
+        out = []
+        for ref in header.anchors:
+            height = self.chain.height_of(ref.anchored_block_hash)
+            if height is None:
+                event(log, logging.WARNING, "finalized block records an anchor of an unknown block",
+                      height=header.height, anchored=ref.anchored_block_hash.hex()[:16])
+                continue
+            out.append((height, ref))
+        return out
 
     # ---- catch-up ----------------------------------------------------------------
 
@@ -394,6 +500,26 @@ class Node:
         self.metrics.mempool_roots.set(len(self.mempool))
         self.metrics.peers_connected.set(len(self.peers.connected_peers()))
 
+    def sync_anchor_metrics(self) -> None:
+        if self.anchorer is None:
+            return
+        counts = self.anchorer.counts()
+        self.metrics.anchors_pending.set(counts["pending"])
+        self.metrics.anchors_confirmed.set(self.anchor_store.checkpoint_count())
+        self.metrics.anchor_fee_capped.set(1 if "fee_capped" in self.anchorer.status.alerts else 0)
+
+    def anchoring_status(self) -> dict[str, Any] | None:
+        if self.anchorer is None:
+            return None
+        last, count = self.anchor_store.recorded_summary()
+        return {
+            **self.anchorer.status.as_json(),
+            "anchors_pending": self.anchorer.counts()["pending"],
+            "anchors_confirmed": self.anchor_store.checkpoint_count(),
+            "last_anchored_height": last,
+            "anchors_recorded": count,
+        }
+
     def status(self) -> dict[str, Any]:
         tip = self.chain.tip_header
         return {
@@ -406,6 +532,7 @@ class Node:
             "block_hash": tip.hash.hex() if tip else None,
             "mempool_roots": len(self.mempool),
             "peers": len(self.peers.connected_peers()),
+            "anchoring": self.anchoring_status(),
         }
 
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from node import bundles
 from node.api import Receipt
 from proof.chain import BlockHeader
+from proof.spv import hash_to_hex
+from storage.anchor_store import RECORDS_LISTED_MAX, checkpoint_json
 
 if TYPE_CHECKING:
     from node.runtime import Node
@@ -25,7 +27,13 @@ def header_json(header: BlockHeader) -> dict[str, Any]:
         "validator_set": header.validator_set.hex(),
         "body_hash": header.body_hash.hex(),
         "anchors": [
-            {"txid": a.txid.hex(), "vout": a.vout, "anchored_block_hash": a.anchored_block_hash.hex()}
+            {
+                "txid": hash_to_hex(a.txid),
+                "vout": a.vout,
+                "anchored_block_hash": a.anchored_block_hash.hex(),
+                "btc_block_hash": hash_to_hex(a.btc_block_hash),
+                "btc_height": a.btc_height,
+            }
             for a in header.anchors
         ],
     }
@@ -48,7 +56,12 @@ class NodeAPIService:
         if index is None:
             return None
         height = node.chain.height_of_log_index(index)
-        return {"root": root.hex(), "state": "certified", "index": index, "height": height}
+        status: dict[str, Any] = {"root": root.hex(), "state": "certified", "index": index, "height": height}
+        checkpoint = node.anchor_store.checkpoint_covering(height) if height is not None else None
+        if checkpoint is not None:
+            status["state"] = "anchored"
+            status["anchor"] = checkpoint_json(checkpoint, node.anchor_store.confirmations(checkpoint))
+        return status
 
     def proof_bundle(self, root: bytes) -> bytes | None:
         return bundles.proof_bundle(self.node, root)
@@ -72,12 +85,43 @@ class NodeAPIService:
         return {**header_json(header), "roots": end - start, "first_index": start}
 
     def anchors(self) -> list[dict[str, Any]]:
-        return []
+        """Every anchored height this node knows, lowest first: what the chain recorded
+        (and whether its Bitcoin block is on the best chain now: "anchored" or "pending"),
+        and this validator's own anchor transaction for it, with its lifecycle state and alerts."""
+        node = self.node
+        own = node.anchorer.own_json() if node.anchorer is not None else {}
+        entries: dict[int, dict[str, Any]] = {}
+        for recorded in node.anchor_store.recorded_from(0, RECORDS_LISTED_MAX):
+            ref = recorded.ref
+            checkpoint = node.anchor_store.checkpoint_at(recorded.height)
+            entries[recorded.height] = {
+                "height": recorded.height,
+                "block_hash": ref.anchored_block_hash.hex(),
+                "state": "anchored" if checkpoint is not None else "pending",
+                "txid": hash_to_hex(ref.txid),
+                "vout": ref.vout,
+                "btc_block_hash": hash_to_hex(ref.btc_block_hash),
+                "btc_height": ref.btc_height,
+                "confirmations": node.anchor_store.confirmations(checkpoint) if checkpoint is not None else 0,
+                "recorded_at": recorded.recorded_at,
+                "alerts": [],
+            }
+        for height, record in own.items():
+            entry = entries.setdefault(
+                height,
+                {"height": height, "state": "pending", "txid": record["txid"], "recorded_at": None, "alerts": []},
+            )
+            entry["own"] = record
+            entry["alerts"] = record["alerts"]
+        return [entries[height] for height in sorted(entries)]
 
     def evidence(self) -> list[dict[str, Any]]:
         return [{"cbor": record.hex()} for record in self.node.chain.evidence()]
 
     def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy while consensus runs: a bitcoind problem shows in "anchoring" (bitcoind_ok,
+        wallet_empty, last_error) without failing the health check, since the chain keeps
+        finalizing without it."""
         return True, self.node.status()
 
     def metrics(self) -> bytes:

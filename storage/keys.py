@@ -15,24 +15,25 @@ prefix  kind                key after the prefix                    value
                                                                     starting at index << level
 0x03    log index           audit root: 32 bytes                    index: u64
 0x04    log metadata        name: ASCII (``size``)                  ``size``: u64 leaf count
-0x10    block by height     height: u64                             reserved: block
-0x11    block by hash       block hash: 32 bytes                    reserved: height u64
-0x12    certificate         height: u64                             reserved: certificate
-0x13    anchor              reserved: defined by the anchor module  reserved
+0x10    block by height     height: u64                             finalized block header
+0x11    block by hash       block hash: 32 bytes                    height: u64
+0x12    certificate         height: u64                             finalization proof
+0x13    anchor              kind byte + key (anchor_store.py)       checkpoints, recorded anchors,
+                                                                    own lifecycle records, headers
 0x14    chain metadata      name: ASCII (e.g. ``tip``)              chain singletons (``tip``: u64)
 0x15    unfinalized block   block hash: 32 bytes                    the block (header + roots)
                                                                     a validator voted on or
                                                                     proposed, until finalized
-0x20    consensus safety    reserved: defined by consensus storage  reserved
-0x30    mempool             reserved: defined by the mempool        reserved
-0x31    evidence            reserved: defined by evidence storage   reserved
+0x20    consensus safety    ``state``                               SafetyState (CBOR), synced
+0x30    mempool             audit root: 32 bytes                    received at: u64 ms
+0x31    evidence            sequence: u64                           equivocation evidence (CBOR)
 ======  ==================  ======================================  ===========================
 
 Level-0 nodes are not stored as hashes: the log entry itself (0x01) is stored
 instead, and its leaf hash is one SHA-256 away. The entry record then serves both
 ``leaf_hash_at`` and "which root is at index i" with a single record per leaf.
-Reserved prefixes are claimed here so later modules take them from this table
-and do not invent their own.
+Every prefix is claimed here, so a new record kind takes its byte from this
+table and never invents its own.
 """
 
 from __future__ import annotations

@@ -74,7 +74,9 @@ def test_an_anchored_bundle_verifies_offline_and_against_the_bitcoind(anchored_n
 
 
 def test_the_audit_checks_the_anchors_the_node_serves(anchored_network, capsys):
-    net, _roots = anchored_network
+    net, roots = anchored_network
+    wait_until(lambda: net.root_state(2, roots[7]) == "anchored", deadline_s=60,
+               what="node 2 to follow the anchor too (each validator polls its own bitcoind)")
     code, out = run(["audit", "--node", net.url(2), "--genesis", net.state.directory + "/genesis.cbor"], capsys)
     assert code == 0, out
     assert "AUDIT OK" in out and "0 served with SPV material" not in out

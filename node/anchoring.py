@@ -1,0 +1,562 @@
+"""The node's anchoring task: who anchors which block, when, and how the chain learns of it.
+
+Theory of operation
+===================
+
+Which block is due (``due_checkpoint``) is a function of the finalized chain only, so
+every validator computes the same answer. Let A be the highest Pantheon height whose
+anchor some finalized block has recorded (0 at first). The due checkpoint is the first
+finalized height h > A whose block added roots since A (an idle chain needs no new
+anchor) and that is either K = genesis.anchor_every_blocks blocks past A or
+T = genesis.anchor_every_ms past A's timestamp (block timestamps are agreed by
+consensus, so T is measured on the chain, not on anyone's clock).
+
+Duty: validator ``(count + attempt) % n`` anchors it (its finalized tip, at or above
+the due block, so that one anchor covers everything finalized meanwhile), where ``count`` is the number of
+heights recorded so far (it rotates the duty from one checkpoint to the next) and
+``attempt`` is how many [bitcoin] fallback_ms periods have passed since the due
+block's timestamp. So if the designated validator is down, or its bitcoind is, or
+its anchor is stuck, the next validator in rotation takes over once the deadline
+passes, and so on round the validator set. A validator never builds two anchors for
+one height; two validators may anchor the same height after a fallback, which is
+harmless (either record covers it).
+
+Validators see each other's anchors only through the chain: the validator that
+broadcast an anchor offers its AnchorRef (txid, vout, anchored block, Bitcoin block
+and height) to its own block proposals once the transaction is confirmed
+(``refs_to_propose``); every validator checks each AnchorRef of a proposal against
+its own bitcoind before voting (``check_refs``); the finalized block records it
+(storage.anchor_store, in the block's own batch), which moves A on. A Bitcoin reorg
+that moves the anchor to another block makes its broadcaster offer a new AnchorRef
+for the same height, which replaces the recorded one.
+
+Every validator then follows the recorded anchors with its own bitcoind: a recorded
+anchor whose Bitcoin block is on the best chain becomes an AnchoredCheckpoint (SPV
+material extracted and checked), one whose block left the best chain loses it until
+it is confirmed again, and recent best-chain headers are cached for confirmations.
+
+Failures: a bitcoind that is down, slow or has an empty wallet never stops the chain.
+Each tick runs in a worker thread; its error is logged (once per change), shown in
+status and health, and the next tick tries again. Nothing is lost: the lifecycle
+records are in the store and the due checkpoint is recomputed from the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from anchor.payload import decode_payload
+from anchor.rpc import BitcoindAuthError, BitcoindRPC, BitcoindRPCError, BitcoindUnavailable, WalletEmptyError
+from anchor.spv import SpvMaterialError, extract_spv_material
+from anchor.state import Alert, AnchorRecord, AnchorState, AnchorStateError, decode_record, encode_record
+from anchor.tracker import AnchorTracker
+from anchor.tx import AnchorTxError
+from node.config import BitcoinSection
+from node.logs import event
+from proof.chain import ANCHORS_PER_BLOCK_MAX, AnchorRef, BlockHeader, Genesis
+from proof.errors import DecodeError, PantheonError
+from proof.hashing import sha256d
+from proof.spv import hash_to_hex, hex_to_hash, parse_transaction
+from storage.anchor_store import HEADERS_AFTER_MAX, AnchoredCheckpoint, AnchorStore, RecordedAnchor
+from storage.chain_store import ChainStore
+
+log = logging.getLogger("pantheon.anchoring")
+
+# The node's [bitcoin] network names -> bitcoind's chain names (getblockchaininfo "chain").
+CHAIN_NAMES = {"mainnet": "main", "testnet": "test", "testnet4": "testnet4", "signet": "signet", "regtest": "regtest"}
+# Own anchors in flight (not final, or final but not yet recorded) before new ones wait.
+OWN_ACTIVE_MAX = 64
+# Recorded anchors followed per tick (their Bitcoin block checked, SPV material refreshed).
+FOLLOW_PER_TICK_MAX = 64
+# A recorded anchor this deep (and the anchor's own final depth) is no longer followed.
+FOLLOW_DEPTH_MIN = 6
+# Best-chain headers fetched per tick for the confirmation cache.
+HEADERS_PER_TICK_MAX = HEADERS_AFTER_MAX
+# A leader offers its confirmed anchors only if bitcoind answered this recently.
+REFS_FRESH_MS = 3 * 1000
+# Best-chain blocks searched for an anchor whose recorded block left the best chain.
+REORG_SCAN_BLOCKS = 12
+RPC_INVALID_ADDRESS_OR_KEY = -5
+
+
+class AnchoringError(PantheonError):
+    """The node's anchoring cannot be set up as configured."""
+
+
+class AnchorRefInvalid(PantheonError):
+    """A proposal's AnchorRef that this validator's bitcoind contradicts."""
+
+
+def rpc_from_config(config: BitcoinSection, resolve: Callable[[str], Path], *, timeout_ms: int) -> BitcoindRPC:
+    parts = urlsplit(config.rpc_url)
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise AnchoringError(f"bitcoin.rpc_url {config.rpc_url!r} must look like http://127.0.0.1:18443")
+    if config.rpc_cookie_file:
+        credentials: dict[str, Any] = {"cookie_path": resolve(config.rpc_cookie_file)}
+    elif config.rpc_user:
+        credentials = {"user": config.rpc_user, "password": config.rpc_password}
+    else:
+        raise AnchoringError("[bitcoin] needs rpc_cookie_file, or rpc_user and rpc_password")
+    return BitcoindRPC(
+        parts.port, host=parts.hostname, wallet=config.wallet, timeout_s=timeout_ms / 1000, **credentials
+    )
+
+
+# --------------------------------------------------------------------------- duty (pure over the stores)
+
+
+def due_checkpoint(genesis: Genesis, chain: ChainStore, anchors: AnchorStore) -> BlockHeader | None:
+    """The finalized block whose anchor is due now, or None (see the module docstring)."""
+    last, _count = anchors.recorded_summary()
+    tip = chain.tip_height
+    if tip <= last:
+        return None
+    base = chain.header_at(last) if last else None
+    base_size = base.log_size if base else 0
+    base_ms = base.timestamp_ms if base else genesis.created_at_ms
+    tip_header = chain.tip_header
+    if tip_header is None or tip_header.log_size <= base_size:
+        return None
+    low, high = last + 1, tip
+    while low < high:
+        middle = (low + high) // 2
+        if _header(chain, middle).log_size > base_size:
+            high = middle
+        else:
+            low = middle + 1
+    every_blocks = max(genesis.anchor_every_blocks, 1)
+    for height in range(low, min(last + every_blocks, tip) + 1):
+        header = _header(chain, height)
+        if height - last >= every_blocks or header.timestamp_ms - base_ms >= genesis.anchor_every_ms:
+            return header
+    return _header(chain, low) if low - last >= every_blocks else None
+
+
+def _header(chain: ChainStore, height: int) -> BlockHeader:
+    header = chain.header_at(height)
+    if header is None:
+        raise AnchoringError(f"finalized header {height} is missing below the tip {chain.tip_height}")
+    return header
+
+
+def on_duty(count: int, due_timestamp_ms: int, now_ms: int, fallback_ms: int, n: int) -> int:
+    """The validator whose turn it is to anchor the due block now."""
+    attempt = max(0, now_ms - due_timestamp_ms) // max(fallback_ms, 1)
+    return (count + attempt) % n
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass
+class AnchoringStatus:
+    """What status, health and metrics show; written by the worker thread, read by the API."""
+
+    network: str
+    bitcoind_ok: bool = False
+    wallet_empty: bool = False
+    last_error: str = ""
+    last_contact_ms: int = 0
+    btc_height: int | None = None
+    last_txid: str | None = None
+    alerts: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "bitcoind_ok": self.bitcoind_ok,
+            "wallet_empty": self.wallet_empty,
+            "last_error": self.last_error,
+            "btc_height": self.btc_height,
+            "last_txid": self.last_txid,
+            "alerts": list(self.alerts),
+        }
+
+
+# --------------------------------------------------------------------------- the task
+
+
+class Anchorer:
+    """One validator's anchoring. ``tick`` is blocking (run it in a worker thread);
+    ``refs_to_propose`` and the status are cheap reads for the trio thread."""
+
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        index: int,
+        config: BitcoinSection,
+        resolve: Callable[[str], Path],
+        anchors: AnchorStore,
+        chain: ChainStore,
+    ) -> None:
+        self.genesis = genesis
+        self.index = index
+        self.config = config
+        self.network = CHAIN_NAMES[config.network]
+        self.anchors = anchors
+        self.chain = chain
+        self.rpc = rpc_from_config(config, resolve, timeout_ms=config.rpc_timeout_ms)
+        self.check_rpc = rpc_from_config(config, resolve, timeout_ms=config.check_timeout_ms)
+        self.tracker = AnchorTracker(
+            self.rpc,
+            network=self.network,
+            fee_rate_sat_vb=config.fee_rate_sat_vb,
+            fee_rate_max_sat_vb=config.fee_rate_max_sat_vb,
+            bump_after_ms=config.bump_after_ms,
+            final_depth=max(genesis.anchor_final_depth, 1),
+            attempt_interval_ms=max(config.poll_interval_ms, 1000),
+            on_alert=self._on_alert,
+        )
+        self.status = AnchoringStatus(network=self.network)
+        self._lock = threading.Lock()
+        self._ready: tuple[tuple[int, AnchorRef], ...] = ()
+        self._active: dict[int, AnchorRecord] = {}
+        for height, raw in anchors.own_records(count_max=10**6):
+            record = decode_record(raw)
+            if not self._settled(height, record):
+                self._active[height] = record
+            self.status.last_txid = hash_to_hex(record.txid)
+        self._follow_floor = 0
+
+    # ---- one tick (worker thread) -------------------------------------------------
+
+    def tick(self, now_ms: int) -> None:
+        """Ask bitcoind about everything in flight, anchor the due block if on duty."""
+        try:
+            info = self.rpc.call("getblockchaininfo")
+            if info.get("chain") != self.network:
+                raise AnchoringError(
+                    f"bitcoind at {self.rpc.address} runs chain {info.get('chain')!r}, "
+                    f"but [bitcoin] network is {self.config.network!r}"
+                )
+            self.status.btc_height = int(info["blocks"])
+            own = self._poll_own(now_ms)
+            moved = self._follow_recorded()
+            self._ready = tuple(dict.fromkeys([*own, *moved]))[:ANCHORS_PER_BLOCK_MAX]
+            self._anchor_if_on_duty(now_ms)
+        except WalletEmptyError as exc:
+            self._failed(str(exc), now_ms, reachable=True, wallet_empty=True)
+            return
+        except (BitcoindUnavailable, BitcoindAuthError) as exc:
+            self._ready = ()
+            self._failed(str(exc), now_ms, reachable=False)
+            return
+        except (BitcoindRPCError, AnchorTxError, AnchorStateError, SpvMaterialError, AnchoringError, DecodeError) as exc:
+            self._failed(str(exc), now_ms, reachable=True)
+            return
+        if not self.status.bitcoind_ok or self.status.last_error:
+            event(log, logging.INFO, "bitcoind reachable, anchoring running", bitcoind=self.rpc.address,
+                  btc_height=self.status.btc_height)
+        self.status.bitcoind_ok = True
+        self.status.wallet_empty = False
+        self.status.last_error = ""
+        self.status.last_contact_ms = now_ms
+        self.status.alerts = sorted({alert for r in self._active.values() for alert in r.alerts})
+
+    def _failed(self, error: str, now_ms: int, *, reachable: bool, wallet_empty: bool = False) -> None:
+        if error != self.status.last_error:
+            event(log, logging.WARNING, "anchoring paused, the chain keeps finalizing", error=error[:300])
+        self.status.last_error = error[:500]
+        self.status.wallet_empty = wallet_empty
+        self.status.bitcoind_ok = reachable
+        if reachable:
+            self.status.last_contact_ms = now_ms
+
+    def _on_alert(self, alert: Alert) -> None:
+        event(log, logging.WARNING, "anchor alert", kind=alert.kind, detail=alert.detail[:300])
+
+    # ---- own anchors ----------------------------------------------------------------
+
+    def _settled(self, height: int, record: AnchorRecord) -> bool:
+        """Final, and recorded in the chain (by us or by someone else): nothing left to do."""
+        recorded = self.anchors.recorded(height)
+        return record.state is AnchorState.FINAL and recorded is not None
+
+    def _poll_own(self, now_ms: int) -> list[tuple[int, AnchorRef]]:
+        """Move own anchors along; the AnchorRefs of those confirmed and not yet recorded."""
+        ready: list[tuple[int, AnchorRef]] = []
+        for height in sorted(self._active):
+            record = self._active[height]
+            polled = self.tracker.poll(record, now_ms)
+            if polled != record:
+                self.anchors.put_own(height, encode_record(polled))
+                if polled.state != record.state:
+                    event(log, logging.INFO, "anchor " + polled.state.value, height=height,
+                          txid=hash_to_hex(polled.txid), btc_height=polled.block_height,
+                          confirmations=polled.confirmations)
+                self._active[height] = polled
+            ref = self._ref_to_offer(height, polled)
+            if ref is not None:
+                ready.append((height, ref))
+            if self._settled(height, polled):
+                del self._active[height]
+        return ready
+
+    def _ref_to_offer(self, height: int, record: AnchorRecord) -> AnchorRef | None:
+        """The AnchorRef of a confirmed own anchor that the chain has not recorded as it is now."""
+        if record.state not in (AnchorState.CONFIRMED, AnchorState.FINAL):
+            return None
+        assert record.confirmed_txid is not None and record.block_hash is not None
+        assert record.block_height is not None
+        recorded = self.anchors.recorded(height)
+        if recorded is not None:
+            if recorded.ref.txid not in record.txids:
+                return None
+            if recorded.ref.txid == record.confirmed_txid and recorded.ref.btc_block_hash == record.block_hash:
+                return None
+        if record.confirmed_txid == record.txid:
+            raw_tx = record.raw_tx
+        else:
+            raw_tx = bytes.fromhex(
+                self.rpc.call("getrawtransaction", hash_to_hex(record.confirmed_txid), False,
+                              hash_to_hex(record.block_hash))
+            )
+        vout = _anchor_vout(raw_tx, record.pantheon_block_hash)
+        return AnchorRef(
+            txid=record.confirmed_txid,
+            vout=vout,
+            anchored_block_hash=record.pantheon_block_hash,
+            btc_block_hash=record.block_hash,
+            btc_height=record.block_height,
+        )
+
+    def _anchor_if_on_duty(self, now_ms: int) -> None:
+        """Anchor our finalized tip if an anchor is due and it is our turn.
+
+        The due block decides *whether* and *whose turn* (the same for every validator);
+        what is anchored is the validator's finalized tip, at or above the due block, so
+        one anchor covers every block finalized while the previous one was in flight and
+        anchoring never falls behind a fast chain.
+        """
+        due = due_checkpoint(self.genesis, self.chain, self.anchors)
+        if due is None or any(height >= due.height for height in self._active):
+            return
+        _last, count = self.anchors.recorded_summary()
+        if on_duty(count, due.timestamp_ms, now_ms, self.config.fallback_ms, self.genesis.n) != self.index:
+            return
+        if len(self._active) >= OWN_ACTIVE_MAX:
+            raise AnchoringError(f"{OWN_ACTIVE_MAX} own anchors are still in flight; not starting another")
+        target = self.chain.tip_header
+        if target is None or self.anchors.own(target.height) is not None:
+            return
+        record = self.tracker.anchor(target.hash, now_ms)
+        self.anchors.put_own(target.height, encode_record(record))
+        self._active[target.height] = record
+        self.status.last_txid = hash_to_hex(record.txid)
+        event(log, logging.INFO, "anchor built", height=target.height, due=due.height, block=target.hash.hex()[:16],
+              txid=hash_to_hex(record.txid), state=record.state.value, error=record.last_error[:200])
+
+    # ---- recorded anchors (every validator) -----------------------------------------
+
+    def _follow_recorded(self) -> list[tuple[int, AnchorRef]]:
+        """Follow the recorded anchors; AnchorRefs of those a reorg moved to another block
+        (any validator may offer them: every voter checks them like any other)."""
+        depth = max(self.genesis.anchor_final_depth, FOLLOW_DEPTH_MIN)
+        lowest_btc_height: int | None = None
+        advance = True
+        moved: list[tuple[int, AnchorRef]] = []
+        for recorded in self.anchors.recorded_from(self._follow_floor, FOLLOW_PER_TICK_MAX):
+            confirmations, where = self._follow_one(recorded)
+            if where is not None:
+                moved.append((recorded.height, where))
+            if advance and confirmations >= depth:
+                self._follow_floor = recorded.height + 1
+                continue
+            advance = False
+            if confirmations >= 1:
+                height = recorded.ref.btc_height
+                lowest_btc_height = height if lowest_btc_height is None else min(lowest_btc_height, height)
+        if lowest_btc_height is not None:
+            self._cache_headers(lowest_btc_height)
+        return moved
+
+    def _follow_one(self, recorded: RecordedAnchor) -> tuple[int, AnchorRef | None]:
+        """Keep the checkpoint of one recorded anchor in line with the best chain: its
+        confirmations, and a new AnchorRef if the anchor is now in another block.
+
+        The anchor transaction is looked for first in the block the chain recorded, then
+        (after a reorg) in the most recent best-chain blocks, so a re-mined anchor is
+        confirmed again by every validator, whoever broadcast it and whatever its record says.
+        """
+        ref: AnchorRef = recorded.ref
+        stored = self.anchors.checkpoint_at(recorded.height)
+        checkpoint = stored
+        if checkpoint is not None and parse_transaction(checkpoint.raw_tx).txid != ref.txid:
+            checkpoint = None
+        btc_block_hash = ref.btc_block_hash if checkpoint is None else checkpoint.btc_block_hash
+        header = self._best_chain_header(btc_block_hash)
+        if header is None:
+            found = self._find_in_recent_blocks(ref.txid, ref.btc_height)
+            if found is not None:
+                btc_block_hash, header = found
+        if header is None:
+            if stored is not None:
+                self.anchors.delete_checkpoint(recorded.height)
+                event(log, logging.WARNING, "anchored checkpoint left the best chain, pending again",
+                      height=recorded.height, btc_block=hash_to_hex(btc_block_hash))
+            return 0, None
+        confirmations = int(header["confirmations"])
+        if checkpoint is None or checkpoint.btc_block_hash != btc_block_hash:
+            material = extract_spv_material(
+                self.rpc, hash_to_hex(ref.txid), hash_to_hex(btc_block_hash), network=self.network
+            )
+            self.anchors.put_checkpoint(
+                AnchoredCheckpoint(
+                    height=recorded.height,
+                    block_hash=ref.anchored_block_hash,
+                    network=self.network,
+                    raw_tx=material.raw_tx,
+                    tx_index=material.index,
+                    branch=material.branch,
+                    header=material.header,
+                    btc_height=int(header["height"]),
+                )
+            )
+            event(log, logging.INFO, "anchored", height=recorded.height, txid=hash_to_hex(ref.txid),
+                  btc_block=hash_to_hex(btc_block_hash), btc_height=header["height"])
+        if btc_block_hash == ref.btc_block_hash:
+            return confirmations, None
+        return confirmations, AnchorRef(
+            txid=ref.txid,
+            vout=ref.vout,
+            anchored_block_hash=ref.anchored_block_hash,
+            btc_block_hash=btc_block_hash,
+            btc_height=int(header["height"]),
+        )
+
+    def _best_chain_header(self, btc_block_hash: bytes) -> dict[str, Any] | None:
+        header = self._call_or_none("getblockheader", hash_to_hex(btc_block_hash), True)
+        return header if header is not None and int(header["confirmations"]) >= 1 else None
+
+    def _find_in_recent_blocks(self, txid: bytes, btc_height: int) -> tuple[bytes, dict[str, Any]] | None:
+        """The best-chain block holding ``txid``, searched from the tip down to just below
+        ``btc_height`` (where a reorg can have moved it), at most REORG_SCAN_BLOCKS blocks."""
+        block_hex = self.rpc.call("getbestblockhash")
+        txid_hex = hash_to_hex(txid)
+        for _ in range(REORG_SCAN_BLOCKS):
+            block = self.rpc.call("getblock", block_hex, 1)
+            if txid_hex in block["tx"]:
+                return hex_to_hash(block_hex), block
+            if int(block["height"]) < btc_height or "previousblockhash" not in block:
+                return None
+            block_hex = block["previousblockhash"]
+        return None
+
+    def _cache_headers(self, lowest_btc_height: int) -> None:
+        """Cache the best chain's headers from its tip down to ``lowest_btc_height`` (at most
+        HEADERS_PER_TICK_MAX), fetching only those the cache lacks or has stale."""
+        block_hex = self.rpc.call("getbestblockhash")
+        fetched: dict[int, bytes] = {}
+        for _ in range(HEADERS_PER_TICK_MAX):
+            info = self.rpc.call("getblockheader", block_hex, True)
+            height = int(info["height"])
+            if height < lowest_btc_height:
+                break
+            cached = self.anchors.header_at(height)
+            if cached is None or sha256d(cached) != hex_to_hash(block_hex):
+                fetched[height] = bytes.fromhex(self.rpc.call("getblockheader", block_hex, False))
+            if "previousblockhash" not in info:
+                break
+            block_hex = info["previousblockhash"]
+        if fetched:
+            self.anchors.put_headers(fetched)
+
+    def _call_or_none(self, method: str, *params: Any) -> Any:
+        try:
+            return self.rpc.call(method, *params)
+        except BitcoindRPCError as exc:
+            if exc.code == RPC_INVALID_ADDRESS_OR_KEY:
+                return None
+            raise
+
+    # ---- proposals and votes ----------------------------------------------------------
+
+    def refs_to_propose(self, now_ms: int, exclude: Iterable[AnchorRef]) -> tuple[AnchorRef, ...]:
+        """Confirmed own anchors to put in our next proposal (not those already in a
+        pending ancestor), only while bitcoind answers, since peers check them."""
+        if not self.status.bitcoind_ok or now_ms - self.status.last_contact_ms > REFS_FRESH_MS:
+            return ()
+        excluded = set(exclude)
+        offered = []
+        for height, ref in self._ready:
+            recorded = self.anchors.recorded(height)
+            if ref not in excluded and (recorded is None or recorded.ref != ref):
+                offered.append(ref)
+        return tuple(offered)
+
+    def check_refs(self, refs: tuple[AnchorRef, ...]) -> None:
+        """Raise AnchorRefInvalid unless each ref's transaction is in its Bitcoin block, on
+        the best chain at the stated height, with the anchor payload at ``vout``.
+        BitcoindUnavailable propagates (the caller withholds its vote)."""
+        for ref in refs:
+            try:
+                header = self.check_rpc.call("getblockheader", hash_to_hex(ref.btc_block_hash), True)
+                raw_hex = self.check_rpc.call(
+                    "getrawtransaction", hash_to_hex(ref.txid), False, hash_to_hex(ref.btc_block_hash)
+                )
+            except BitcoindRPCError as exc:
+                raise AnchorRefInvalid(f"anchor {hash_to_hex(ref.txid)}: bitcoind says {exc}") from exc
+            if int(header["confirmations"]) < 1 or int(header["height"]) != ref.btc_height:
+                raise AnchorRefInvalid(
+                    f"anchor {hash_to_hex(ref.txid)}: Bitcoin block {hash_to_hex(ref.btc_block_hash)} is not on the "
+                    f"best chain at height {ref.btc_height}"
+                )
+            raw_tx = bytes.fromhex(raw_hex)
+            try:
+                tx = parse_transaction(raw_tx)
+                outputs = dict(tx.op_return_outputs())
+                anchored = decode_payload(outputs[ref.vout]) if ref.vout in outputs else None
+            except DecodeError as exc:
+                raise AnchorRefInvalid(f"anchor {hash_to_hex(ref.txid)}: {exc}") from exc
+            if tx.txid != ref.txid or anchored != ref.anchored_block_hash:
+                raise AnchorRefInvalid(
+                    f"anchor {hash_to_hex(ref.txid)}: output {ref.vout} does not anchor "
+                    f"{ref.anchored_block_hash.hex()[:16]}"
+                )
+
+    # ---- API views ----------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Own anchors in flight by kind, from memory (cheap enough for every status call)."""
+        records = list(self._active.values())
+        return {
+            "pending": sum(1 for r in records if r.state in (AnchorState.BUILT, AnchorState.BROADCAST)),
+            "confirmed": sum(1 for r in records if r.state in (AnchorState.CONFIRMED, AnchorState.FINAL)),
+        }
+
+    def own_json(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for height, raw in self.anchors.own_records():
+            record = self._active.get(height) or decode_record(raw)
+            out[height] = record_json(record)
+        return out
+
+
+def record_json(record: AnchorRecord) -> dict[str, Any]:
+    return {
+        "state": record.state.value,
+        "txid": hash_to_hex(record.txid),
+        "replaced_txids": [hash_to_hex(t) for t in record.replaced_txids],
+        "fee_rate_sat_vb": str(Decimal(record.fee_rate_sat_kvb) / 1000),
+        "btc_block_hash": hash_to_hex(record.block_hash) if record.block_hash else None,
+        "btc_height": record.block_height,
+        "confirmations": record.confirmations,
+        "alerts": list(record.alerts),
+        "last_error": record.last_error,
+        "reorgs": record.reorgs,
+    }
+
+
+def _anchor_vout(raw_tx: bytes, block_hash: bytes) -> int:
+    for vout, script in parse_transaction(raw_tx).op_return_outputs():
+        if decode_payload(script) == block_hash:
+            return vout
+    raise AnchoringError(f"confirmed anchor transaction carries no anchor of {block_hash.hex()[:16]}")

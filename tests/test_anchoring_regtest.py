@@ -1,0 +1,252 @@
+"""Anchoring in real validator processes against a real regtest bitcoind (the devnet's own).
+
+One 4-validator devnet with Bitcoin serves the whole module (starting one costs a few
+seconds of a shared 2-core machine); each test leaves bitcoind, the miner and the
+wallets as it found them. Nodes, bitcoind and miner are the processes `pantheon devnet
+up` runs, so this is the path a user takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from anchor.payload import decode_payload
+from devnet import cluster, regtest
+from devnet.bitcoind import BitcoindInstallError, find_or_install
+from proof.spv import parse_transaction
+from tests.network_harness import Network, random_roots, wait_until
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.bitcoind]
+
+MINE_EVERY_S = 1.0
+ANCHORED_DEADLINE_S = 60
+# Short deadlines, so that the fee-bump and fallback paths run within a test's time.
+BUMP_AFTER_MS = 4_000
+FALLBACK_MS = 8_000
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[cluster.DevnetState, Network]]:
+    try:
+        paths = find_or_install()
+    except BitcoindInstallError as exc:
+        pytest.skip(f"no bitcoind on this machine and it could not be installed: {exc}")
+    directory = tmp_path_factory.mktemp("anchoring") / "devnet"
+    info = regtest.new_info(directory, paths, 4, mine_every_s=MINE_EVERY_S)
+    for section in info["nodes"]:
+        section.update(bump_after_ms=BUMP_AFTER_MS, fallback_ms=FALLBACK_MS)
+    state = cluster.create(directory, 4, bitcoin=info)
+    network = Network(state)
+    try:
+        cluster.start_bitcoin(state)
+        cluster.start(state)
+        wait_until(network.all_ready, deadline_s=60, what="4 validators ready")
+        yield state, network
+    finally:
+        network.close()
+        cluster.stop(state)
+    assert not regtest.bitcoind_running(info) and not regtest.miner_running(info, directory)
+    assert not any(cluster.is_running(entry) for entry in state.nodes)
+
+
+def wallet_rpc(state: cluster.DevnetState, name: str | None = None):
+    return regtest.rpc(state.bitcoin, name)
+
+
+def root_json(network: Network, node: int, root: bytes) -> dict:
+    return network.http.get(f"{network.url(node)}/v1/roots/{root.hex()}").json()
+
+
+def anchored_on_all(network: Network, root: bytes) -> bool:
+    return all(network.root_state(i, root) == "anchored" for i in range(4))
+
+
+def anchors(network: Network, node: int) -> list[dict]:
+    return network.http.get(f"{network.url(node)}/v1/anchors").json()["anchors"]
+
+
+def anchoring(network: Network, node: int) -> dict:
+    return network.status(node)["anchoring"]
+
+
+def test_roots_become_anchored_and_the_op_return_is_the_pantheon_block_hash(devnet):
+    state, network = devnet
+    roots = random_roots(20)
+    assert network.submit(0, roots).status_code == 202
+    wait_until(lambda: anchored_on_all(network, roots[-1]), deadline_s=ANCHORED_DEADLINE_S, what="root anchored")
+    status = root_json(network, 2, roots[0])
+    anchor = status["anchor"]
+    assert status["state"] == "anchored" and anchor["confirmations"] >= 1
+    assert anchor["height"] >= status["height"]
+    block = network.http.get(f"{network.url(1)}/v1/blocks/{anchor['height']}").json()
+    assert block["hash"] == anchor["block_hash"]
+    entry = next(e for e in anchors(network, 3) if e["height"] == anchor["height"])
+    raw = wallet_rpc(state).call("getrawtransaction", entry["txid"], False, anchor["btc_block_hash"])
+    tx = parse_transaction(bytes.fromhex(raw))
+    [(vout, script)] = tx.op_return_outputs()
+    assert vout == entry["vout"]
+    assert decode_payload(script).hex() == block["hash"]
+    header = wallet_rpc(state).call("getblockheader", anchor["btc_block_hash"])
+    assert header["height"] == anchor["btc_height"] == entry["btc_height"]
+
+
+def test_metrics_count_confirmed_anchors(devnet):
+    state, network = devnet
+    wait_until(lambda: anchoring(network, 0)["anchors_confirmed"] >= 1, deadline_s=ANCHORED_DEADLINE_S,
+               what="a confirmed anchor")
+    text = network.http.get(f"{network.url(0)}/metrics").text
+    line = next(line for line in text.splitlines() if line.startswith("pantheon_anchors_confirmed "))
+    assert float(line.split()[1]) >= 1
+
+
+def test_reorg_returns_the_anchor_to_pending_and_it_is_confirmed_again(devnet):
+    state, network = devnet
+    directory = Path(state.directory)
+    roots = random_roots(10)
+    assert network.submit(1, roots).status_code == 202
+    wait_until(lambda: anchored_on_all(network, roots[-1]), deadline_s=ANCHORED_DEADLINE_S, what="root anchored")
+    regtest.stop_miner(state.bitcoin, directory)
+    try:
+        anchor = root_json(network, 0, roots[-1])["anchor"]
+        height, old_block = anchor["height"], anchor["btc_block_hash"]
+        node = wallet_rpc(state)
+        node.call("invalidateblock", old_block)
+        wait_until(lambda: network.root_state(0, roots[-1]) == "certified", deadline_s=30,
+                   what="root back to certified (anchor pending) after the reorg")
+        entry = next(e for e in anchors(network, 0) if e["height"] == height)
+        assert entry["state"] == "pending"
+        miner = wallet_rpc(state, regtest.MINER_WALLET)
+        miner.call("generatetoaddress", 1, miner.call("getnewaddress"))
+        wait_until(lambda: anchored_on_all(network, roots[-1]), deadline_s=ANCHORED_DEADLINE_S,
+                   what="anchor confirmed again in another block")
+        again = root_json(network, 2, roots[-1])["anchor"]
+        assert again["btc_block_hash"] != old_block
+        assert node.call("getblockheader", again["btc_block_hash"])["confirmations"] >= 1
+        wait_until(
+            lambda: all(
+                next(e for e in anchors(network, i) if e["height"] == height)["btc_block_hash"]
+                == again["btc_block_hash"]
+                for i in range(4)
+            ),
+            deadline_s=30, what="a later block to record the anchor's new Bitcoin block",
+        )
+    finally:
+        regtest.start_miner(state.bitcoin, directory)
+        state.save()
+
+
+def test_bitcoind_down_the_chain_keeps_finalizing_and_anchoring_resumes_with_nothing_lost(devnet):
+    state, network = devnet
+    directory = Path(state.directory)
+    before = random_roots(10)
+    assert network.submit(0, before).status_code == 202
+    wait_until(lambda: all(network.root_state(i, before[-1]) in ("certified", "anchored") for i in range(4)),
+               deadline_s=30, what="first roots certified")
+    regtest.stop_miner(state.bitcoin, directory)
+    regtest.stop_bitcoind(state.bitcoin)
+    state.save()
+    try:
+        wait_until(lambda: all(not anchoring(network, i)["bitcoind_ok"] for i in range(4)), deadline_s=30,
+                   what="every node to report bitcoind down")
+        assert "not reachable" in anchoring(network, 0)["last_error"]
+        during = random_roots(10)
+        height_then = network.status(0)["height"]
+        assert network.submit(2, during).status_code == 202
+        wait_until(lambda: all(network.root_state(i, during[-1]) == "certified" for i in range(4)),
+                   deadline_s=30, what="roots certified while bitcoind is down")
+        wait_until(lambda: network.status(0)["height"] >= height_then + 5, deadline_s=30,
+                   what="the chain to keep finalizing")
+    finally:
+        cluster.start_bitcoin(state)
+    wait_until(lambda: all(anchoring(network, i)["bitcoind_ok"] for i in range(4)), deadline_s=30,
+               what="every node to see bitcoind again")
+    wait_until(lambda: all(anchored_on_all(network, r) for r in (before[-1], during[-1])),
+               deadline_s=ANCHORED_DEADLINE_S, what="roots from before and during the outage anchored")
+    assert all(network.root_state(3, r) == "anchored" for r in before + during)
+
+
+def test_empty_wallets_give_a_clear_error_and_the_chain_keeps_finalizing(devnet):
+    state, network = devnet
+    node = wallet_rpc(state)
+    miner = wallet_rpc(state, regtest.MINER_WALLET)
+    sink = miner.call("getnewaddress")
+    wait_until(lambda: int(node.call("getmempoolinfo")["size"]) == 0, deadline_s=30, what="an empty mempool")
+    for name in state.bitcoin["wallets"]:
+        wallet_rpc(state, name).call("sendall", [sink])
+    miner.call("generatetoaddress", 1, miner.call("getnewaddress"))
+    roots = random_roots(10)
+    assert network.submit(3, roots).status_code == 202
+    try:
+        wait_until(lambda: any(anchoring(network, i)["wallet_empty"] for i in range(4)), deadline_s=30,
+                   what="a node to report its empty wallet")
+        report = next(anchoring(network, i) for i in range(4) if anchoring(network, i)["wallet_empty"])
+        assert "insufficient funds" in report["last_error"]
+        height_then = network.status(0)["height"]
+        wait_until(lambda: network.status(1)["height"] >= height_then + 5, deadline_s=30,
+                   what="the chain to keep finalizing with empty wallets")
+        assert all(network.root_state(i, roots[-1]) == "certified" for i in range(4))
+    finally:
+        for name in state.bitcoin["wallets"]:
+            wallet = wallet_rpc(state, name)
+            wallet.call("generatetoaddress", 1, wallet.call("getnewaddress"))
+        miner.call("generatetoaddress", regtest.MATURITY_BLOCKS, miner.call("getnewaddress"))
+    wait_until(lambda: anchored_on_all(network, roots[-1]), deadline_s=ANCHORED_DEADLINE_S,
+               what="anchoring to resume once the wallets are funded")
+    assert not any(anchoring(network, i)["wallet_empty"] for i in range(4))
+
+
+def test_an_anchor_stuck_unconfirmed_is_fee_bumped_and_then_confirmed(devnet):
+    state, network = devnet
+    directory = Path(state.directory)
+    node = wallet_rpc(state)
+    regtest.stop_miner(state.bitcoin, directory)
+    try:
+        roots = random_roots(10)
+        assert network.submit(0, roots).status_code == 202
+
+        def bumped() -> dict | None:
+            for i in range(4):
+                for entry in anchors(network, i):
+                    own = entry.get("own")
+                    if own and own["replaced_txids"] and own["state"] == "broadcast":
+                        return own
+            return None
+
+        record = wait_until(bumped, deadline_s=60, what="an unconfirmed anchor to be fee-bumped")
+        mempool = node.call("getrawmempool")
+        assert record["replaced_txids"][-1] not in mempool
+        assert Decimal(record["fee_rate_sat_vb"]) > 2
+    finally:
+        regtest.start_miner(state.bitcoin, directory)
+        state.save()
+    wait_until(lambda: anchored_on_all(network, roots[-1]), deadline_s=ANCHORED_DEADLINE_S,
+               what="the bumped anchor confirmed")
+
+
+def test_with_a_validator_down_its_anchor_duty_falls_back_to_the_next_one(devnet):
+    state, network = devnet
+    down = state.nodes[3]
+    recorded_before = anchoring(network, 0)["anchors_recorded"]
+    cluster.stop_node(down)
+    state.save()
+    try:
+        roots: list[bytes] = []
+
+        def full_rotation_recorded() -> bool:
+            batch = random_roots(5)
+            if network.submit(len(roots) % 3, batch).status_code == 202:
+                roots.extend(batch)
+            return anchoring(network, 0)["anchors_recorded"] >= recorded_before + 4
+
+        wait_until(full_rotation_recorded, deadline_s=120, poll_s=0.5,
+                   what="four more anchors recorded (a full duty rotation) with validator 3 down")
+        wait_until(lambda: all(network.root_state(i, roots[0]) == "anchored" for i in range(3)),
+                   deadline_s=ANCHORED_DEADLINE_S, what="roots anchored without validator 3")
+    finally:
+        cluster.start_node(down)
+        state.save()
+    wait_until(network.all_ready, deadline_s=60, what="validator 3 back")
