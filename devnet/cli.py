@@ -18,6 +18,7 @@ from devnet.status import NodeStatus, bitcoin_summary, node_status
 DEFAULT_DIR = Path("devnet-data")
 READY_DEADLINE_S = 60.0
 STATUS_REFRESH_S = 1.0
+STATUS_PRINT_INTERVAL_S = 5.0
 
 
 def _status_table(state: cluster.DevnetState, statuses: list[NodeStatus], rates: dict[int, float]) -> Table:
@@ -119,20 +120,30 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _live(state: cluster.DevnetState) -> None:
+    """Redraw the status table in place on a terminal; print it every few seconds into a pipe or file."""
+    console = Console()
     previous: dict[int, tuple[float, int]] = {}
-    with Live(console=Console(), refresh_per_second=2) as live:
+
+    def table() -> Table:
+        statuses = node_status(state)
+        now = time.monotonic()
+        rates = {}
+        for s in statuses:
+            size = s.detail.get("log_size")
+            if isinstance(size, int):
+                if s.index in previous:
+                    then, old = previous[s.index]
+                    rates[s.index] = (size - old) / max(now - then, 1e-6)
+                previous[s.index] = (now, size)
+        return _status_table(state, statuses, rates)
+
+    if not console.is_terminal:
         while True:
-            statuses = node_status(state)
-            now = time.monotonic()
-            rates = {}
-            for s in statuses:
-                size = s.detail.get("log_size")
-                if isinstance(size, int):
-                    if s.index in previous:
-                        then, old = previous[s.index]
-                        rates[s.index] = (size - old) / max(now - then, 1e-6)
-                    previous[s.index] = (now, size)
-            live.update(_status_table(state, statuses, rates))
+            console.print(table())
+            time.sleep(STATUS_PRINT_INTERVAL_S)
+    with Live(console=console, refresh_per_second=2) as live:
+        while True:
+            live.update(table())
             time.sleep(STATUS_REFRESH_S)
 
 
