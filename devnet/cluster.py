@@ -121,7 +121,7 @@ def create(directory: Path, n: int, *, chain_name: str = "pantheon-devnet", bitc
             "node": {"data_dir": "data", "key_file": "validator.key", "genesis_file": "../genesis.cbor"},
             "p2p": {"listen": f"127.0.0.1:{p2p_ports[i]}", "peers": peers},
             "api": {"listen": f"127.0.0.1:{api_ports[i]}", "tokens_file": "tokens.toml"},
-            "consensus": {"timeout_base_ms": 2000, "empty_block_wait_ms": 1000},
+            "consensus": {"timeout_base_ms": 2000},
         }
         if bitcoin is not None:
             values["bitcoin"] = bitcoin["nodes"][i]

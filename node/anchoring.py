@@ -9,7 +9,10 @@ anchor some finalized block has recorded (0 at first). The due checkpoint is the
 finalized height h > A whose block added roots since A (an idle chain needs no new
 anchor) and that is either K = genesis.anchor_every_blocks blocks past A or
 T = genesis.anchor_every_ms past A's timestamp (block timestamps are agreed by
-consensus, so T is measured on the chain, not on anyone's clock).
+consensus, so T is measured on the chain). An idle chain adds no blocks, so the
+last roots before a pause would never see a block K later or T later: once T has
+passed on the validator's own clock, the first block with new roots is due as well
+(clocks only decide *when*, within their skew; the duty rotation below is unchanged).
 
 Duty: validator ``(count + attempt) % n`` anchors it (its finalized tip, at or above
 the due block, so that one anchor covers everything finalized meanwhile), where ``count`` is the number of
@@ -112,7 +115,16 @@ def rpc_from_config(config: BitcoinSection, resolve: Callable[[str], Path], *, t
 # --------------------------------------------------------------------------- duty (pure over the stores)
 
 
-def due_checkpoint(genesis: Genesis, chain: ChainStore, anchors: AnchorStore) -> BlockHeader | None:
+@dataclass(frozen=True)
+class DueCheckpoint:
+    header: BlockHeader
+    due_at_ms: int
+    """When it became due: its timestamp, or A's timestamp + T when due by the clock."""
+
+
+def due_checkpoint(
+    genesis: Genesis, chain: ChainStore, anchors: AnchorStore, now_ms: int
+) -> DueCheckpoint | None:
     """The finalized block whose anchor is due now, or None (see the module docstring)."""
     last, _count = anchors.recorded_summary()
     tip = chain.tip_height
@@ -135,8 +147,13 @@ def due_checkpoint(genesis: Genesis, chain: ChainStore, anchors: AnchorStore) ->
     for height in range(low, min(last + every_blocks, tip) + 1):
         header = _header(chain, height)
         if height - last >= every_blocks or header.timestamp_ms - base_ms >= genesis.anchor_every_ms:
-            return header
-    return _header(chain, low) if low - last >= every_blocks else None
+            return DueCheckpoint(header, header.timestamp_ms)
+    first = _header(chain, low)
+    if low - last >= every_blocks:
+        return DueCheckpoint(first, first.timestamp_ms)
+    if now_ms - base_ms >= genesis.anchor_every_ms:
+        return DueCheckpoint(first, max(first.timestamp_ms, base_ms + genesis.anchor_every_ms))
+    return None
 
 
 def _header(chain: ChainStore, height: int) -> BlockHeader:
@@ -336,11 +353,11 @@ class Anchorer:
         one anchor covers every block finalized while the previous one was in flight and
         anchoring never falls behind a fast chain.
         """
-        due = due_checkpoint(self.genesis, self.chain, self.anchors)
-        if due is None or any(height >= due.height for height in self._active):
+        due = due_checkpoint(self.genesis, self.chain, self.anchors, now_ms)
+        if due is None or any(height >= due.header.height for height in self._active):
             return
         _last, count = self.anchors.recorded_summary()
-        if on_duty(count, due.timestamp_ms, now_ms, self.config.fallback_ms, self.genesis.n) != self.index:
+        if on_duty(count, due.due_at_ms, now_ms, self.config.fallback_ms, self.genesis.n) != self.index:
             return
         if len(self._active) >= OWN_ACTIVE_MAX:
             raise AnchoringError(f"{OWN_ACTIVE_MAX} own anchors are still in flight; not starting another")
@@ -351,7 +368,7 @@ class Anchorer:
         self.anchors.put_own(target.height, encode_record(record))
         self._active[target.height] = record
         self.status.last_txid = hash_to_hex(record.txid)
-        event(log, logging.INFO, "anchor built", height=target.height, due=due.height, block=target.hash.hex()[:16],
+        event(log, logging.INFO, "anchor built", height=target.height, due=due.header.height, block=target.hash.hex()[:16],
               txid=hash_to_hex(record.txid), state=record.state.value, error=record.last_error[:200])
 
     # ---- recorded anchors (every validator) -----------------------------------------

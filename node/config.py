@@ -67,7 +67,7 @@ class MempoolSection:
 @dataclass(frozen=True)
 class ConsensusSection:
     block_roots_max: int = _key(10_000, "most roots in one block")
-    empty_block_wait_ms: int = _key(1_000, "a leader with no roots waits this long for some before proposing an empty block (keep below timeout_base_ms)")
+    empty_block_interval_ms: int = _key(0, "0: blocks only carry roots or anchors (an idle chain adds no blocks); N: an idle leader proposes an empty block after N ms")
     timeout_base_ms: int = _key(2_000, "view timeout before voting to skip a silent leader")
     timeout_max_ms: int = _key(30_000, "cap of the exponentially backed-off view timeout")
 

@@ -22,6 +22,7 @@ as a whole and says why, it never keeps running with a dead part.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from collections.abc import Iterable
@@ -72,6 +73,8 @@ from storage.merkle_log import MerkleLog
 log = logging.getLogger("pantheon.node")
 
 EVENTS_MAX = 4096
+# How often a waiting leader looks for confirmed anchors to propose (roots wake it at once).
+BUILDER_POLL_S = 1.0
 GOSSIP_ROOTS_PER_FRAME_MAX = (MAX_FRAME_BYTES - 1024) // 32
 CATCHUP_BLOCKS_PER_REQUEST = 64
 SUBMIT_IN_FLIGHT_MAX = 64
@@ -294,25 +297,28 @@ class Node:
         self._nursery.start_soon(fire)
 
     def _start_builder(self, request: RequestProposal) -> None:
-        """Propose at once if roots are waiting; else wait up to empty_block_wait_ms for some."""
+        """Propose as soon as there is something to carry: roots, or confirmed anchors.
+
+        An idle leader proposes nothing; its view times out into a (cheap, unstored)
+        nullification and the timeouts back off, so an idle chain grows by no blocks at
+        all. Roots gossiped to the waiting leader wake it at once. With
+        ``empty_block_interval_ms`` > 0 an idle leader proposes an empty block after that
+        long instead (each costs a stored header and certificate, about 10 KB).
+        """
         if self._builder_scope is not None:
             self._builder_scope.cancel()
         scope = self._builder_scope = trio.CancelScope()
-        wait_s = self.config.consensus.empty_block_wait_ms / 1000
+        interval_ms = self.config.consensus.empty_block_interval_ms
+        give_up_at = trio.current_time() + interval_ms / 1000 if interval_ms else math.inf
 
         async def build() -> None:
             with scope:
-                with trio.move_on_after(wait_s):
-                    while not self._proposable(request.pending):
-                        self._mempool_changed = trio.Event()
+                while not self._proposable(request.pending) and trio.current_time() < give_up_at:
+                    self._mempool_changed = trio.Event()
+                    with trio.move_on_at(min(give_up_at, trio.current_time() + BUILDER_POLL_S)):
                         await self._mempool_changed.wait()
                 in_flight = _roots_of(request.pending)
                 roots = self.mempool.take(self.config.consensus.block_roots_max, exclude=in_flight)
-                anchors: tuple[AnchorRef, ...] = ()
-                if self.anchorer is not None:
-                    anchors = self.anchorer.refs_to_propose(
-                        now_ms(), (ref for block in request.pending for ref in block.header.anchors)
-                    )
                 block = build_block(
                     genesis=self.genesis,
                     view=request.view,
@@ -320,17 +326,22 @@ class Node:
                     log=request.log,
                     roots=roots,
                     timestamp_ms=now_ms(),
-                    anchors=anchors,
+                    anchors=self._anchors_to_propose(request.pending),
                 )
                 self._keep_unfinalized(block)
                 await self._events_send.send(ProposalReady(request.view, block))
 
         self._nursery.start_soon(build)
 
+    def _anchors_to_propose(self, pending: tuple[Block, ...]) -> tuple[AnchorRef, ...]:
+        if self.anchorer is None:
+            return ()
+        return self.anchorer.refs_to_propose(now_ms(), (ref for block in pending for ref in block.header.anchors))
+
     def _proposable(self, pending: tuple[Block, ...]) -> bool:
-        if not len(self.mempool):
-            return False
-        return bool(self.mempool.take(1, exclude=_roots_of(pending)))
+        if len(self.mempool) and self.mempool.take(1, exclude=_roots_of(pending)):
+            return True
+        return bool(self._anchors_to_propose(pending))
 
     def _check_block(self, block: Block, pending: tuple[Block, ...]) -> bool:
         """The IO side of block validity: none of its roots is already logged or in an

@@ -60,9 +60,12 @@ class Chain:
         with self.store.batch() as batch:
             self.anchors.stage_recorded(batch, [(height, ref)], self.chain.tip_height + 1)
 
-    def due(self) -> int | None:
-        header = due_checkpoint(self.genesis, self.chain, self.anchors)
-        return None if header is None else header.height
+    def due(self, now_ms: int | None = None) -> int | None:
+        """The due height, by default with the clock at the tip's timestamp (chain time only)."""
+        tip = self.chain.tip_header
+        clock_ms = now_ms if now_ms is not None else (tip.timestamp_ms if tip else CREATED_MS)
+        due = due_checkpoint(self.genesis, self.chain, self.anchors, clock_ms)
+        return None if due is None else due.header.height
 
 
 @pytest.fixture
@@ -94,6 +97,20 @@ def test_nothing_is_due_before_k_blocks_or_t_ms(chain):
     chain.add(1, CREATED_MS + 10)
     chain.add(0, CREATED_MS + 20)
     assert chain.due() is None
+
+
+def test_the_last_roots_before_a_pause_are_due_once_t_passes_on_the_clock(chain):
+    """An idle chain adds no blocks, so chain time stops; the validator's clock takes over."""
+    height = chain.add(1, CREATED_MS + 10)
+    assert chain.due(now_ms=CREATED_MS + EVERY_MS - 1) is None
+    assert chain.due(now_ms=CREATED_MS + EVERY_MS) == height
+    due = due_checkpoint(chain.genesis, chain.chain, chain.anchors, CREATED_MS + 5 * EVERY_MS)
+    assert due is not None and due.due_at_ms == CREATED_MS + EVERY_MS
+
+
+def test_an_idle_chain_needs_no_anchor_whatever_the_clock_says(chain):
+    chain.add(0, CREATED_MS + 10)
+    assert chain.due(now_ms=CREATED_MS + 100 * EVERY_MS) is None
 
 
 def test_roots_after_an_idle_stretch_make_their_own_block_due(chain):
