@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from pathlib import Path
 
@@ -74,7 +75,16 @@ def wait_ready(state: cluster.DevnetState, deadline_s: float = READY_DEADLINE_S)
         time.sleep(0.2)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    if not args.detach:
+        # A closed terminal (SIGHUP) or a `kill` (SIGTERM) stops the devnet like Ctrl-C,
+        # instead of leaving its nodes, miner and bitcoind running unowned.
+        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGHUP, _interrupt)
     console = Console()
     directory: Path = args.dir
     if (directory / cluster.STATE_FILE).exists():

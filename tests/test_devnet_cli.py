@@ -75,3 +75,27 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_sigterm_to_a_foreground_devnet_stops_every_node(tmp_path):
+    import signal
+
+    directory = tmp_path / "devnet"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "devnet", "up", "-n", "4", "--no-bitcoin", "--dir", str(directory)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_until(lambda: (directory / "devnet.json").exists() and len(running_pids(directory)) == 4,
+                   deadline_s=60, what="4 nodes running in the foreground devnet")
+        network = Network(cluster.DevnetState.load(directory))
+        wait_until(network.all_ready, deadline_s=60, what="the nodes to answer")
+        network.close()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "devnet stopped" in output
+    assert running_pids(directory) == []
