@@ -353,7 +353,8 @@ class Node:
         roots = block.roots
         for offset in range(0, len(roots), 32):
             root = roots[offset : offset + 32]
-            if root in in_flight or self.log.index_of(root) is not None:
+            # A root in our mempool is not logged (the mempool never holds a logged root).
+            if root in in_flight or (root not in self.mempool and self.log.index_of(root) is not None):
                 self.metrics.messages_rejected.labels(reason="block_repeats_root").inc()
                 event(log, logging.WARNING, "block repeats a root", height=block.header.height, root=root)
                 return False
@@ -432,7 +433,7 @@ class Node:
         if header.height <= self.chain.tip_height:
             return
         settled = [h for h, height in self._unfinalized.items() if height <= header.height]
-        staged = self.log.stage_append(block.roots)
+        staged = self.log.stage_append(block.roots, unlogged=self.mempool)
         recorded = self._recorded_anchors(header)
         with self.store.batch(sync=True) as batch:
             staged.write_to(batch)

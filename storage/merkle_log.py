@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 from proof.compact import CompactRange
@@ -206,8 +206,15 @@ class MerkleLog:
                 staged.write_to(batch)
         return self.commit(staged)
 
-    def stage_append(self, roots: bytes | Sequence[bytes]) -> StagedAppend:
-        """Compute an append's records and indices without writing or changing anything."""
+    def stage_append(
+        self, roots: bytes | Sequence[bytes], *, unlogged: Container[bytes] = frozenset()
+    ) -> StagedAppend:
+        """Compute an append's records and indices without writing or changing anything.
+
+        ``unlogged`` holds roots the caller knows are not in this log (a node's mempool,
+        which never holds a logged root): their index lookup is skipped. Any other root
+        is looked up, so an append stays idempotent whatever the caller passes.
+        """
         data = _concat_roots(roots)
         stored = self._stored_size()
         if stored != self._size:
@@ -235,7 +242,7 @@ class MerkleLog:
             root = data[position * HASH_SIZE : position * HASH_SIZE + HASH_SIZE]
             index = fresh.get(root)
             if index is None:
-                stored_index = get(index_prefix + root)
+                stored_index = None if root in unlogged else get(index_prefix + root)
                 if stored_index is not None:
                     index = self._stored_index(stored_index, root)
                 else:

@@ -469,3 +469,16 @@ def test_any_sequence_of_appends_gives_rfc_roots_and_proofs_that_verify(batches,
             for probe in consistency_probes(size1, size, path, root1, root):
                 with pytest.raises(ProofError):
                     verify_consistency(*probe)
+
+
+def test_roots_the_caller_vouches_for_skip_the_lookup_but_others_stay_idempotent(tmp_path):
+    from storage.db import Store
+    from storage.merkle_log import MerkleLog
+
+    first, second, third = (bytes([i]) * 32 for i in (1, 2, 3))
+    with Store(tmp_path / "db") as store:
+        log = MerkleLog(store)
+        log.append(first)
+        staged = log.stage_append(first + second + third, unlogged={second, third})
+        assert list(staged.indices) == [0, 1, 2]
+        assert staged.new_size == 3
