@@ -11,12 +11,6 @@ from anchor.spv import SpvMaterialError, extract_spv_material, parse_merkle_bloc
 from anchor.tx import create_anchor
 from proof.errors import DecodeError, ProofError
 from proof.spv import check_header_chain, hash_to_hex, hex_to_hash, verify_spv
-from tests.conftest_bitcoind import (  # noqa: F401
-    bitcoind_install,
-    bitcoind_paths,
-    funded_wallet,
-    regtest_node,
-)
 
 pytestmark = pytest.mark.bitcoind
 

@@ -13,13 +13,7 @@ from anchor.tracker import AnchorTracker
 from anchor.tx import AnchorTx, bump_fee, check_anchor, vsize_of
 from devnet.bitcoind import BitcoindPaths, RegtestNode
 from proof.spv import hash_to_hex, hex_to_hash, verify_spv
-from tests.conftest_bitcoind import (  # noqa: F401
-    MATURE_BLOCKS,
-    bitcoind_install,
-    bitcoind_paths,
-    funded_wallet,
-    regtest_node,
-)
+from tests.conftest_bitcoind import MATURE_BLOCKS
 
 pytestmark = pytest.mark.bitcoind
 

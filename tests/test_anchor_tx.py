@@ -9,12 +9,6 @@ from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutP
 from anchor.payload import decode_payload, encode_script
 from anchor.rpc import WalletEmptyError
 from anchor.tx import AnchorTxError, build_unfunded, bump_fee, check_anchor, create_anchor
-from tests.conftest_bitcoind import (  # noqa: F401
-    bitcoind_install,
-    bitcoind_paths,
-    funded_wallet,
-    regtest_node,
-)
 
 BLOCK_HASH = bytes.fromhex("a1" * 32)
 FEE_RATE = Decimal(2)

@@ -4,15 +4,14 @@ The audit runs against node/bundles.py over real storage (in process, where a te
 needs to tamper with what is served) and over HTTP through the real API app.
 """
 
-import argparse
 from dataclasses import dataclass
 
 import pytest
 
 from node import bundles
-from node.proof_commands import AuditFailure, audit, register
+from node.proof_commands import AuditFailure, audit
 from proof.bundle import AnchorRecord, CertifiedBlock, ConsistencyRecord
-from proof.errors import PantheonError
+from tests.cli_helpers import run
 from tests.bundle_fixtures import serve, stored_node
 from tests.chain_fixtures import make_chain
 
@@ -124,18 +123,6 @@ def test_an_anchor_the_chain_recorded_differently_fails(node, tmp_path):
     node.anchor(1, witness=False)
     with pytest.raises(AuditFailure, match="recorded another transaction"):
         audit(Source(node), node.genesis)
-
-
-def run(argv, capsys):
-    parser = argparse.ArgumentParser(prog="pantheon")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args([str(a) for a in argv])
-    try:
-        code = args.handler(args)
-    except PantheonError as exc:
-        print(f"error: {exc}")
-        code = 1
-    return code, capsys.readouterr().out
 
 
 def test_the_audit_command_over_http_prints_a_summary_and_exits_0(node, tmp_path, capsys):

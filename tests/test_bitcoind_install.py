@@ -18,7 +18,6 @@ from devnet.bitcoind import (
     find_or_install,
     install_into,
 )
-from tests.conftest_bitcoind import bitcoind_install, bitcoind_paths  # noqa: F401
 
 pytestmark = pytest.mark.bitcoind
 

@@ -7,7 +7,6 @@ import pytest
 
 from anchor.rpc import BitcoindAuthError, BitcoindRPC, BitcoindRPCError, BitcoindUnavailable
 from devnet.bitcoind import BitcoindStartError, RegtestNode
-from tests.conftest_bitcoind import bitcoind_install, bitcoind_paths, regtest_node  # noqa: F401
 
 pytestmark = pytest.mark.bitcoind
 

@@ -7,15 +7,13 @@ why, when no bitcoind can be found or installed on this machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
 from devnet import cluster, regtest
 from devnet.bitcoind import BitcoindInstallError, find_or_install
-from node.proof_commands import register
-from proof.errors import PantheonError
+from tests.cli_helpers import run
 from tests.network_harness import Network, random_roots, wait_until
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.bitcoind]
@@ -45,18 +43,6 @@ def anchored_network(tmp_path_factory):
             net.close()
     finally:
         cluster.stop(state)
-
-
-def run(argv, capsys):
-    parser = argparse.ArgumentParser(prog="pantheon")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args([str(a) for a in argv])
-    try:
-        code = args.handler(args)
-    except PantheonError as exc:
-        print(f"error: {exc}")
-        code = 1
-    return code, capsys.readouterr().out
 
 
 def test_an_anchored_bundle_verifies_offline_and_against_the_bitcoind(anchored_network, capsys, tmp_path):

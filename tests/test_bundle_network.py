@@ -6,17 +6,15 @@ the commands talk to them over HTTP exactly as an auditor or monitor would.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import httpx
 import pytest
 
 from devnet import cluster
-from node.proof_commands import register
 from proof import note
 from proof.chain import Genesis
-from proof.errors import PantheonError
+from tests.cli_helpers import run
 from tests.network_harness import Network, random_roots, wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -38,18 +36,6 @@ def network(tmp_path_factory):
     finally:
         net.close()
         cluster.stop(state)
-
-
-def run(argv, capsys):
-    parser = argparse.ArgumentParser(prog="pantheon")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args([str(a) for a in argv])
-    try:
-        code = args.handler(args)
-    except PantheonError as exc:
-        print(f"error: {exc}")
-        code = 1
-    return code, capsys.readouterr().out
 
 
 def test_a_bundle_fetched_from_a_node_verifies_offline_against_the_genesis(network, capsys, tmp_path):

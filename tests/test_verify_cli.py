@@ -5,7 +5,6 @@ JSON-RPC server that answers like bitcoind (getblockchaininfo, getblockheader). 
 fetching commands talk to the real API app over a real-storage node on loopback.
 """
 
-import argparse
 import base64
 import json
 import threading
@@ -14,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from node.proof_commands import register
 from proof.bundle import Bundle
-from proof.errors import PantheonError
+from tests.cli_helpers import run
 from tests.bundle_fixtures import serve, stored_node
 from tests.vectors import generate_bundles as gen
 
@@ -24,18 +22,6 @@ VECTORS = Path(__file__).parent / "vectors" / "bundles"
 ANCHORED = VECTORS / "valid" / "anchored-v4-size1029.cbor"
 GENESIS4 = VECTORS / "genesis-v4.cbor"
 CLAIM = json.loads(ANCHORED.with_suffix(".json").read_text())["claim"]
-
-
-def run(argv, capsys):
-    parser = argparse.ArgumentParser(prog="pantheon")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args([str(a) for a in argv])
-    try:
-        code = args.handler(args)
-    except PantheonError as exc:
-        print(f"error: {exc}")
-        code = 1
-    return code, capsys.readouterr().out
 
 
 def test_a_valid_anchored_bundle_exits_0_and_says_what_was_proved(capsys):
