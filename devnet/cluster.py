@@ -101,7 +101,7 @@ def create(directory: Path, n: int, *, chain_name: str = "pantheon-devnet", bitc
         validators=tuple(key.public_key for key in keys),
         created_at_ms=int(time.time() * 1000),
         anchor_every_blocks=5,
-        anchor_every_ms=30_000,
+        anchor_every_ms=5_000,
         anchor_final_depth=3,
     )
     (directory / "genesis.cbor").write_bytes(genesis.encode())

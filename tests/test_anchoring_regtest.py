@@ -17,6 +17,8 @@ import pytest
 from anchor.payload import decode_payload
 from devnet import cluster, regtest
 from devnet.bitcoind import BitcoindInstallError, find_or_install
+from node.anchoring import FOLLOW_DEPTH_MIN
+from node.commands import read_genesis
 from proof.spv import parse_transaction
 from tests.network_harness import Network, random_roots, wait_until
 
@@ -103,15 +105,33 @@ def test_metrics_count_confirmed_anchors(devnet):
     assert float(line.split()[1]) >= 1
 
 
+def mine_while_transactions_wait(state: cluster.DevnetState, predicate, *, what: str) -> None:
+    """With the miner stopped: mine one block whenever the mempool holds a transaction,
+    until ``predicate`` holds. Anchors then sit at shallow depth, where reorgs are followed
+    (past the final depth an anchor is final and no longer watched)."""
+    node = wallet_rpc(state)
+    miner = wallet_rpc(state, regtest.MINER_WALLET)
+
+    def step() -> bool:
+        if predicate():
+            return True
+        if int(node.call("getmempoolinfo")["size"]):
+            miner.call("generatetoaddress", 1, miner.call("getnewaddress"))
+        return False
+
+    wait_until(step, deadline_s=ANCHORED_DEADLINE_S, what=what, poll_s=0.5)
+
+
 def test_reorg_returns_the_anchor_to_pending_and_it_is_confirmed_again(devnet):
     state, network = devnet
     directory = Path(state.directory)
     roots = random_roots(10)
-    assert network.submit(1, roots).status_code == 202
-    wait_until(lambda: anchored_on_all(network, roots[-1]), deadline_s=ANCHORED_DEADLINE_S, what="root anchored")
     regtest.stop_miner(state.bitcoin, directory)
     try:
+        assert network.submit(1, roots).status_code == 202
+        mine_while_transactions_wait(state, lambda: anchored_on_all(network, roots[-1]), what="root anchored")
         anchor = root_json(network, 0, roots[-1])["anchor"]
+        assert anchor["confirmations"] < anchoring_final_depth(state)
         height, old_block = anchor["height"], anchor["btc_block_hash"]
         node = wallet_rpc(state)
         node.call("invalidateblock", old_block)
@@ -137,6 +157,10 @@ def test_reorg_returns_the_anchor_to_pending_and_it_is_confirmed_again(devnet):
     finally:
         regtest.start_miner(state.bitcoin, directory)
         state.save()
+
+
+def anchoring_final_depth(state: cluster.DevnetState) -> int:
+    return max(read_genesis(Path(state.directory) / "genesis.cbor").anchor_final_depth, FOLLOW_DEPTH_MIN)
 
 
 def keep_finalizing(network, *, blocks: int) -> None:
