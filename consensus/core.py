@@ -611,12 +611,12 @@ class Core:
         if self.view == view:
             out.append(SetTimer(view, self.config.timeout_ms(self._consecutive_nullified + 1)))
             self._rule_fill_gaps(out)
-        stuck = self._proposals.get(self.view)
-        if self._pending_finalization is not None or (
-            stuck is not None and stuck not in self._edges and stuck not in self._invalid
-        ):
-            # A block we need may be final elsewhere: ask a different peer each time.
-            self._request_catch_up(self._next_catchup_peer(), out)
+        # A timeout is the one event a lagging validator is sure to see: when every later
+        # view is nullified (an idle chain), no finalization ever arrives to show that it
+        # is behind. So each timeout asks the next peer, in rotation, for blocks past our
+        # finalized tip (rate-limited by CATCHUP_RETRY_MS; an up-to-date peer answers with
+        # an empty response).
+        self._request_catch_up(self._next_catchup_peer(), out)
 
     def _rule_fill_gaps(self, out: list[Action]) -> None:
         """Nullify earlier views whose certificate nobody we hear from holds any more.

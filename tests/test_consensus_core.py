@@ -19,7 +19,7 @@ from consensus.actions import (
     SetTimer,
 )
 from consensus.block import Block, body_hash
-from consensus.core import FUTURE_VIEWS_MAX, VIEW_MAX, CoreConfig, CoreConfigError, FinalizedTip
+from consensus.core import CATCHUP_RETRY_MS, FUTURE_VIEWS_MAX, VIEW_MAX, CoreConfig, CoreConfigError, FinalizedTip
 from consensus.events import BlockChecked, ProposalReady, Start, TimerFired
 from consensus.messages import CatchUpRequest, CertificateMessage, Vote
 from consensus.safety import SafetyState
@@ -692,3 +692,17 @@ def test_a_certificate_beyond_the_highest_view_is_dropped_without_crashing() -> 
     nullify_view(core, cast, 0)
     core.handle(received(0, CertificateMessage(cast.certificate(NULLIFY, VIEW_MAX))), 0)
     assert core.view == VIEW_MAX + 1
+
+
+def test_each_timeout_asks_the_next_peer_for_blocks_past_the_finalized_tip() -> None:
+    """On an idle chain every view is nullified and no finalization shows a lagging node that
+    it is behind; its own timeouts are what make it ask (peers in rotation, rate-limited)."""
+    cast = Cast()
+    core = cast.core()
+    core.handle(Start(), 0)
+    first = [a for a in core.handle(TimerFired(0), 1_000) if isinstance(a, Send)]
+    assert [(a.to, a.message.from_height) for a in first if isinstance(a.message, CatchUpRequest)] == [(0, 1)]
+    again = core.handle(TimerFired(0), 1_000 + CATCHUP_RETRY_MS // 2)
+    assert not [a for a in again if isinstance(a, Send) and isinstance(a.message, CatchUpRequest)]
+    later = core.handle(TimerFired(0), 1_000 + CATCHUP_RETRY_MS)
+    assert [a.to for a in later if isinstance(a, Send) and isinstance(a.message, CatchUpRequest)] == [1]

@@ -167,21 +167,25 @@ def test_step_guard_stops_a_run_without_a_false_stall():
     assert result.time_ms < 5_000
 
 
-# Seed 437 (n=4 f=1, all faults): a Byzantine leader equivocates in view 2, block B is
-# notarized by it and two honest voters, both of which then crash and restart. Unless
-# their drivers kept B on disk, no honest node holds B and the chain stalls for good.
+# Seeds (n=4 f=1, all faults) in which every honest voter of a notarized block crashes
+# and restarts before the block is final, found by the simulator. Unless their drivers
+# kept the block on disk, no honest node holds it and the chain stalls for good. Seed 437
+# showed it first (a Byzantine leader equivocated in view 2); since timeouts also ask for
+# catch-up, the runs differ and seed 880 is the one that shows it without kept blocks.
 SEED_ALL_VOTERS_OF_A_BLOCK_RESTART = 437
+SEED_STALLS_WITHOUT_KEPT_BLOCKS = 880
 
 
 def test_a_notarized_block_survives_the_restart_of_every_honest_voter():
-    result = run_seed(_config("all", byzantine=1, horizon_ms=None), SEED_ALL_VOTERS_OF_A_BLOCK_RESTART)
-    assert result.violation is None, result.violation
-    assert result.crashes > 0 and "equivocate" in result.byzantine.values()
+    for seed in (SEED_ALL_VOTERS_OF_A_BLOCK_RESTART, SEED_STALLS_WITHOUT_KEPT_BLOCKS):
+        result = run_seed(_config("all", byzantine=1, horizon_ms=None), seed)
+        assert result.violation is None, (seed, result.violation)
+        assert result.crashes > 0
 
 
 def test_driver_that_does_not_keep_voted_blocks_is_caught_stalling(monkeypatch):
     monkeypatch.setattr(Disk, "keep", lambda self, block: None)
-    result = run_seed(_config("all", byzantine=1, horizon_ms=None), SEED_ALL_VOTERS_OF_A_BLOCK_RESTART)
+    result = run_seed(_config("all", byzantine=1, horizon_ms=None), SEED_STALLS_WITHOUT_KEPT_BLOCKS)
     assert result.violation is not None
     assert result.violation.invariant == "progress"
 
