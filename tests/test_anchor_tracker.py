@@ -163,7 +163,7 @@ def test_an_overdue_anchor_is_replaced_at_a_higher_fee_rate_with_the_same_op_ret
     old_fee = wallet.call("getmempoolentry", hash_to_hex(record.txid))["fees"]["base"]
     bumped = tracker.poll(record, now_ms=BUMP_AFTER_MS)
 
-    assert bumped.replaced_txids == (record.txid,)
+    assert bumped.replaced_txids == (record.txid,), f"no replacement: state={bumped.state} error={bumped.last_error!r}"
     assert bumped.fee_rate_sat_kvb == 3_000, "2 sat/vB * 150% = 3 sat/vB"
     assert mempool(wallet) == [hash_to_hex(bumped.txid)]
     assert wallet.call("getmempoolentry", hash_to_hex(bumped.txid))["fees"]["base"] > old_fee
