@@ -90,6 +90,38 @@ class BitcoindInstallError(PantheonError):
     """bitcoind could not be found or installed; the message names the failing step."""
 
 
+def wait_rpc_ready(
+    probe: BitcoindRPC, process: subprocess.Popen[bytes] | None, stderr_log: Path, *, timeout_s: float
+) -> None:
+    """Wait until bitcoind answers RPC; BitcoindStartError if it exits or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    last_error = "no answer yet"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            try:
+                tail = stderr_log.read_text(errors="replace")[-STDERR_TAIL_CHARS:].strip()
+            except OSError:
+                tail = ""
+            raise BitcoindStartError(
+                f"bitcoind exited with {process.returncode} during startup: {tail or '(nothing on stderr)'}"
+            )
+        try:
+            probe.call("getblockchaininfo")
+            return
+        except (BitcoindUnavailable, BitcoindAuthError) as exc:
+            # A crashed earlier run in a reused datadir can leave a stale cookie
+            # until bitcoind writes its new one.
+            last_error = str(exc)
+        except BitcoindRPCError as exc:
+            if not is_warming_up(exc):
+                raise
+            last_error = str(exc)
+        time.sleep(READY_POLL_S)
+    raise BitcoindStartError(
+        f"bitcoind RPC on 127.0.0.1:{probe.port} not ready within {timeout_s:g} s: {last_error}"
+    )
+
+
 class BitcoindStartError(PantheonError):
     """A regtest bitcoind did not start or did not become ready."""
 
@@ -429,31 +461,9 @@ class RegtestNode:
             raise
 
     def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        assert self._process is not None
         probe = BitcoindRPC(self.rpc_port, cookie_path=self.cookie_path, timeout_s=RPC_PROBE_TIMEOUT_S)
-        last_error = "no answer yet"
-        while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                raise BitcoindStartError(
-                    f"bitcoind exited with {self._process.returncode} during startup: "
-                    f"{self._stderr_tail() or '(nothing on stderr)'}"
-                )
-            try:
-                probe.call("getblockchaininfo")
-                return
-            except (BitcoindUnavailable, BitcoindAuthError) as exc:
-                # A crashed earlier run in a reused datadir can leave a stale cookie
-                # until bitcoind writes its new one.
-                last_error = str(exc)
-            except BitcoindRPCError as exc:
-                if not is_warming_up(exc):
-                    raise
-                last_error = str(exc)
-            time.sleep(READY_POLL_S)
-        raise BitcoindStartError(
-            f"bitcoind RPC on 127.0.0.1:{self.rpc_port} not ready within {timeout_s:g} s: {last_error}"
-        )
+        wait_rpc_ready(probe, self._process, self.datadir / "stderr.log", timeout_s=timeout_s)
 
     def _stderr_tail(self) -> str:
         try:

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from anchor.rpc import BitcoindAuthError, BitcoindRPC, BitcoindRPCError, BitcoindUnavailable, is_warming_up
+from anchor.rpc import BitcoindAuthError, BitcoindRPC, BitcoindRPCError, BitcoindUnavailable
+from devnet import bitcoind
 from devnet.bitcoind import BitcoindPaths
 from devnet.ports import free_ports
 from proof.errors import PantheonError
@@ -158,23 +159,10 @@ def start_bitcoind(info: dict[str, Any]) -> None:
 
 
 def wait_rpc_ready(info: dict[str, Any], process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + READY_DEADLINE_S
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            tail = (Path(info["datadir"]) / "stderr.log").read_text(errors="replace")[-2000:]
-            raise RegtestError(f"bitcoind exited with {process.returncode} during startup: {tail.strip()}")
-        try:
-            rpc(info).call("getblockchaininfo")
-            return
-        except (BitcoindUnavailable, BitcoindAuthError) as exc:
-            last = str(exc)
-        except BitcoindRPCError as exc:
-            if not is_warming_up(exc):
-                raise
-            last = str(exc)
-        time.sleep(POLL_S)
-    raise RegtestError(f"bitcoind RPC on 127.0.0.1:{info['rpc_port']} not ready within {READY_DEADLINE_S:g} s: {last}")
+    try:
+        bitcoind.wait_rpc_ready(rpc(info), process, Path(info["datadir"]) / "stderr.log", timeout_s=READY_DEADLINE_S)
+    except bitcoind.BitcoindStartError as exc:
+        raise RegtestError(str(exc)) from exc
 
 
 def create_and_fund_wallets(info: dict[str, Any]) -> None:
