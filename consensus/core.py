@@ -102,7 +102,7 @@ from consensus.actions import (
     Send,
     SetTimer,
 )
-from consensus.block import BLOCK_ROOTS_MAX, Block, InvalidBlock, check_extension
+from consensus.block import BLOCK_ROOTS_MAX, ROOT_SIZE, Block, InvalidBlock, check_extension
 from consensus.catchup import CatchUpError, verify_response
 from consensus.crypto import Signer, Verifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
@@ -411,6 +411,8 @@ class Core:
         if known == block.hash:
             self.counters["dropped_duplicate"] += 1
             return
+        if not self._block_worth_keeping(block):
+            return
         if not self.validators.vote_is_valid(vote, self.verifier):
             self.counters["dropped_bad_signature"] += 1
             return
@@ -429,10 +431,17 @@ class Core:
         if cert.view <= self.finalized_view:
             self.counters["dropped_old_view"] += 1
             return
+        block = message.block
+        if block is not None and (cert.kind == VoteKind.NULLIFY or block.hash != cert.block_hash):
+            self.counters["dropped_mismatched_block"] += 1
+            return
+        if block is not None and block.header.chain_id != self.validators.chain_id:
+            self.counters["dropped_wrong_chain"] += 1
+            return
         known = self._certificates[cert.kind].get(cert.view)
         if known is not None and known.block_hash == cert.block_hash:
-            if message.block is not None and message.block.hash not in self._blocks:
-                self._blocks[message.block.hash] = message.block  # matches a certificate already verified
+            if block is not None and block.hash not in self._blocks and self._block_worth_keeping(block):
+                self._blocks[block.hash] = block  # the certificate naming it is already verified
                 self._rule_notarize(out)
                 self._rule_propose(out)
                 return
@@ -444,15 +453,27 @@ class Core:
             self.counters["dropped_bad_certificate"] += 1
             return
         self._equivocations_in(cert, out)
-        if message.block is not None:
-            if message.block.header.chain_id != self.validators.chain_id:
-                self.counters["dropped_wrong_chain"] += 1
-                return
-            self._blocks.setdefault(message.block.hash, message.block)
+        if block is not None and self._block_worth_keeping(block):
+            self._blocks.setdefault(block.hash, block)
         if known is not None:
             self.counters["conflicting_certificate"] += 1
             return
         self._on_certificate(cert, sender, out)
+
+    def _block_worth_keeping(self, block: Block) -> bool:
+        """Cheap checks before a peer's block takes memory: above the finalized tip, within the size bound.
+
+        A block at or below the finalized height can never be voted on or finalized (it is
+        the finalized block or a rival of one); a block over ``block_roots_max`` can never be
+        valid. Neither is stored, so neither can be reached later by a rule that expects it.
+        """
+        if block.header.height <= self.finalized_height:
+            self.counters["dropped_stale_proposal"] += 1
+            return False
+        if len(block.roots) > self.config.block_roots_max * ROOT_SIZE:
+            self.counters["dropped_oversize_block"] += 1
+            return False
+        return True
 
     def _on_certificate(self, cert: Certificate, sender: int | None, out: list[Action]) -> None:
         """A verified certificate, received or just formed from votes."""
@@ -951,3 +972,5 @@ class Core:
             self._invalid.discard(block_hash)
             self._checks_passed.discard(block_hash)
             self._checks_requested.discard(block_hash)
+        for view in [v for v, block_hash in self._proposals.items() if block_hash not in self._blocks]:
+            del self._proposals[view]

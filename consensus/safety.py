@@ -146,9 +146,13 @@ class SafetyState:
         if view <= self.view:
             raise SafetyStateError(f"views only move forward: {view} is not above {self.view}")
         votes = self.finalize_votes + ((self.view,) if finalized_vote else ())
-        return SafetyState(
-            view=view, finalize_votes=votes, finalize_votes_from=self.finalize_votes_from, entry=entry, lock=lock
-        ).trimmed()
+        votes_from = self.finalize_votes_from
+        if len(votes) > FINALIZE_VOTES_KEPT_MAX:
+            # Trim before building: the constructor refuses an over-long record, and the
+            # persisted state must never be one a restart cannot load.
+            votes_from = votes[-FINALIZE_VOTES_KEPT_MAX]
+            votes = votes[-FINALIZE_VOTES_KEPT_MAX:]
+        return SafetyState(view=view, finalize_votes=votes, finalize_votes_from=votes_from, entry=entry, lock=lock)
 
     def with_notarize(self, block_hash: bytes) -> SafetyState:
         if self.notarize is not None or self.nullify:
@@ -164,10 +168,3 @@ class SafetyState:
             return self
         kept = tuple(v for v in self.finalize_votes if v >= view)
         return dataclasses.replace(self, finalize_votes=kept, finalize_votes_from=min(view, self.view))
-
-    def trimmed(self) -> SafetyState:
-        """Bound the record: forgetting the oldest finalize votes only forbids more nullify votes."""
-        if len(self.finalize_votes) <= FINALIZE_VOTES_KEPT_MAX:
-            return self
-        oldest_kept = self.finalize_votes[-FINALIZE_VOTES_KEPT_MAX]
-        return self.forget_below(oldest_kept)

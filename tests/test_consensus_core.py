@@ -321,10 +321,11 @@ def test_a_proposal_with_a_timestamp_too_far_ahead_of_the_clock_is_invalid() -> 
     assert_rejected(fixture, actions, "invalid_block_timestamp_ahead")
 
 
-def test_a_proposal_with_more_roots_than_allowed_is_invalid() -> None:
+def test_a_proposal_with_more_roots_than_allowed_is_dropped_before_it_is_stored() -> None:
     fixture = ChildOfTip(CoreConfig(block_roots_max=4))
     block = fixture.good(roots=fresh_roots(b"many", 5))
-    assert_rejected(fixture, fixture.offer(block), "invalid_block_too_many_roots")
+    assert_rejected(fixture, fixture.offer(block), "dropped_oversize_block")
+    assert block.hash not in fixture.core._blocks
 
 
 def test_a_proposal_repeating_a_root_is_invalid() -> None:

@@ -89,7 +89,7 @@ EXPECTED_REJECTION = {
     "log_size": "invalid_block_log_size",
     "parent": "waiting_for_parent",
     "height": "invalid_block_height",
-    "too_many_roots": "invalid_block_too_many_roots",
+    "too_many_roots": "dropped_oversize_block",
     "body_hash": "invalid_block_body_hash",
     "duplicate_root": "invalid_block_duplicate_root",
     "proposer": "dropped_not_leader",
