@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from proof.wire import MESSAGE_BYTES_MAX
+
 from p2p.errors import FrameError, OversizeFrameError
 
-MAX_FRAME_BYTES = 4 * 1024 * 1024
+MAX_FRAME_BYTES = MESSAGE_BYTES_MAX
 """Largest payload one frame carries (a full block of 10,000 roots is about 320 KB)."""
 
 LENGTH_SIZE = 4
