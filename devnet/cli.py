@@ -44,8 +44,8 @@ def _status_table(state: cluster.DevnetState, statuses: list[NodeStatus], rates:
         ]
         if state.bitcoin is not None:
             a = d.get("anchoring") or {}
-            bitcoind = "ok" if a.get("bitcoind_ok") else ("-" if not a else "DOWN")
-            if a.get("wallet_empty"):
+            bitcoind = {"ok": "ok", "unavailable": "DOWN"}.get(a.get("bitcoind"), "-")
+            if a.get("wallet") == "empty":
                 bitcoind = "wallet empty"
             if a.get("alerts"):
                 bitcoind += " " + ",".join(a["alerts"])

@@ -1,9 +1,17 @@
 """The HTTP API: a thin translation between HTTP and the node's service object.
 
 Reads are public; writes need ``Authorization: Bearer <token>``. Every request is
-bounded (body bytes, roots per request) and every overload reaches the client as a
-status it can act on: 429 (this node is busy, retry soon) or 503 (the mempool is
-full, retry later), both with ``Retry-After``. Errors are JSON ``{"error": "..."}``.
+bounded (body bytes, roots per request, one page of a list) and every overload reaches
+the client as a status it can act on: 429 (this node is busy, retry soon) or 503 (the
+mempool is full, retry later), both with ``Retry-After``. Errors are JSON
+``{"error": "..."}``. A malformed path, query or body is always a 400 naming the part
+that is wrong (:class:`BadRequest`), never a 500: a client's mistake must not reach the
+error log with a traceback, or anyone could flood the log.
+
+Lists (``/v1/evidence``, ``/v1/anchors``) are served a page at a time: ``limit`` (at
+most a named maximum) and a cursor (``from`` / ``from_height``); the answer's ``next``
+is the cursor of the following page, or null at the end. No request builds more than one
+bounded page of JSON on the event loop.
 
 The service object holds all node logic; this module never touches storage or
 consensus, so the same app serves the real node and, in unit tests, a stand-in.
@@ -32,12 +40,30 @@ RETRY_AFTER_BUSY_S = 1
 RETRY_AFTER_FULL_S = 5
 CBOR = "application/cbor"
 NOTE = "text/plain; charset=utf-8"
-SIZE_DIGITS_MAX = 20
+U64_MAX = 2**64 - 1
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+EVIDENCE_PAGE_DEFAULT = 50
+EVIDENCE_PAGE_MAX = 100
+"""An evidence record is two signed votes (about 7 KB of CBOR, 14 KB as hex): 1.4 MB a page."""
+ANCHORS_PAGE_DEFAULT = 100
+ANCHORS_PAGE_MAX = 500
+"""An anchor entry is under 1 KB of JSON: a page stays under 0.5 MB."""
 
 
 class Overloaded(PantheonError):
     """The node cannot take more work right now (a bounded queue is full)."""
+
+
+class BadRequest(PantheonError):
+    """A path, query or body the API cannot use; answered 400 with this message."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list endpoint: its items and the cursor of the next page (None: last)."""
+
+    items: list[dict[str, Any]]
+    next: int | None
 
 
 @dataclass(frozen=True)
@@ -75,9 +101,9 @@ class NodeService(Protocol):
 
     def block(self, height: int) -> dict[str, Any] | None: ...
 
-    def anchors(self) -> list[dict[str, Any]]: ...
+    def anchors(self, from_height: int, limit: int) -> Page: ...
 
-    def evidence(self) -> list[dict[str, Any]]: ...
+    def evidence(self, start: int, limit: int) -> Page: ...
 
     def health(self) -> tuple[bool, dict[str, Any]]: ...
 
@@ -113,50 +139,71 @@ def error(status: int, message: str, *, retry_after_s: int | None = None) -> JSO
 
 def parse_root(text: str) -> bytes:
     if len(text) != 2 * ROOT_SIZE:
-        raise ValueError(f"a root is {2 * ROOT_SIZE} hex digits, got {len(text)} characters")
+        raise BadRequest(f"a root is {2 * ROOT_SIZE} hex digits, got {len(text)} characters")
     try:
         return bytes.fromhex(text)
     except ValueError:
-        raise ValueError(f"root {text[:16]!r}... is not hex") from None
+        raise BadRequest(f"root {text[:16]!r}... is not hex") from None
+
+
+class TooManyRoots(BadRequest):
+    """More roots in one request than the node takes (413, not 400: split the batch)."""
 
 
 def parse_submission(body: bytes, content_type: str, roots_max: int) -> bytes:
-    """The roots of a POST body as n*32 bytes; ValueError says what is wrong."""
+    """The roots of a POST body as n*32 bytes; BadRequest (or TooManyRoots) says what is wrong."""
     if content_type == "application/octet-stream":
         if len(body) % ROOT_SIZE:
-            raise ValueError(f"octet-stream body must be a multiple of {ROOT_SIZE} bytes")
+            raise BadRequest(f"octet-stream body must be a multiple of {ROOT_SIZE} bytes")
         count = len(body) // ROOT_SIZE
         data = body
     else:
         try:
             doc = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"body is not JSON: {exc}") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
+            raise BadRequest(f"body is not JSON: {str(exc)[:200]}") from None
+        except RecursionError:
+            raise BadRequest('body nests too deeply; it must be {"roots": ["<64 hex>", ...]}') from None
         if not isinstance(doc, dict) or set(doc) != {"roots"} or not isinstance(doc["roots"], list):
-            raise ValueError('body must be {"roots": ["<64 hex>", ...]}')
+            raise BadRequest('body must be {"roots": ["<64 hex>", ...]}')
         count = len(doc["roots"])
         if count > roots_max:
-            raise OverflowError(f"{count} roots in one request; the maximum is {roots_max}")
+            raise TooManyRoots(f"{count} roots in one request; the maximum is {roots_max}")
         if not all(isinstance(item, str) for item in doc["roots"]):
-            raise ValueError("every root must be a hex string")
+            raise BadRequest("every root must be a hex string")
         joined = "".join(doc["roots"])
         if len(joined) != count * 2 * ROOT_SIZE:
-            raise ValueError(f"every root must be {2 * ROOT_SIZE} hex digits")
+            raise BadRequest(f"every root must be {2 * ROOT_SIZE} hex digits")
         try:
             data = binascii.unhexlify(joined)
         except (binascii.Error, ValueError):
-            raise ValueError("roots must be hex digits only") from None
+            raise BadRequest("roots must be hex digits only") from None
     if count == 0:
-        raise ValueError("no roots in the request")
+        raise BadRequest("no roots in the request")
     if count > roots_max:
-        raise OverflowError(f"{count} roots in one request; the maximum is {roots_max}")
+        raise TooManyRoots(f"{count} roots in one request; the maximum is {roots_max}")
     return data
 
 
-def parse_count(text: str | None, what: str) -> int:
-    if text is None or not text.isdigit() or len(text) > SIZE_DIGITS_MAX:
-        raise ValueError(f"{what} must be a non-negative integer")
-    return int(text)
+def parse_u64(text: str | None, what: str) -> int:
+    """A height, size or cursor: ASCII decimal digits only (``str.isdigit`` also accepts
+    ``²`` and other scripts' digits) and at most u64, the width storage keys use."""
+    if text is None or not text or len(text) > len(str(U64_MAX)) or not (text.isascii() and text.isdigit()):
+        raise BadRequest(f"{what} must be an integer from 0 to {U64_MAX}")
+    value = int(text)
+    if value > U64_MAX:
+        raise BadRequest(f"{what} must be an integer from 0 to {U64_MAX}")
+    return value
+
+
+def parse_limit(text: str | None, default: int, maximum: int) -> int:
+    """A page size: ``default`` when absent, else 1..``maximum``."""
+    if text is None:
+        return default
+    value = parse_u64(text, "limit")
+    if not 1 <= value <= maximum:
+        raise BadRequest(f"limit must be from 1 to {maximum}")
+    return value
 
 
 def build_app(
@@ -189,10 +236,8 @@ def build_app(
         body = await request.body()
         try:
             roots = parse_submission(body, content_type, roots_per_request_max)
-        except OverflowError as exc:
+        except TooManyRoots as exc:
             return error(413, str(exc))
-        except ValueError as exc:
-            return error(400, str(exc))
         try:
             receipts = await service.submit(roots, submitter)
         except MempoolFull as exc:
@@ -207,18 +252,12 @@ def build_app(
         return parse_root(request.path_params["root"])
 
     async def get_root(request: Request) -> Response:
-        try:
-            root = root_param(request)
-        except ValueError as exc:
-            return error(400, str(exc))
+        root = root_param(request)
         status = service.root_status(root)
         return error(404, "root not known to this node") if status is None else JSONResponse(status)
 
     async def get_proof(request: Request) -> Response:
-        try:
-            root = root_param(request)
-        except ValueError as exc:
-            return error(400, str(exc))
+        root = root_param(request)
         bundle = service.proof_bundle(root)
         if bundle is None:
             return error(404, "no proof yet: root unknown or not yet certified")
@@ -227,7 +266,7 @@ def build_app(
     def wanted_format(request: Request, allowed: tuple[str, ...]) -> str | None:
         fmt = request.query_params.get("format", "json")
         if fmt not in allowed:
-            raise ValueError(f"format {fmt!r} is not served here; use one of: {', '.join(allowed)}")
+            raise BadRequest(f"format {fmt[:20]!r} is not served here; use one of: {', '.join(allowed)}")
         if fmt != "json" and proofs is None:
             raise LookupError(f"this node does not serve format={fmt}")
         return fmt
@@ -235,8 +274,6 @@ def build_app(
     async def get_checkpoint(request: Request) -> Response:
         try:
             fmt = wanted_format(request, ("json", "note"))
-        except ValueError as exc:
-            return error(400, str(exc))
         except LookupError as exc:
             return error(404, str(exc))
         if fmt == "note":
@@ -246,31 +283,24 @@ def build_app(
         return JSONResponse(service.checkpoint())
 
     async def get_block(request: Request) -> Response:
-        text = request.path_params["height"]
-        if not text.isdigit() or len(text) > 19:
-            return error(400, "height must be a non-negative integer")
+        height = parse_u64(request.path_params["height"], "height")
         try:
             fmt = wanted_format(request, ("json", "cbor"))
-        except ValueError as exc:
-            return error(400, str(exc))
         except LookupError as exc:
             return error(404, str(exc))
         if fmt == "cbor":
             assert proofs is not None
-            data = proofs.certified_block(int(text))
+            data = proofs.certified_block(height)
             return error(404, "no finalized block at that height") if data is None else Response(data, media_type=CBOR)
-        block = service.block(int(text))
+        block = service.block(height)
         return error(404, "no finalized block at that height") if block is None else JSONResponse(block)
 
     async def get_consistency(request: Request) -> Response:
         if proofs is None:
             return error(404, "this node does not serve consistency proofs")
-        try:
-            size1 = parse_count(request.query_params.get("size1"), "size1")
-            second = request.query_params.get("size2")
-            size2 = None if second is None else parse_count(second, "size2")
-        except ValueError as exc:
-            return error(400, str(exc))
+        size1 = parse_u64(request.query_params.get("size1"), "size1")
+        second = request.query_params.get("size2")
+        size2 = None if second is None else parse_u64(second, "size2")
         data = proofs.consistency(size1, size2)
         if data is None:
             return error(
@@ -282,20 +312,27 @@ def build_app(
     async def get_anchored(request: Request) -> Response:
         if proofs is None:
             return error(404, "this node does not serve anchor records")
-        try:
-            height = parse_count(request.path_params["height"], "height")
-        except ValueError as exc:
-            return error(400, str(exc))
+        height = parse_u64(request.path_params["height"], "height")
         data = proofs.anchor_record(height)
         if data is None:
             return error(404, "no confirmed anchor at or above that height")
         return Response(data, media_type=CBOR)
 
     async def get_anchors(request: Request) -> Response:
-        return JSONResponse({"anchors": service.anchors()})
+        query = request.query_params
+        page = service.anchors(
+            parse_u64(query.get("from_height", "0"), "from_height"),
+            parse_limit(query.get("limit"), ANCHORS_PAGE_DEFAULT, ANCHORS_PAGE_MAX),
+        )
+        return JSONResponse({"anchors": page.items, "next": page.next})
 
     async def get_evidence(request: Request) -> Response:
-        return JSONResponse({"evidence": service.evidence()})
+        query = request.query_params
+        page = service.evidence(
+            parse_u64(query.get("from", "0"), "from"),
+            parse_limit(query.get("limit"), EVIDENCE_PAGE_DEFAULT, EVIDENCE_PAGE_MAX),
+        )
+        return JSONResponse({"evidence": page.items, "next": page.next})
 
     async def get_health(request: Request) -> Response:
         healthy, detail = service.health()
@@ -327,8 +364,11 @@ def build_app(
     async def too_large(request: Request, exc: Exception) -> Response:
         return error(413, f"request body larger than {body_bytes_max} bytes")
 
+    async def bad_request(request: Request, exc: Exception) -> Response:
+        return error(400, str(exc))
+
     return Starlette(
         routes=routes,
         max_body_size=body_bytes_max,
-        exception_handlers={404: not_found, 405: not_allowed, 413: too_large},
+        exception_handlers={404: not_found, 405: not_allowed, 413: too_large, BadRequest: bad_request},
     )

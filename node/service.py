@@ -1,14 +1,22 @@
-"""The node as the HTTP API sees it: reads over storage, writes through the runtime."""
+"""The node as the HTTP API sees it: reads over storage, writes through the runtime.
+
+Everything here is served to the public, so it says what the chain and the node's
+duties are, never how the node is wired: bitcoind's address, RPC user, cookie path,
+wallet name and error text stay in the node's log (anchoring logs each change of its
+error), not in ``/healthz``.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from node import bundles
-from node.api import Receipt
+from node.api import Page, Receipt
 from proof.chain import BlockHeader
 from proof.spv import hash_to_hex
-from storage.anchor_store import RECORDS_LISTED_MAX, checkpoint_json
+from storage.anchor_store import checkpoint_json
 
 if TYPE_CHECKING:
     from node.runtime import Node
@@ -84,14 +92,22 @@ class NodeAPIService:
         start, end = self.node.chain.log_range(height) or (0, 0)
         return {**header_json(header), "roots": end - start, "first_index": start}
 
-    def anchors(self) -> list[dict[str, Any]]:
-        """Every anchored height this node knows, lowest first: what the chain recorded
-        (and whether its Bitcoin block is on the best chain now: "anchored" or "pending"),
-        and this validator's own anchor transaction for it, with its lifecycle state and alerts."""
+    def anchors(self, from_height: int, limit: int) -> Page:
+        """Anchored heights >= ``from_height`` this node knows, lowest first, at most ``limit``:
+        what the chain recorded (and whether its Bitcoin block is on the best chain now:
+        "anchored" or "pending"), and this validator's own anchor transaction for it, with
+        its lifecycle state and alerts. ``next`` is the first height of the following page."""
         node = self.node
         own = node.anchorer.own_json() if node.anchorer is not None else {}
+        own = {height: record for height, record in own.items() if height >= from_height}
+        # limit + 1 recorded anchors suffice: the union's first limit + 1 heights are then exact.
+        recorded_page = node.anchor_store.recorded_from(from_height, limit + 1)
+        heights = sorted({recorded.height for recorded in recorded_page} | set(own))
+        kept = set(heights[:limit])
         entries: dict[int, dict[str, Any]] = {}
-        for recorded in node.anchor_store.recorded_from(0, RECORDS_LISTED_MAX):
+        for recorded in recorded_page:
+            if recorded.height not in kept:
+                continue
             ref = recorded.ref
             checkpoint = node.anchor_store.checkpoint_at(recorded.height)
             entries[recorded.height] = {
@@ -107,23 +123,75 @@ class NodeAPIService:
                 "alerts": [],
             }
         for height, record in own.items():
+            if height not in kept:
+                continue
             entry = entries.setdefault(
                 height,
                 {"height": height, "state": "pending", "txid": record["txid"], "recorded_at": None, "alerts": []},
             )
-            entry["own"] = record
+            entry["own"] = {key: record[key] for key in PUBLIC_OWN_RECORD_KEYS if key in record}
             entry["alerts"] = record["alerts"]
-        return [entries[height] for height in sorted(entries)]
+        return Page([entries[height] for height in sorted(entries)], heights[limit] if len(heights) > limit else None)
 
-    def evidence(self) -> list[dict[str, Any]]:
-        return [{"cbor": record.hex()} for record in self.node.chain.evidence()]
+    def evidence(self, start: int, limit: int) -> Page:
+        """Equivocation records ``start, start+1, ...`` (at most ``limit``), read one page
+        from storage: there can be 10,000 of about 7 KB each."""
+        records = self.node.chain.evidence_page(start, limit + 1)
+        items = [{"index": start + offset, "cbor": record.hex()} for offset, record in enumerate(records[:limit])]
+        return Page(items, start + limit if len(records) > limit else None)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy while consensus runs: a bitcoind problem shows in "anchoring" (bitcoind_ok,
-        wallet_empty, last_error) without failing the health check, since the chain keeps
-        finalizing without it."""
-        return True, self.node.status()
+        """Healthy while consensus runs: a bitcoind problem shows in "anchoring" as
+        ``"bitcoind": "unavailable"`` without failing the health check, since the chain keeps
+        finalizing without it. The error itself is in the node's log."""
+        status = dict(self.node.status())
+        anchoring = status.get("anchoring")
+        status["anchoring"] = public_anchoring(anchoring if isinstance(anchoring, Mapping) else None)
+        return True, status
 
     def metrics(self) -> bytes:
         self.node.sync_metrics()
         return self.node.metrics.render()
+
+
+PUBLIC_OWN_RECORD_KEYS = (
+    "state", "txid", "replaced_txids", "fee_rate_sat_vb", "btc_block_hash", "btc_height", "confirmations",
+    "alerts", "reorgs",
+)
+"""Of this validator's own anchor record, what is on Bitcoin or a fixed word; not ``last_error``
+(bitcoind's error text, which can name its address and wallet)."""
+PUBLIC_ANCHORING_COUNTS = ("anchors_pending", "anchors_confirmed", "anchors_recorded", "last_anchored_height", "btc_height")
+PUBLIC_NETWORKS = ("mainnet", "testnet", "testnet4", "signet", "regtest")
+_ALERT_CODE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_TXID = re.compile(r"[0-9a-f]{64}")
+
+
+def public_anchoring(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The anchoring status as the public may see it, from the anchorer's status dict.
+
+    Read by key, each value checked, everything else dropped: the dict grows keys for
+    bitcoind trouble whose text names internal addresses, users, paths and wallets, and
+    anything not listed here must stay out of ``/healthz`` by default. What is kept is
+    public anyway (counts, heights, the network, txids that are on Bitcoin) or a fixed word.
+    """
+    if status is None:
+        return {"bitcoind": "disabled"}
+    reachable = status.get("bitcoind_ok") is True
+    if not reachable:
+        wallet = "unknown"
+    else:
+        wallet = "empty" if status.get("wallet_empty") is True else "ok"
+    public: dict[str, Any] = {"bitcoind": "ok" if reachable else "unavailable", "wallet": wallet}
+    if status.get("network") in PUBLIC_NETWORKS:
+        public["network"] = status["network"]
+    for key in PUBLIC_ANCHORING_COUNTS:
+        value = status.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            public[key] = value
+    txid = status.get("last_txid")
+    if isinstance(txid, str) and _TXID.fullmatch(txid):
+        public["last_txid"] = txid
+    alerts = status.get("alerts")
+    if isinstance(alerts, (list, tuple)):
+        public["alerts"] = [a for a in alerts if isinstance(a, str) and _ALERT_CODE.fullmatch(a)]
+    return public

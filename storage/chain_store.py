@@ -119,3 +119,13 @@ class ChainStore:
 
     def evidence(self) -> list[bytes]:
         return [value for _key, value in self._store.iterate(keys.EVIDENCE)]
+
+    def evidence_page(self, start: int, count_max: int) -> list[bytes]:
+        """Evidence records ``start, start+1, ...``, at most ``count_max``: the API serves
+        them a page at a time, since all of them can be 10,000 records of about 7 KB."""
+        out = []
+        for _key, value in self._store.scan(keys.EVIDENCE + keys.u64(start), keys.EVIDENCE + b"\xff" * 9):
+            out.append(value)
+            if len(out) >= count_max:
+                break
+        return out

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from node.api import Overloaded, Receipt, build_app
+from node.api import Overloaded, Page, Receipt, build_app
 from node.mempool import MempoolFull
 from node.tokens import add_token, load_tokens
 
@@ -38,11 +38,11 @@ class StandIn:
     def block(self, height):
         return {"height": height} if height == 1 else None
 
-    def anchors(self):
-        return []
+    def anchors(self, from_height, limit):
+        return Page([], None)
 
-    def evidence(self):
-        return []
+    def evidence(self, start, limit):
+        return Page([], None)
 
     def health(self):
         return True, {"height": 0}
