@@ -14,7 +14,6 @@ bundle is still pending: nothing is wrong, there is just nothing to upgrade to y
 from __future__ import annotations
 
 import argparse
-import datetime
 import http.client
 import json
 import os
@@ -23,11 +22,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
 from anchor.rpc import BitcoindRPC, BitcoindRPCError
 from node.commands import read_genesis
+from proof import verify_cli
 from proof.bundle import (
     BUNDLE_SIZE_MAX,
     AnchorRecord,
@@ -35,10 +35,11 @@ from proof.bundle import (
     CertifiedBlock,
     Claim,
     ConsistencyRecord,
+    floor_time_ms,
     verify_anchor,
     verify_bundle,
 )
-from proof.chain import Genesis
+from proof.chain import BlockHeader, Genesis
 from proof.errors import DecodeError, PantheonError, ProofError
 from proof.spv import hash_to_hex
 
@@ -162,35 +163,6 @@ def _read_bundle(path: Path) -> bytes:
 # ---------------------------------------------------------------------------- verify
 
 
-def _time(seconds: int | None) -> str:
-    if seconds is None:
-        return "?"
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def describe_claim(claim: Claim, genesis: Genesis) -> list[str]:
-    rows = [
-        ("root", claim.root.hex()),
-        ("log entry", f"{claim.index} of a log of size {claim.log_size}, log root {claim.log_root.hex()}"),
-        ("chain", f"{claim.chain_name} (chain id {claim.chain_id.hex()})"),
-        ("block", f"height {claim.height}, hash {claim.block_hash.hex()}"),
-        ("finalized by", f"validators {', '.join(map(str, claim.signers))} "
-                         f"({len(claim.signers)} of {genesis.n}, quorum {genesis.quorum})"),
-    ]
-    if claim.anchored:
-        assert claim.txid is not None and claim.btc_block_hash is not None
-        rows += [
-            ("bitcoin tx", f"{hash_to_hex(claim.txid)} ({claim.bitcoin_network})"),
-            ("bitcoin block", f"{hash_to_hex(claim.btc_block_hash)}, time {_time(claim.btc_time)}, "
-                              f"{claim.confirmations} confirmation{'s' if claim.confirmations != 1 else ''} "
-                              "by headers in the bundle"),
-        ]
-    else:
-        rows.append(("bitcoin", "not yet anchored (pending): run `pantheon proof upgrade` later"))
-    state = "anchored" if claim.anchored else "pending"
-    return [f"VALID {state} bundle"] + [f"  {label:<14}{text}" for label, text in rows]
-
-
 @dataclass(frozen=True)
 class BestChainCheck:
     node: str
@@ -237,12 +209,10 @@ def check_best_chain(rpc: BitcoindRPC, claim: Claim) -> BestChainCheck:
 
 
 def run_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``pantheon-verify``'s output (proof.verify_cli), plus the answer of ``--bitcoind`` when given."""
     out = out or sys.stdout
-    genesis = read_genesis(Path(args.genesis))
-    chain_id = _chain_id(args.chain)
-    data = _read_bundle(Path(args.file))
     try:
-        claim = verify_bundle(data, genesis=genesis, chain_id=chain_id)
+        genesis, claim = verify_cli.verify_file(args)
         best = None
         if args.bitcoind is not None:
             if not claim.anchored:
@@ -251,36 +221,20 @@ def run_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
             assert rpc is not None
             best = check_best_chain(rpc, claim)
     except (ProofError, DecodeError) as exc:
-        if args.json:
-            print(json.dumps({"valid": False, "file": str(args.file), "error": str(exc)}), file=out)
-        else:
-            print(f"INVALID {args.file}: {exc}", file=out)
-        return 1
+        return verify_cli.print_invalid(args, exc, out)
     if args.json:
-        doc: dict[str, Any] = {"valid": True, "file": str(args.file), "claim": claim.to_json()}
+        doc = verify_cli.valid_document(str(args.file), claim)
         if best is not None:
             doc["bitcoind"] = {"node": best.node, "height": best.height, "confirmations": best.confirmations}
         print(json.dumps(doc, indent=2), file=out)
         return 0
-    for line in describe_claim(claim, genesis):
+    for line in verify_cli.describe_claim(claim, genesis):
         print(line, file=out)
     if best is not None:
         print(f"  {'bitcoind':<14}{best.node}: block at height {best.height} on its best chain, "
               f"{best.confirmations} confirmations", file=out)
     print(f"Proved: {claim.summary()}.", file=out)
     return 0
-
-
-def _chain_id(text: str | None) -> bytes | None:
-    if text is None:
-        return None
-    try:
-        chain_id = bytes.fromhex(text)
-    except ValueError:
-        chain_id = b""
-    if len(chain_id) != 32:
-        raise PantheonError(f"--chain {text[:70]!r} must be the 64-hex-digit chain id (genesis hash)")
-    return chain_id
 
 
 # ---------------------------------------------------------------------------- proof get / upgrade
@@ -410,7 +364,7 @@ def audit(source: AuditSource, genesis: Genesis, progress: Callable[[str], None]
     if tip > AUDIT_BLOCKS_MAX:
         raise AuditFailure(f"node claims {tip} blocks, above the audit bound {AUDIT_BLOCKS_MAX}")
     summary = AuditSummary()
-    hashes: list[bytes] = []
+    headers: list[BlockHeader] = []
     refs: dict[bytes, list[tuple[bytes, bytes]]] = {}
     previous = None
     state: tuple[int, bytes] | None = None
@@ -440,7 +394,7 @@ def audit(source: AuditSource, genesis: Genesis, progress: Callable[[str], None]
         for ref in header.anchors:
             refs.setdefault(ref.anchored_block_hash, []).append((ref.txid, ref.btc_block_hash))
         summary.signers_seen.update(block.finality.certificate.signers)
-        hashes.append(header.hash)
+        headers.append(header)
         if header.log_size:
             state = (header.log_size, header.log_root)
         previous = header
@@ -450,7 +404,7 @@ def audit(source: AuditSource, genesis: Genesis, progress: Callable[[str], None]
     if previous is not None:
         summary.log_size, summary.log_root = previous.log_size, previous.log_root
     summary.anchors_recorded = len(refs)
-    _audit_anchors(source, hashes, refs, summary)
+    _audit_anchors(source, genesis, headers, refs, summary)
     return summary
 
 
@@ -467,23 +421,28 @@ def _check_consistency(source: AuditSource, old: tuple[int, bytes], new: Certifi
 
 
 def _audit_anchors(
-    source: AuditSource, hashes: list[bytes], refs: dict[bytes, list[tuple[bytes, bytes]]], summary: AuditSummary
+    source: AuditSource,
+    genesis: Genesis,
+    headers: list[BlockHeader],
+    refs: dict[bytes, list[tuple[bytes, bytes]]],
+    summary: AuditSummary,
 ) -> None:
     height = 1
     served: set[bytes] = set()
-    while height <= len(hashes) and summary.anchors_checked < AUDIT_ANCHORS_MAX:
+    while height <= len(headers) and summary.anchors_checked < AUDIT_ANCHORS_MAX:
         data = source.anchor_record(height)
         if data is None:
             break
         try:
             record = AnchorRecord.decode(data)
-            if not height <= record.height <= len(hashes):
+            if not height <= record.height <= len(headers):
                 raise ProofError(
-                    f"the node answered with an anchor at height {record.height}, outside {height}..{len(hashes)}"
+                    f"the node answered with an anchor at height {record.height}, outside {height}..{len(headers)}"
                 )
-            if record.block_hash != hashes[record.height - 1]:
+            anchored = headers[record.height - 1]
+            if record.block_hash != anchored.hash:
                 raise ProofError(f"the anchored block hash is not the audited block {record.height}")
-            claim = verify_anchor(record.bitcoin, record.block_hash)
+            claim = verify_anchor(record.bitcoin, record.block_hash, floor_at_ms=floor_time_ms(genesis, anchored))
             recorded = refs.get(record.block_hash)
             if recorded is not None and (claim.txid, claim.btc_block_hash) not in recorded:
                 raise ProofError("the chain recorded another transaction or Bitcoin block for this anchor")
@@ -503,7 +462,7 @@ def _audit_anchors(
 def run_audit(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     genesis = read_genesis(Path(args.genesis))
-    chain_id = _chain_id(args.chain)
+    chain_id = verify_cli.chain_id_from(args.chain)
     if chain_id is not None and chain_id != genesis.hash:
         raise PantheonError(f"the genesis has chain id {genesis.hash.hex()}, not {chain_id.hex()}")
     try:
@@ -557,13 +516,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     consistency.set_defaults(handler=run_consistency)
 
     verify = subparsers.add_parser("verify", help="verify a proof bundle offline and say exactly what it proves")
-    verify.add_argument("file", help="the bundle (.cbor)")
-    verify.add_argument("--genesis", required=True, help="the chain's genesis file")
-    verify.add_argument("--chain", help="expected chain id (genesis hash, hex), known from an independent source")
+    verify_cli.add_verify_arguments(verify)
     verify.add_argument("--bitcoind", help="also ask this bitcoind: http://user:pass@host:port (or host:port with "
                                            "--bitcoind-cookie) whether the anchor's block is on its best chain")
     verify.add_argument("--bitcoind-cookie", help="bitcoind's .cookie file, instead of user:pass in the URL")
-    verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(handler=run_verify)
 
     audit_parser = subparsers.add_parser(

@@ -34,6 +34,7 @@ the rule that any change to any byte of a bundle is rejected or changes the clai
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -48,9 +49,14 @@ from proof.merkle import leaf_hash, verify_consistency, verify_inclusion
 from proof.spv import (
     BRANCH_LENGTH_MAX,
     HEADER_SIZE,
+    MAIN,
     POW_LIMITS,
+    TEST_NETWORKS,
+    HeaderWork,
+    WorkFloor,
     check_header_chain,
     hash_to_hex,
+    main_work_floor,
     verify_spv,
 )
 
@@ -62,6 +68,14 @@ BITCOIN_TX_SIZE_MAX = 100_000
 """An anchor is a few hundred bytes; 100 kB is Bitcoin's standard-transaction limit."""
 CONFIRMING_HEADERS_MAX = 2016
 """Bitcoin headers after the anchor's block one bundle may carry (two weeks, 161 kB)."""
+
+SECURITY_NONE = "none"
+"""``bitcoin_security`` of an anchor on a test network: its headers cost nothing to make."""
+SECURITY_WORK = "proof-of-work"
+"""``bitcoin_security`` of a ``main`` anchor: every header met the work floor."""
+VERDICT_PENDING = "VALID pending bundle"
+VERDICT_ANCHORED = "VALID anchored bundle"
+VERDICT_TEST_NETWORK = "VALID (test network: the Bitcoin part proves nothing about time)"
 
 _BUNDLE_FIELDS = {"v", "root", "index", "path", "header", "finality"}
 _BITCOIN_FIELDS = {"net", "tx", "txi", "branch", "hdr", "more"}
@@ -120,42 +134,91 @@ class BitcoinAnchor:
 
 @dataclass(frozen=True)
 class AnchorClaim:
-    """What verified SPV material proves about one Pantheon block hash."""
+    """What verified SPV material proves about one Pantheon block hash.
+
+    ``headers`` is the anchor's block and every further header, each with its bits and
+    work: the evidence to judge. ``floor`` is the work floor they met (``main`` only).
+    """
 
     network: str
     txid: bytes
     btc_block_hash: bytes
     btc_time: int
-    confirmations: int
-    btc_work: int
+    headers: tuple[HeaderWork, ...]
+    floor: WorkFloor | None
+
+    @property
+    def confirmations(self) -> int:
+        return len(self.headers)
+
+    @property
+    def btc_work(self) -> int:
+        return sum(header.work for header in self.headers)
 
 
-def verify_anchor(anchor: BitcoinAnchor, block_hash: bytes) -> AnchorClaim:
+def floor_time_ms(genesis: Genesis, header: BlockHeader) -> int:
+    """The time that picks the ``main`` work floor: the later of the genesis creation and the block.
+
+    Neither is the Bitcoin header's own timestamp, which the one who mines it chooses. The
+    block's timestamp is under the quorum's signature, so a forger without the quorum
+    cannot move it; the genesis time is fixed by the chain id, so even a dishonest quorum
+    cannot pick a floor from before the chain existed.
+    """
+    return max(genesis.created_at_ms, header.timestamp_ms)
+
+
+def verify_anchor(anchor: BitcoinAnchor, block_hash: bytes, *, floor_at_ms: int) -> AnchorClaim:
     """Check that ``anchor`` commits ``block_hash`` to a Bitcoin block with valid proof of work.
 
     Order: network known, transaction in the header's merkle tree (proof.spv rules,
     including the 64-byte-transaction and duplicate-node guards) with the header's
     work, OP_RETURN payload equal to ``block_hash``, each further header building on
-    the one before with its own work.
+    the one before with its own work. On ``main`` every header must also meet the work
+    floor in force at ``floor_at_ms`` (see :func:`floor_time_ms`).
     """
     if anchor.network not in POW_LIMITS:
         raise ProofError(f"unknown Bitcoin network {anchor.network!r}; known: {', '.join(POW_LIMITS)}")
-    spv = verify_spv(anchor.tx, anchor.branch, anchor.tx_index, anchor.header, network=anchor.network)
+    floor = main_work_floor(floor_at_ms) if anchor.network == MAIN else None
+    spv = verify_spv(anchor.tx, anchor.branch, anchor.tx_index, anchor.header, network=anchor.network, floor=floor)
     anchored = anchored_block_hash(spv.transaction)
     if anchored != block_hash:
         raise ProofError(
             f"the Bitcoin transaction {hash_to_hex(spv.txid)} anchors Pantheon block "
             f"{anchored.hex()[:16]}…, not the bundle's block {block_hash.hex()[:16]}…"
         )
-    chain = check_header_chain([anchor.header, *anchor.more], network=anchor.network)
+    chain = check_header_chain([anchor.header, *anchor.more], network=anchor.network, floor=floor)
     return AnchorClaim(
         network=anchor.network,
         txid=spv.txid,
         btc_block_hash=spv.block_hash,
         btc_time=spv.time,
-        confirmations=len(chain.hashes),
-        btc_work=chain.work,
+        headers=chain.headers,
+        floor=floor,
     )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What an auditor demands beyond validity: a network and a number of confirmations.
+
+    A valid bundle on a test network, or with fewer confirmations than asked, fails
+    under a policy instead of printing a weaker verdict. ``min_confirmations`` None with
+    a network required means the genesis's final depth (``anchor_depth``).
+    """
+
+    require_network: str | None = None
+    min_confirmations: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.require_network is not None and self.require_network not in POW_LIMITS:
+            raise ValueError(f"unknown Bitcoin network {self.require_network!r}; known: {', '.join(POW_LIMITS)}")
+        if self.min_confirmations is not None and self.min_confirmations < 1:
+            raise ValueError(f"min_confirmations must be at least 1, got {self.min_confirmations}")
+
+    def confirmations_needed(self, genesis: Genesis) -> int | None:
+        if self.min_confirmations is not None:
+            return self.min_confirmations
+        return genesis.anchor_final_depth if self.require_network is not None else None
 
 
 @dataclass(frozen=True)
@@ -231,15 +294,48 @@ class Claim:
     height: int
     block_hash: bytes
     signers: tuple[int, ...]
+    final_depth: int
     bitcoin_network: str | None = None
     txid: bytes | None = None
     btc_block_hash: bytes | None = None
     btc_time: int | None = None
-    confirmations: int | None = None
+    btc_headers: tuple[HeaderWork, ...] = ()
+    work_floor: WorkFloor | None = None
 
     @property
     def anchored(self) -> bool:
         return self.txid is not None
+
+    @property
+    def confirmations(self) -> int | None:
+        """The anchor's block and the headers on it, as the bundle shows them (not a node's word)."""
+        return len(self.btc_headers) if self.anchored else None
+
+    @property
+    def final(self) -> bool:
+        """Whether the confirmations reach the genesis's ``anchor_depth``."""
+        return self.anchored and len(self.btc_headers) >= self.final_depth
+
+    @property
+    def chain_work(self) -> int:
+        return sum(header.work for header in self.btc_headers)
+
+    @property
+    def test_network(self) -> bool:
+        return self.bitcoin_network in TEST_NETWORKS
+
+    @property
+    def bitcoin_security(self) -> str | None:
+        if not self.anchored:
+            return None
+        return SECURITY_NONE if self.test_network else SECURITY_WORK
+
+    @property
+    def verdict(self) -> str:
+        """The first line an auditor reads: a test-network anchor never reads like a mainnet one."""
+        if not self.anchored:
+            return VERDICT_PENDING
+        return VERDICT_TEST_NETWORK if self.test_network else VERDICT_ANCHORED
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -256,12 +352,29 @@ class Claim:
         }
         if self.anchored:
             assert self.txid is not None and self.btc_block_hash is not None
+            doc["bitcoin_security"] = self.bitcoin_security
+            headers, total = [], 0
+            for header in self.btc_headers:
+                total += header.work
+                headers.append({
+                    "block_hash": hash_to_hex(header.hash),
+                    "bits": f"{header.bits:08x}",
+                    "work": work_hex(header.work),
+                    "chain_work": work_hex(total),
+                })
             doc["bitcoin"] = {
                 "network": self.bitcoin_network,
                 "txid": hash_to_hex(self.txid),
                 "block_hash": hash_to_hex(self.btc_block_hash),
                 "time": self.btc_time,
                 "confirmations": self.confirmations,
+                "final_depth": self.final_depth,
+                "final": self.final,
+                "chain_work": work_hex(total),
+                "work_floor": None if self.work_floor is None else {
+                    "difficulty": self.work_floor.difficulty, "since_ms": self.work_floor.since_ms,
+                },
+                "headers": headers,
             }
         return doc
 
@@ -275,11 +388,26 @@ class Claim:
         if not self.anchored:
             return text + "; not yet anchored in Bitcoin (pending bundle)"
         assert self.txid is not None and self.btc_block_hash is not None
-        return text + (
+        text += (
             f"; that block is committed by Bitcoin transaction {hash_to_hex(self.txid)} in {self.bitcoin_network} "
             f"block {hash_to_hex(self.btc_block_hash)} (time {_utc(self.btc_time)}, "
-            f"{self.confirmations} confirmation{'s' if self.confirmations != 1 else ''} by headers)"
+            f"{self.confirmations} confirmation{'s' if self.confirmations != 1 else ''} by headers, "
+            f"{'reaching' if self.final else 'short of'} the final depth {self.final_depth}, "
+            f"chain work {work_log2(self.chain_work)} expected hashes)"
         )
+        if self.test_network:
+            text += f"; {self.bitcoin_network} is a test network: the Bitcoin part proves nothing about time"
+        return text
+
+
+def work_hex(work: int) -> str:
+    """Chain work as bitcoind prints ``chainwork``: 64 lowercase hex digits (exact, unlike a JSON number)."""
+    return f"{work:064x}"
+
+
+def work_log2(work: int) -> str:
+    """Work as a power of two, to the hundredth: how an auditor compares it with a forger's budget."""
+    return f"2^{math.log2(work):.2f}" if work else "0"
 
 
 def _utc(seconds: int | None) -> str:
@@ -303,11 +431,15 @@ def _check_certified(genesis: Genesis, header: BlockHeader, finality: Finalizati
     verify_finalization(genesis, header, finality)
 
 
-def verify_bundle(data: bytes, *, genesis: Genesis, chain_id: bytes | None = None) -> Claim:
+def verify_bundle(
+    data: bytes, *, genesis: Genesis, chain_id: bytes | None = None, policy: Policy | None = None
+) -> Claim:
     """Check a bundle against the genesis; return the claim or raise ProofError/DecodeError.
 
     ``chain_id``, when given, pins the genesis: an auditor who knows the chain id from
-    an independent source need not trust the genesis file they were handed.
+    an independent source need not trust the genesis file they were handed. ``policy``,
+    when given, turns a weaker Bitcoin part (another network, fewer confirmations, no
+    anchor yet) into a failure of the step "policy".
     """
     _check_genesis(genesis, chain_id)
     bundle = Bundle.decode(data)
@@ -326,19 +458,42 @@ def verify_bundle(data: bytes, *, genesis: Genesis, chain_id: bytes | None = Non
         height=header.height,
         block_hash=header.hash,
         signers=bundle.finality.certificate.signers,
+        final_depth=genesis.anchor_final_depth,
     )
-    if bundle.bitcoin is None:
-        return claim
-    with _check("bitcoin anchor"):
-        anchor = verify_anchor(bundle.bitcoin, header.hash)
-    return replace(
-        claim,
-        bitcoin_network=anchor.network,
-        txid=anchor.txid,
-        btc_block_hash=anchor.btc_block_hash,
-        btc_time=anchor.btc_time,
-        confirmations=anchor.confirmations,
-    )
+    if bundle.bitcoin is not None:
+        with _check("bitcoin anchor"):
+            anchor = verify_anchor(bundle.bitcoin, header.hash, floor_at_ms=floor_time_ms(genesis, header))
+        claim = replace(
+            claim,
+            bitcoin_network=anchor.network,
+            txid=anchor.txid,
+            btc_block_hash=anchor.btc_block_hash,
+            btc_time=anchor.btc_time,
+            btc_headers=anchor.headers,
+            work_floor=anchor.floor,
+        )
+    if policy is not None:
+        with _check("policy"):
+            _check_policy(claim, policy, genesis)
+    return claim
+
+
+def _check_policy(claim: Claim, policy: Policy, genesis: Genesis) -> None:
+    needed = policy.confirmations_needed(genesis)
+    if policy.require_network is None and needed is None:
+        return
+    if not claim.anchored:
+        raise ProofError("the bundle is pending: it has no Bitcoin anchor yet, and the policy requires one")
+    if policy.require_network is not None and claim.bitcoin_network != policy.require_network:
+        raise ProofError(
+            f"the anchor is on {claim.bitcoin_network!r}, the policy requires {policy.require_network!r}"
+            + (" (a test network proves nothing about time)" if claim.test_network else "")
+        )
+    if needed is not None and len(claim.btc_headers) < needed:
+        raise ProofError(
+            f"the bundle shows {len(claim.btc_headers)} confirmation{'s' if len(claim.btc_headers) != 1 else ''} "
+            f"by headers, the policy requires {needed}"
+        )
 
 
 @contextmanager

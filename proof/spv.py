@@ -54,8 +54,10 @@ ambiguities; both are closed here, and each rule refuses no proof of a valid blo
 
 What the header check does NOT establish: that the header is in the best chain, or
 that its bits are the difficulty the network required at that height. Anyone can
-mine a header at the network's minimum difficulty. ``check_header_chain`` counts
-work on top of it; an auditor with a node of their own compares with it.
+mine a header at the network's minimum difficulty, so for ``main`` a bundle's headers
+must also meet a work floor (:data:`MAIN_WORK_FLOORS`), and the test networks
+(:data:`TEST_NETWORKS`) are said to prove nothing about time. ``check_header_chain``
+counts each header's work; an auditor with a node of their own compares with it.
 """
 
 from __future__ import annotations
@@ -85,14 +87,63 @@ _TX_INPUT_SIZE_MIN = 32 + 4 + 1 + 4
 _TX_OUTPUT_SIZE_MIN = 8 + 1
 _OP_RETURN = 0x6A
 
+MAIN = "main"
+"""The one network whose proof of work stands for time: Bitcoin's mainnet (bitcoind's chain name)."""
+
 # Proof-of-work limits by bitcoind's chain name (``getblockchaininfo``["chain"]).
 POW_LIMITS: dict[str, int] = {
-    "main": 0x00000000FFFF << 208,
+    MAIN: 0x00000000FFFF << 208,
     "test": 0x00000000FFFF << 208,
     "testnet4": 0x00000000FFFF << 208,
     "signet": 0x00000377AE << 216,
     "regtest": (1 << 255) - 1,
 }
+TEST_NETWORKS = frozenset(POW_LIMITS) - {MAIN}
+"""Networks whose headers cost nothing to make: regtest takes one or two hashes; signet blocks
+are authorised by a signature (BIP 325) that a bare header does not carry, so its bits can be
+met on a laptop; testnet3 and testnet4 allow minimum-difficulty blocks after 20 minutes."""
+
+DIFFICULTY_1_TARGET = 0x00000000FFFF << 208
+"""The target of difficulty 1 (bits 0x1d00ffff): difficulty D means target DIFFICULTY_1_TARGET // D."""
+
+
+@dataclass(frozen=True)
+class WorkFloor:
+    """The least difficulty a ``main`` header must carry, from ``since_ms`` on.
+
+    Why a floor: a header at main's proof-of-work limit costs about 2**32 hashes, seconds on
+    one GPU, and nothing in a bare header says it is not on the real chain. Mainnet's
+    difficulty has never gone back below any floor in :data:`MAIN_WORK_FLOORS` after the
+    floor's date, so a real anchor meets it and a fake one costs at least
+    ``difficulty * 2**32`` hashes per header (above 4 * 10**21 at 10**12).
+    """
+
+    since_ms: int
+    difficulty: int
+
+    @property
+    def target_max(self) -> int:
+        return DIFFICULTY_1_TARGET // self.difficulty
+
+
+MAIN_WORK_FLOORS: tuple[WorkFloor, ...] = (
+    WorkFloor(since_ms=0, difficulty=10**12),
+    WorkFloor(since_ms=1_577_836_800_000, difficulty=5 * 10**12),
+    WorkFloor(since_ms=1_640_995_200_000, difficulty=10**13),
+    WorkFloor(since_ms=1_704_067_200_000, difficulty=25 * 10**12),
+)
+"""Mainnet's difficulty floors, keyed to a time the forger cannot choose (docs/proof-format.md
+section 6, step 5.5). Public history (difficulty of the first block of the year, and the
+lowest after it): 2018 1.9e12 (lowest after: 1.9e12), 2020 1.4e13 (1.37e13, July 2021),
+2022 2.4e13 (2.4e13), 2024 7.2e13 (7.2e13). Each floor is at most 0.52 of the lowest
+difficulty seen after its date, so an honest anchor still verifies after the hash rate
+halves; before 2018 no Pantheon chain existed, so the 10**12 floor holds for every earlier
+time too. A later verifier adds rows; it never lowers one."""
+
+
+def main_work_floor(at_ms: int) -> WorkFloor:
+    """The floor in force at ``at_ms`` (milliseconds since 1970): the last one that began by then."""
+    return [floor for floor in MAIN_WORK_FLOORS if floor.since_ms <= at_ms][-1]
 
 
 @dataclass(frozen=True)
@@ -149,9 +200,28 @@ class SpvClaim:
 
 
 @dataclass(frozen=True)
-class HeaderChain:
-    hashes: tuple[bytes, ...]
+class HeaderWork:
+    """One checked header: its hash, its ``bits`` and the work they stand for (expected hashes)."""
+
+    hash: bytes
+    bits: int
     work: int
+
+
+@dataclass(frozen=True)
+class HeaderChain:
+    """Headers that build on each other, each meeting its own target: the anchor's block first."""
+
+    headers: tuple[HeaderWork, ...]
+
+    @property
+    def hashes(self) -> tuple[bytes, ...]:
+        return tuple(header.hash for header in self.headers)
+
+    @property
+    def work(self) -> int:
+        """Total work, as Bitcoin Core counts chainwork: the sum of 2**256 // (target + 1)."""
+        return sum(header.work for header in self.headers)
 
 
 def hash_to_hex(h: bytes) -> str:
@@ -327,14 +397,30 @@ def pow_limit(network: str) -> int:
         raise ProofError(f"unknown Bitcoin network {network!r}; known: {', '.join(POW_LIMITS)}") from None
 
 
-def check_proof_of_work(header: BlockHeader, *, network: str) -> int:
-    """Raise unless the header hash meets its own target; return the target."""
+def work_of(target: int) -> int:
+    """Expected hashes to meet ``target``, exactly as Bitcoin Core's GetBlockProof counts it."""
+    return (1 << 256) // (target + 1)
+
+
+def check_proof_of_work(header: BlockHeader, *, network: str, floor: WorkFloor | None = None) -> int:
+    """Raise unless the header hash meets its own target, within the network's limit and
+    (for ``main`` in a bundle) the work floor; return the target.
+
+    The bits are judged before the hash, so a header below the floor is refused as such
+    whether or not someone ground it to its easy target.
+    """
     target = target_from_bits(header.bits)
     limit = pow_limit(network)
     if target > limit:
         raise ProofError(
             f"header {hash_to_hex(header.hash)} bits {header.bits:#010x} demand less work "
             f"than {network} allows"
+        )
+    if floor is not None and target > floor.target_max:
+        raise ProofError(
+            f"header {hash_to_hex(header.hash)} bits {header.bits:#010x} are below the {network} work floor: "
+            f"difficulty {DIFFICULTY_1_TARGET / target:.3g}, the floor is {floor.difficulty:.3g} "
+            "(mainnet has never been easier since then; a header this easy is cheap to forge)"
         )
     if int.from_bytes(header.hash, "little") > target:
         raise ProofError(
@@ -391,12 +477,14 @@ def fold_branch(leaf: bytes, branch: Sequence[bytes], index: int) -> bytes:
 
 
 def verify_spv(
-    raw_tx: bytes, branch: Sequence[bytes], index: int, header: bytes, *, network: str
+    raw_tx: bytes, branch: Sequence[bytes], index: int, header: bytes, *, network: str,
+    floor: WorkFloor | None = None,
 ) -> SpvClaim:
     """Check that ``raw_tx`` is at ``index`` in the block whose header is ``header``.
 
     ``network`` is bitcoind's chain name ("main", "test", "testnet4", "signet",
-    "regtest"): it fixes the easiest target a header may claim.
+    "regtest"): it fixes the easiest target a header may claim. ``floor`` raises that
+    minimum for ``main`` in a bundle; a node reading from its own bitcoind passes none.
     """
     tx = parse_transaction(raw_tx)
     if tx.stripped_size == TX_SIZE_INNER_NODE:
@@ -412,7 +500,7 @@ def verify_spv(
             f"to {hash_to_hex(root)}, not to the header's merkle root "
             f"{hash_to_hex(parsed_header.merkle_root)}"
         )
-    check_proof_of_work(parsed_header, network=network)
+    check_proof_of_work(parsed_header, network=network, floor=floor)
     return SpvClaim(
         txid=tx.txid,
         block_hash=parsed_header.hash,
@@ -423,28 +511,28 @@ def verify_spv(
     )
 
 
-def check_header_chain(headers: Sequence[bytes], *, network: str) -> HeaderChain:
-    """Check that each header builds on the one before it and meets its own target.
+def check_header_chain(
+    headers: Sequence[bytes], *, network: str, floor: WorkFloor | None = None
+) -> HeaderChain:
+    """Check that each header builds on the one before it and meets its own target (and ``floor``).
 
-    Returns the header hashes and the total work (expected hashes, as Bitcoin Core
-    counts chainwork). The first header is the anchor's block; the rest are its
-    confirmations. Retargeting is not checked: the work sum is what to judge.
+    Returns each header's hash, bits and work (expected hashes, as Bitcoin Core counts
+    chainwork). The first header is the anchor's block; the rest are its confirmations.
+    Retargeting is not checked: the work, and for ``main`` the floor, is what to judge.
     """
     if not headers:
         raise ProofError("header chain is empty")
     if len(headers) > HEADER_CHAIN_MAX:
         raise ProofError(f"header chain has {len(headers)} headers, above the maximum {HEADER_CHAIN_MAX}")
-    hashes: list[bytes] = []
-    work = 0
+    checked: list[HeaderWork] = []
     for position, raw in enumerate(headers):
         header = parse_header(raw)
-        if hashes and header.prev_hash != hashes[-1]:
+        if checked and header.prev_hash != checked[-1].hash:
             raise ProofError(
                 f"header {position} ({hash_to_hex(header.hash)}) builds on "
                 f"{hash_to_hex(header.prev_hash)}, not on header {position - 1} "
-                f"({hash_to_hex(hashes[-1])})"
+                f"({hash_to_hex(checked[-1].hash)})"
             )
-        target = check_proof_of_work(header, network=network)
-        work += (1 << 256) // (target + 1)
-        hashes.append(header.hash)
-    return HeaderChain(hashes=tuple(hashes), work=work)
+        target = check_proof_of_work(header, network=network, floor=floor)
+        checked.append(HeaderWork(hash=header.hash, bits=header.bits, work=work_of(target)))
+    return HeaderChain(headers=tuple(checked))

@@ -4,7 +4,15 @@ import pytest
 
 from node import bundles
 from proof import note
-from proof.bundle import AnchorRecord, Bundle, CertifiedBlock, ConsistencyRecord, verify_anchor, verify_bundle
+from proof.bundle import (
+    AnchorRecord,
+    Bundle,
+    CertifiedBlock,
+    ConsistencyRecord,
+    floor_time_ms,
+    verify_anchor,
+    verify_bundle,
+)
 from proof.hashing import sha256d
 from proof.spv import parse_transaction
 from tests.bundle_fixtures import stored_node
@@ -91,7 +99,9 @@ def test_an_anchor_record_carries_checkable_spv_material(node):
     node.anchor(2)
     record = AnchorRecord.decode(bundles.anchor_record(node, 1))
     assert record.height == 2
-    assert verify_anchor(record.bitcoin, node.chain.header_at(2).hash).confirmations == 6
+    header = node.chain.header_at(2)
+    claim = verify_anchor(record.bitcoin, header.hash, floor_at_ms=floor_time_ms(node.genesis, header))
+    assert claim.confirmations == 6
     assert bundles.anchor_record(node, 3) is None
 
 

@@ -73,7 +73,8 @@ def test_valid_vector_is_canonical(path):
 def test_invalid_vector_fails_for_its_reason(path):
     doc = expected(path)
     with pytest.raises(ERRORS[doc["error"]]) as failure:
-        verify_bundle(path.read_bytes(), genesis=genesis(doc["genesis"]))
+        verify_bundle(path.read_bytes(), genesis=genesis(doc["genesis"]),
+                      policy=generate_bundles.policy_of(doc.get("policy")))
     assert doc["reason"] in str(failure.value)
 
 

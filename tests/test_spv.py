@@ -18,14 +18,20 @@ from hypothesis import strategies as st
 from proof.errors import DecodeError, ProofError
 from proof.spv import (
     BRANCH_LENGTH_MAX,
+    MAIN_WORK_FLOORS,
+    POW_LIMITS,
+    TEST_NETWORKS,
     check_header_chain,
+    check_proof_of_work,
     fold_branch,
     hash_to_hex,
     hex_to_hash,
+    main_work_floor,
     parse_header,
     parse_transaction,
     target_from_bits,
     verify_spv,
+    work_of,
 )
 
 # Bitcoin's genesis block, as published (block 0 of mainnet).
@@ -439,3 +445,59 @@ def test_hash_hex_round_trip_uses_bitcoins_reversed_order():
     assert hex_to_hash(GENESIS_HASH_HEX) == sha256d(GENESIS_HEADER)
     with pytest.raises(DecodeError, match="31 bytes"):
         hex_to_hash("00" * 31)
+
+
+# The work floor of main
+
+
+def bits_for_target(target: int) -> int:
+    """The compact bits of the largest target not above ``target`` (Bitcoin Core's GetCompact, truncating)."""
+    size = (target.bit_length() + 7) // 8
+    word = target >> (8 * (size - 3)) if size >= 3 else target << (8 * (3 - size))
+    if word & 0x00800000:
+        word >>= 8
+        size += 1
+    return (size << 24) | word
+
+
+def test_bitcoins_own_genesis_header_is_below_the_main_work_floor():
+    """A real mainnet header at difficulty 1: valid for bitcoind in 2009, far too cheap to stand for time now."""
+    header = parse_header(GENESIS_HEADER)
+    assert check_proof_of_work(header, network="main") == target_from_bits(MAINNET_DIFFICULTY_1_BITS)
+    with pytest.raises(ProofError, match="below the main work floor: difficulty 1, the floor is 1e"):
+        check_proof_of_work(header, network="main", floor=main_work_floor(0))
+
+
+def test_a_header_exactly_at_the_floor_passes_the_floor_and_is_then_judged_by_its_hash():
+    floor = main_work_floor(0)
+    bits = bits_for_target(floor.target_max)
+    assert target_from_bits(bits) <= floor.target_max
+    header = parse_header(header_missing_target(os.urandom(32), bits))
+    with pytest.raises(ProofError, match="insufficient proof of work"):
+        check_proof_of_work(header, network="main", floor=floor)
+
+
+def test_the_floor_never_falls_and_starts_at_ten_to_the_twelve():
+    floors = MAIN_WORK_FLOORS
+    assert floors[0].since_ms == 0 and floors[0].difficulty == 10**12
+    assert all(a.since_ms < b.since_ms and a.difficulty < b.difficulty for a, b in zip(floors, floors[1:]))
+    # one header at the lowest floor is worth more than 4 * 10**21 expected hashes
+    assert work_of(floors[0].target_max) > 4 * 10**21
+
+
+def test_the_floor_in_force_is_the_last_one_begun():
+    assert main_work_floor(1_577_836_800_000 - 1).difficulty == 10**12
+    assert main_work_floor(1_577_836_800_000).difficulty == 5 * 10**12
+    assert main_work_floor(2_000_000_000_000).difficulty == 25 * 10**12
+
+
+def test_header_chain_reports_bits_and_work_of_every_header():
+    headers = make_chain(3)
+    chain = check_header_chain(headers, network="regtest")
+    assert [h.bits for h in chain.headers] == [REGTEST_BITS] * 3
+    assert [h.work for h in chain.headers] == [2, 2, 2]
+
+
+def test_every_test_network_is_named_and_main_is_not_one():
+    assert TEST_NETWORKS == {"test", "testnet4", "signet", "regtest"}
+    assert set(POW_LIMITS) == TEST_NETWORKS | {"main"}

@@ -24,13 +24,61 @@ GENESIS4 = VECTORS / "genesis-v4.cbor"
 CLAIM = json.loads(ANCHORED.with_suffix(".json").read_text())["claim"]
 
 
-def test_a_valid_anchored_bundle_exits_0_and_says_what_was_proved(capsys):
+def test_a_valid_regtest_anchor_says_it_is_a_test_network_and_what_was_proved(capsys):
     code, out = run(["verify", ANCHORED, "--genesis", GENESIS4], capsys)
     assert code == 0
-    assert out.startswith("VALID anchored bundle")
+    assert out.startswith("VALID (test network: the Bitcoin part proves nothing about time)\n")
+    assert "VALID anchored bundle" not in out
     assert "1028 of a log of size 1029" in out
     assert "validators 0, 1, 3 (3 of 4, quorum 3)" in out
     assert CLAIM["bitcoin"]["txid"] in out and "6 confirmations by headers" in out
+    assert "security      none: regtest is a test network" in out
+
+
+def test_the_text_states_bits_and_chain_work_of_every_header_and_the_final_depth(capsys):
+    code, out = run(["verify", ANCHORED, "--genesis", GENESIS4], capsys)
+    assert code == 0
+    assert "header +0     bits 1f00ffff, work 2^16.00, chain work 2^16.00 (the anchor's block" in out
+    assert "header +5     bits 1f00ffff, work 2^16.00, chain work 2^18.58 (confirmation 6" in out
+    assert "final depth   6 (genesis anchor_depth): reached with 6 confirmations" in out
+
+
+def test_a_signet_anchor_is_a_test_network_too(capsys):
+    code, out = run(["verify", VECTORS / "valid" / "anchored-v4-signet.cbor", "--genesis", GENESIS4, "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["verdict"].startswith("VALID (test network")
+    assert doc["claim"]["bitcoin_security"] == "none" and doc["claim"]["bitcoin"]["network"] == "signet"
+
+
+def test_require_network_main_refuses_a_regtest_anchor_with_exit_1(capsys):
+    code, out = run(["verify", ANCHORED, "--genesis", GENESIS4, "--require-network", "main"], capsys)
+    assert code == 1
+    assert out.startswith("INVALID") and "policy: the anchor is on 'regtest', the policy requires 'main'" in out
+
+
+def test_require_network_defaults_min_confirmations_to_the_final_depth(capsys):
+    three = VECTORS / "valid" / "anchored-v4-size3.cbor"
+    code, out = run(["verify", three, "--genesis", GENESIS4, "--require-network", "regtest", "--json"], capsys)
+    assert code == 1 and "the policy requires 6" in json.loads(out)["error"]
+    code, _ = run(["verify", three, "--genesis", GENESIS4, "--require-network", "regtest",
+                   "--min-confirmations", "3"], capsys)
+    assert code == 0
+
+
+def test_min_confirmations_above_what_the_bundle_shows_fails(capsys):
+    code, out = run(["verify", ANCHORED, "--genesis", GENESIS4, "--min-confirmations", "7"], capsys)
+    assert code == 1 and "shows 6 confirmations by headers, the policy requires 7" in out
+
+
+def test_a_policy_refuses_a_pending_bundle(capsys):
+    pending = VECTORS / "valid" / "pending-v4-size3.cbor"
+    code, out = run(["verify", pending, "--genesis", GENESIS4, "--require-network", "main"], capsys)
+    assert code == 1 and "policy: the bundle is pending" in out
+
+
+def test_a_main_header_below_the_work_floor_is_refused(capsys):
+    code, out = run(["verify", VECTORS / "invalid" / "main-below-work-floor.cbor", "--genesis", GENESIS4], capsys)
+    assert code == 1 and "bitcoin anchor: " in out and "below the main work floor" in out
 
 
 def test_a_valid_pending_bundle_says_it_is_not_yet_anchored(capsys):
@@ -50,9 +98,15 @@ def test_an_invalid_bundle_exits_1_naming_the_failed_check(capsys, name, check):
     assert code == 1 and out.startswith("INVALID") and check in out
 
 
-def test_json_output_carries_the_claim(capsys):
+def test_json_output_carries_the_claim_and_the_verdict(capsys):
     code, out = run(["verify", ANCHORED, "--genesis", GENESIS4, "--json"], capsys)
-    assert code == 0 and json.loads(out) == {"valid": True, "file": str(ANCHORED), "claim": CLAIM}
+    assert code == 0 and json.loads(out) == {
+        "valid": True,
+        "verdict": "VALID (test network: the Bitcoin part proves nothing about time)",
+        "file": str(ANCHORED),
+        "claim": CLAIM,
+    }
+    assert CLAIM["bitcoin_security"] == "none"
 
 
 def test_json_output_of_an_invalid_bundle_carries_the_error(capsys):

@@ -41,7 +41,7 @@ from typing import Any
 from consensus.block import build_block
 from proof import cbor
 from proof.anchor_payload import encode_script
-from proof.bundle import BitcoinAnchor, Bundle, verify_bundle
+from proof.bundle import BitcoinAnchor, Bundle, Policy, verify_bundle
 from proof.chain import BlockHeader, Certificate, FinalizationProof, Genesis, VoteKind, vote_message
 from proof.compact import CompactRange
 from proof.errors import DecodeError, PantheonError, ProofError
@@ -53,6 +53,10 @@ OUT = Path(__file__).parent / "bundles"
 SIGNATURES_FILE = "signatures.cbor"
 BITS_VECTOR = 0x1F00FFFF
 BITS_REGTEST = 0x207FFFFF
+BITS_SIGNET = 0x1E0377AE
+"""Signet's proof-of-work limit: about 2**22 hashes a header, the cheapest signet allows."""
+BITS_MAIN_LIMIT = 0x1D00FFFF
+"""Mainnet's proof-of-work limit (difficulty 1), far below the work floor."""
 BTC_TIME_BASE = 1_767_225_600
 CHAIN_TIME_BASE_MS = 1_767_225_600_000
 
@@ -329,22 +333,35 @@ def make_bundle(
         "signers": list(signers),
     }
     if bitcoin is not None:
+        claim["bitcoin_security"] = "none" if bitcoin.network != "main" else "proof-of-work"
+        headers, total = [], 0
+        for raw in (bitcoin.header, *bitcoin.more):
+            work = (1 << 256) // (target(struct.unpack("<I", raw[72:76])[0]) + 1)
+            total += work
+            headers.append({"block_hash": hash_to_hex(sha256d(raw)), "bits": raw[72:76][::-1].hex(),
+                            "work": f"{work:064x}", "chain_work": f"{total:064x}"})
+        depth = chain.genesis.anchor_final_depth
         claim["bitcoin"] = {
             "network": bitcoin.network,
             "txid": hash_to_hex(txid(bitcoin.tx)),
             "block_hash": hash_to_hex(sha256d(bitcoin.header)),
             "time": struct.unpack("<I", bitcoin.header[68:72])[0],
-            "confirmations": 1 + len(bitcoin.more),
+            "confirmations": len(headers),
+            "final_depth": depth,
+            "final": len(headers) >= depth,
+            "chain_work": f"{total:064x}",
+            "work_floor": None,
+            "headers": headers,
         }
     return Built(chain=chain, bundle=bundle, claim=claim)
 
 
 def anchored_part(block_hash: bytes, *, salt: str, position: int, tx_count: int, more: int,
-                  bits: int = BITS_VECTOR) -> BitcoinAnchor:
+                  bits: int = BITS_VECTOR, network: str = "regtest") -> BitcoinAnchor:
     tx = anchor_tx(block_hash, salt)
     block = block_with(tx, position, tx_count, salt, bits)
     return BitcoinAnchor(
-        network="regtest", tx=tx, tx_index=position, branch=tuple(block.branch), header=block.header,
+        network=network, tx=tx, tx_index=position, branch=tuple(block.branch), header=block.header,
         more=tuple(confirming_headers(block.header, more, bits, salt)),
     )
 
@@ -356,6 +373,12 @@ class Invalid:
     error: type[PantheonError]
     reason: str
     description: str
+    policy: dict[str, Any] | None = None
+
+
+def policy_of(doc: dict[str, Any] | None) -> Policy | None:
+    """The verifier's Policy from a vector's ``policy`` field ({"require_network", "min_confirmations"})."""
+    return None if doc is None else Policy(**doc)
 
 
 def tweak(bundle: Bundle, change: Callable[[dict[str, Any]], None]) -> bytes:
@@ -418,6 +441,11 @@ def build_vectors(signatures: Signatures) -> tuple[dict[str, Genesis], dict[str,
             chain7, index=500, height=4, signers=(0, 2, 4, 5, 6), signatures=sig,
             bitcoin=anchored_part(chain7.header(4).hash, salt="a7-1029", position=37, tx_count=100, more=3),
         ),
+        "anchored-v4-signet": make_bundle(
+            chain4, index=1, height=2, signers=(0, 1, 2), signatures=sig,
+            bitcoin=anchored_part(chain4.header(2).hash, salt="a4-signet", position=1, tx_count=2, more=0,
+                                  bits=BITS_SIGNET, network="signet"),
+        ),
     }
     invalid = build_invalid(chain4, chain7, valid, sig)
     return geneses, valid, invalid
@@ -432,8 +460,13 @@ def build_invalid(chain4: VectorChain, chain7: VectorChain, valid: dict[str, Bui
     g4 = "genesis-v4.cbor"
     out: dict[str, Invalid] = {}
 
-    def add(name: str, data: bytes, error: type[PantheonError], reason: str, description: str, genesis: str = g4) -> None:
-        out[name] = Invalid(data=data, genesis=genesis, error=error, reason=reason, description=description)
+    def add(name: str, data: bytes, error: type[PantheonError], reason: str, description: str, genesis: str = g4,
+            policy: dict[str, Any] | None = None) -> None:
+        out[name] = Invalid(data=data, genesis=genesis, error=error, reason=reason, description=description,
+                            policy=policy)
+
+    def on_network(network: str, part: BitcoinAnchor = anchor) -> bytes:
+        return with_bitcoin(BitcoinAnchor(network, part.tx, part.tx_index, part.branch, part.header, part.more))
 
     def with_bitcoin(part: BitcoinAnchor) -> bytes:
         return Bundle(base.root, base.index, base.path, base.header, base.finality, part).encode()
@@ -491,9 +524,30 @@ def build_invalid(chain4: VectorChain, chain7: VectorChain, valid: dict[str, Bui
     add("broken-header-chain", with_bitcoin(BitcoinAnchor("regtest", anchor.tx, anchor.tx_index, anchor.branch,
                                                            anchor.header, tuple(bad_more))),
         ProofError, "not on header 1", "the second confirming header builds on another block")
-    add("wrong-network", with_bitcoin(BitcoinAnchor("main", anchor.tx, anchor.tx_index, anchor.branch, anchor.header,
-                                                     anchor.more)),
+    add("wrong-network", on_network("main"),
         ProofError, "demand less work than main allows", "regtest headers presented as mainnet")
+    for name in ("test", "testnet4"):
+        add(f"regtest-headers-as-{name}", on_network(name), ProofError, f"demand less work than {name} allows",
+            f"regtest headers presented as {name} (the name is known, its limit applies)")
+    add("unknown-network", on_network("mainnet"), ProofError, "bitcoin anchor: unknown Bitcoin network 'mainnet'",
+        "the config's name 'mainnet' in a bundle, where bitcoind's chain name 'main' belongs")
+    weak_main = block_with(anchor.tx, anchor.tx_index, 12, "a4-1029", BITS_MAIN_LIMIT, valid=False)
+    add("main-below-work-floor", on_network("main", BitcoinAnchor("main", anchor.tx, anchor.tx_index,
+                                                                  tuple(weak_main.branch), weak_main.header, ())),
+        ProofError, "below the main work floor",
+        "a 'main' header at the network's proof-of-work limit (difficulty 1, about 2**32 hashes to forge)")
+    pending_data = pending.encode()
+    add("policy-test-network", base.encode(), ProofError, "policy: the anchor is on 'regtest', the policy requires 'main'",
+        "a valid regtest anchor checked under --require-network main", policy={"require_network": "main"})
+    add("policy-pending", pending_data, ProofError, "policy: the bundle is pending",
+        "a valid pending bundle checked under --require-network main", policy={"require_network": "main"})
+    add("policy-min-confirmations", base.encode(), ProofError,
+        "policy: the bundle shows 6 confirmations by headers, the policy requires 7",
+        "a valid anchor with 6 confirmations checked under --min-confirmations 7", policy={"min_confirmations": 7})
+    add("policy-final-depth", valid["anchored-v4-size3"].bundle.encode(), ProofError,
+        "policy: the bundle shows 3 confirmations by headers, the policy requires 6",
+        "3 confirmations under --require-network regtest: the default minimum is the genesis's final depth 6",
+        policy={"require_network": "regtest"})
     witness_tx = anchor_tx(h4.hash, "witness", witness=True)
     add("transaction-with-witness", tweak(base, lambda v: v["bitcoin"].__setitem__("tx", witness_tx)), DecodeError,
         "carries a witness", "the anchor transaction in its witness serialization (witness bytes are not in the txid)")
@@ -531,13 +585,15 @@ def write(out: Path, signatures: Signatures) -> None:
     for name, bad in invalid.items():
         genesis = geneses[bad.genesis]
         try:
-            verify_bundle(bad.data, genesis=genesis)
+            verify_bundle(bad.data, genesis=genesis, policy=policy_of(bad.policy))
         except (ProofError, DecodeError) as exc:
             assert isinstance(exc, bad.error) and bad.reason in str(exc), f"{name}: failed with {exc!r}"
         else:
             raise AssertionError(f"invalid vector {name} verifies")
         (out / "invalid" / f"{name}.cbor").write_bytes(bad.data)
         doc = {"genesis": bad.genesis, "description": bad.description, "error": bad.error.__name__, "reason": bad.reason}
+        if bad.policy is not None:
+            doc["policy"] = bad.policy
         (out / "invalid" / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     signatures.save(out / SIGNATURES_FILE)
 
