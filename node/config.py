@@ -7,17 +7,25 @@ value of the wrong type, is an error naming the file, the key and what was expec
 (a typo in a config file must not silently fall back to a default).
 
 Relative paths are resolved against the directory of the config file.
+
+Secrets: a key marked ``secret`` is never repeated in an error. A config file that holds
+``bitcoin.rpc_password`` must be a secret file itself (mode 0600, owned by the node's
+user), the same rule as key and token files; ``bitcoin.rpc_password_file`` names such a
+file instead, so node.toml can stay world-readable.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from node.keyfiles import KeyFileError, check_secret_stat, read_secret_file
 from proof.errors import PantheonError
 
 CONFIG_FILE_BYTES_MAX = 1024 * 1024
@@ -79,7 +87,8 @@ class BitcoinSection:
     rpc_url: str = _key("http://127.0.0.1:18443", "bitcoind JSON-RPC URL")
     rpc_cookie_file: str = _key("", "bitcoind .cookie file for RPC auth (empty: use rpc_user/rpc_password)")
     rpc_user: str = _key("", "RPC user name when not using the cookie file")
-    rpc_password: str = _key("", "RPC password when not using the cookie file")
+    rpc_password: str = _key("", "RPC password when not using the cookie file; node.toml must then be mode 0600 (prefer rpc_password_file)", secret=True)
+    rpc_password_file: str = _key("", "file (mode 0600) holding the RPC password, instead of rpc_password in node.toml")
     wallet: str = _key("pantheon", "bitcoind wallet that funds and signs anchor transactions")
     fee_rate_sat_vb: int = _key(2, "fee rate of a new anchor transaction (sat/vB)")
     fee_rate_max_sat_vb: int = _key(50, "fee bumps never go above this fee rate (sat/vB)")
@@ -114,6 +123,8 @@ SECTIONS: dict[str, type] = {
 
 
 def _check_value(file: Path, where: str, value: Any, spec: dataclasses.Field[Any], expected: Any) -> Any:
+    if spec.metadata.get("secret") and not isinstance(value, str):
+        raise ConfigError(f"{file}: {where} must be a string, got a TOML {type(value).__name__} (value not shown)")
     if typing.get_origin(expected) is dict:
         if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -139,9 +150,13 @@ def load_config(path: Path) -> Config:
     """Read and check a config file. Missing keys take their defaults; unknown ones are errors."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            file_info = os.fstat(f.fileno())
+            raw = f.read(CONFIG_FILE_BYTES_MAX + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist (see `pantheon config reference`)") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
     if len(raw) > CONFIG_FILE_BYTES_MAX:
         raise ConfigError(f"config file {path} is larger than {CONFIG_FILE_BYTES_MAX} bytes")
     try:
@@ -164,7 +179,52 @@ def load_config(path: Path) -> Config:
                 raise ConfigError(f"{path}: unknown key {name}.{key}; known: {', '.join(specs)}")
             checked[key] = _check_value(path, f"{name}.{key}", value, spec, hints[key])
         sections[name] = section_type(**checked)
-    return Config(path=path.resolve(), **sections)
+    config = Config(path=path.resolve(), **sections)
+    return dataclasses.replace(config, bitcoin=_checked_bitcoin(config, file_info))
+
+
+def _checked_bitcoin(config: Config, file_info: os.stat_result) -> BitcoinSection:
+    """The bitcoin section with its password in place, after the checks that keep it secret:
+    node.toml holding a password must be a secret file, a password file must be one, and the
+    URL carries no credentials (they would be shown in errors and the process list, and the
+    RPC client takes them from rpc_user/rpc_password only)."""
+    section, path = config.bitcoin, config.path
+    try:
+        parts = urlsplit(section.rpc_url)
+        has_userinfo = "@" in parts.netloc
+    except ValueError:
+        raise ConfigError(f"{path}: bitcoin.rpc_url is not a URL; it must look like http://127.0.0.1:18443") from None
+    if has_userinfo:
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise ConfigError(
+            f"{path}: bitcoin.rpc_url must not carry user:password (given for {shown}); "
+            "set bitcoin.rpc_user, and bitcoin.rpc_password_file (or rpc_cookie_file)"
+        )
+    if section.rpc_password and section.rpc_password_file:
+        raise ConfigError(f"{path}: set bitcoin.rpc_password or bitcoin.rpc_password_file, not both")
+    if section.rpc_password:
+        try:
+            check_secret_stat(path, file_info)
+        except KeyFileError as exc:
+            raise ConfigError(
+                f"{path} holds bitcoin.rpc_password, so it must be a secret file: {exc}; "
+                "or move the password into a mode 0600 file named by bitcoin.rpc_password_file"
+            ) from None
+        return section
+    if not section.rpc_password_file:
+        return section
+    password_path = config.resolve(section.rpc_password_file)
+    try:
+        raw = read_secret_file(password_path)
+    except KeyFileError as exc:
+        raise ConfigError(f"{path}: bitcoin.rpc_password_file: {exc}") from None
+    try:
+        password = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: bitcoin.rpc_password_file {password_path} is not UTF-8 text") from None
+    if not password:
+        raise ConfigError(f"{path}: bitcoin.rpc_password_file {password_path} is empty")
+    return dataclasses.replace(section, rpc_password=password)
 
 
 def reference_rows() -> list[tuple[str, str, str]]:

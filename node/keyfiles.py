@@ -4,11 +4,15 @@ A key file holds the 32-byte FIPS 204 seed of an ML-DSA-65 key as hex, in a smal
 document that names what it is, so that a file handed to the wrong command is recognised.
 Files are created with ``O_EXCL`` and mode 0600 from the start (no window in which they
 are readable by others) and refused at load time if group or others can read them, the
-way ssh refuses a private key with loose permissions.
+way ssh refuses a private key with loose permissions. Loading opens first and checks the
+open descriptor (``fstat``), so the file checked is the file read; it refuses a symlink
+(``O_NOFOLLOW``: a link can be re-pointed after the check) and a file owned by anyone but
+the user running the node (who else could have written it).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tomllib
@@ -41,22 +45,43 @@ def write_secret_file(path: Path, content: bytes) -> None:
 
 
 def read_secret_file(path: Path) -> bytes:
-    """Read a secret file after checking that only its owner can read it."""
+    """Read a secret file after checking, on the open descriptor, that only its owner (the
+    user running this process) can read it. ``O_NONBLOCK`` keeps a FIFO from blocking the
+    open before the check refuses it."""
     try:
-        info = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise KeyFileError(f"{path} does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise KeyFileError(
+                f"{path} is a symbolic link; secret files are read only directly: "
+                f"name the target file in the config instead"
+            ) from None
+        raise KeyFileError(f"{path} cannot be opened: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        check_secret_stat(path, os.fstat(f.fileno()))
+        content = f.read(SECRET_FILE_BYTES_MAX + 1)
+    if len(content) > SECRET_FILE_BYTES_MAX:
+        raise KeyFileError(f"{path} is larger than {SECRET_FILE_BYTES_MAX} bytes, larger than any secret file")
+    return content
+
+
+def check_secret_stat(path: Path, info: os.stat_result) -> None:
+    """Refuse what a secret file must not be: not a regular file, owned by another user,
+    or accessible by group or others. ``info`` comes from ``fstat`` of the open file."""
     if not stat.S_ISREG(info.st_mode):
         raise KeyFileError(f"{path} is not a regular file")
-    loose = info.st_mode & 0o077
-    if loose:
+    if info.st_uid != os.geteuid():
+        raise KeyFileError(
+            f"{path} is owned by uid {info.st_uid}, not by uid {os.geteuid()} running this node; "
+            f"a secret file must belong to the user that reads it: chown {os.geteuid()} {path}"
+        )
+    if info.st_mode & 0o077:
         raise KeyFileError(
             f"{path} has mode {stat.S_IMODE(info.st_mode):04o}: secret files must not be "
             f"accessible by group or others; run: chmod 600 {path}"
         )
-    if info.st_size > SECRET_FILE_BYTES_MAX:
-        raise KeyFileError(f"{path} is {info.st_size} bytes, larger than any secret file")
-    return path.read_bytes()
 
 
 def write_key_file(path: Path, key: SigningKey) -> None:

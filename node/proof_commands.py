@@ -17,6 +17,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -170,21 +171,48 @@ class BestChainCheck:
     confirmations: int
 
 
+BITCOIND_USER_ENV = "PANTHEON_BITCOIND_USER"
+BITCOIND_PASSWORD_ENV = "PANTHEON_BITCOIND_PASSWORD"
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?[^/?#]*@")
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` as it may be shown in an error: whatever precedes ``@`` in the authority hidden."""
+    return _USERINFO.sub(lambda m: f"{m.group(1) or ''}***@", url, count=1)
+
+
 def bitcoind_from(url: str | None, cookie: Path | None) -> BitcoindRPC | None:
+    """The auditor's bitcoind for ``--bitcoind``. Credentials come from ``--bitcoind-cookie``,
+    or a user (in the URL or ``$PANTHEON_BITCOIND_USER``) and ``$PANTHEON_BITCOIND_PASSWORD``:
+    a password in the URL still works but is visible in the process list, so it is warned
+    about. No error repeats the URL's credentials."""
     if url is None:
         return None
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.scheme != "http" or not parts.hostname or not parts.port:
-        raise PantheonError(
-            f"--bitcoind {url!r} must look like http://user:pass@host:port (or host:port with --bitcoind-cookie)"
-        )
-    if cookie is not None:
-        return BitcoindRPC(parts.port, host=parts.hostname, cookie_path=cookie)
-    if parts.username is None:
-        raise PantheonError("--bitcoind needs credentials: http://user:pass@host:port, or --bitcoind-cookie FILE")
-    return BitcoindRPC(
-        parts.port, host=parts.hostname, user=unquote(parts.username), password=unquote(parts.password or "")
+    usage = (
+        f"--bitcoind {without_userinfo(url)!r} must look like host:port or http://user@host:port "
+        f"(credentials: --bitcoind-cookie FILE, or ${BITCOIND_PASSWORD_ENV})"
     )
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        port = parts.port
+    except ValueError:
+        raise PantheonError(usage) from None
+    if parts.scheme != "http" or not parts.hostname or not port:
+        raise PantheonError(usage)
+    if cookie is not None:
+        return BitcoindRPC(port, host=parts.hostname, cookie_path=cookie)
+    user = unquote(parts.username) if parts.username else os.environ.get(BITCOIND_USER_ENV, "")
+    password = os.environ.get(BITCOIND_PASSWORD_ENV)
+    if parts.password is not None:
+        print(f"warning: the password in --bitcoind is visible in the process list; "
+              f"use ${BITCOIND_PASSWORD_ENV} or --bitcoind-cookie", file=sys.stderr)
+        password = unquote(parts.password)
+    if not user or password is None:
+        raise PantheonError(
+            f"--bitcoind needs credentials: --bitcoind-cookie FILE, or a user (http://user@host:port or "
+            f"${BITCOIND_USER_ENV}) and the password in ${BITCOIND_PASSWORD_ENV}"
+        )
+    return BitcoindRPC(port, host=parts.hostname, user=user, password=password)
 
 
 def check_best_chain(rpc: BitcoindRPC, claim: Claim) -> BestChainCheck:
@@ -517,9 +545,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
     verify = subparsers.add_parser("verify", help="verify a proof bundle offline and say exactly what it proves")
     verify_cli.add_verify_arguments(verify)
-    verify.add_argument("--bitcoind", help="also ask this bitcoind: http://user:pass@host:port (or host:port with "
-                                           "--bitcoind-cookie) whether the anchor's block is on its best chain")
-    verify.add_argument("--bitcoind-cookie", help="bitcoind's .cookie file, instead of user:pass in the URL")
+    verify.add_argument("--bitcoind", help="also ask this bitcoind (host:port or http://user@host:port; password in "
+                                           "$PANTHEON_BITCOIND_PASSWORD, user also in $PANTHEON_BITCOIND_USER) "
+                                           "whether the anchor's block is on its best chain")
+    verify.add_argument("--bitcoind-cookie", help="bitcoind's .cookie file, instead of a user and password")
     verify.set_defaults(handler=run_verify)
 
     audit_parser = subparsers.add_parser(
