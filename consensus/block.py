@@ -122,20 +122,12 @@ def build_block(
     return Block(header=header, roots=roots)
 
 
-def check_extension(
-    genesis: Genesis,
-    parent: BlockHeader | None,
-    parent_log: CompactRange,
-    block: Block,
-    *,
-    block_roots_max: int = BLOCK_ROOTS_MAX,
-) -> CompactRange:
-    """Check every pure rule for ``block`` as the child of ``parent``; return the log edge after it.
+def check_header_extension(genesis: Genesis, parent: BlockHeader | None, header: BlockHeader) -> None:
+    """The rules a header alone must meet as the child of ``parent`` (None: the first block).
 
-    ``parent`` None means the block must be the first one (height 1, on the genesis).
-    Raises InvalidBlock naming the rule broken.
+    Catch-up checks headers it receives without their bodies (the tail that links a
+    response to its certified descendant) by these same rules.
     """
-    header = block.header
     if header.chain_id != genesis.hash:
         raise InvalidBlock("chain_id", "block belongs to another chain")
     if header.validator_set != genesis.validator_set_hash:
@@ -152,6 +144,23 @@ def check_extension(
         raise InvalidBlock("timestamp", "timestamp does not increase over the parent's")
     if header.proposer != leader(header.view, genesis.n):
         raise InvalidBlock("proposer", f"validator {header.proposer} is not the leader of view {header.view}")
+
+
+def check_extension(
+    genesis: Genesis,
+    parent: BlockHeader | None,
+    parent_log: CompactRange,
+    block: Block,
+    *,
+    block_roots_max: int = BLOCK_ROOTS_MAX,
+) -> CompactRange:
+    """Check every pure rule for ``block`` as the child of ``parent``; return the log edge after it.
+
+    ``parent`` None means the block must be the first one (height 1, on the genesis).
+    Raises InvalidBlock naming the rule broken.
+    """
+    header = block.header
+    check_header_extension(genesis, parent, header)
     count = block.root_count
     if count > block_roots_max:
         raise InvalidBlock("too_many_roots", f"{count} roots, at most {block_roots_max} allowed")

@@ -1,21 +1,26 @@
 """Catch-up: fetch finalized history from a peer and believe none of it unchecked.
 
 A lagging or new validator asks a peer for finalized blocks after its tip
-(``CatchUpRequest``); the peer's driver answers from storage (:func:`build_response`).
-The answer is checked here, against the genesis only:
+(``CatchUpRequest``, with a request id); the peer's driver answers from storage
+(:func:`build_response`), rate-limited per peer (:class:`ServeLimiter`). Every answer
+fits one p2p frame and proves itself:
 
 - the blocks are consecutive: the first extends our finalized tip, each next one
   extends the one before (parent hash, height + 1, higher view, later timestamp);
 - each passes every pure block rule, and its log size and root are recomputed from
   the compact range of the log at the block before (so the roots are exactly the
   ones the certified header commits to);
-- each carries a FINALIZE certificate, signed by a quorum, for itself or for a later
-  block of the same response. Simplex finalizes a block with all its ancestors, so a
+- each carries a FINALIZE certificate, signed by a quorum, for itself, for a later
+  block of the response, or for the last header of the response's ``tail``: the
+  headers (without bodies) that link the last block to the descendant its
+  certificate finalizes. Simplex finalizes a block with all its ancestors, so a
   certificate for block j proves every block up to j.
 
-Blocks after the last certified one in the response are unproven and not returned
-(the requester asks again from its new tip). Any certificate or block that fails a
-check rejects the whole response with a :class:`CatchUpError` naming it.
+The server cuts an answer to fit the frame at any block and adds that block's tail,
+so a long run of blocks finalized by one later certificate is still fetched piece by
+piece, each piece proven. Any certificate, block or header that fails a check rejects
+the whole response with a :class:`CatchUpError` naming it. Which peer to ask, and
+which answers to accept, is :mod:`consensus.catchup_client`'s job.
 """
 
 from __future__ import annotations
@@ -23,17 +28,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proof.chain import BlockHeader, Certificate, Genesis, VoteKind
+from proof.chain import BlockHeader, Certificate, FinalizationProof, Genesis, VoteKind
 from proof.compact import CompactRange
 from proof.errors import PantheonError, ProofError
 
-from consensus.block import BLOCK_ROOTS_MAX, Block, InvalidBlock, check_extension
+from consensus.block import BLOCK_ROOTS_MAX, Block, InvalidBlock, check_extension, check_header_extension
 from consensus.crypto import Verifier
-from consensus.messages import CATCHUP_BLOCKS_MAX, CatchUpRequest, CatchUpResponse
+from consensus.messages import (
+    CATCHUP_BLOCKS_MAX,
+    CATCHUP_TAIL_HEADERS_MAX,
+    MESSAGE_SIZE_MAX,
+    CatchUpRequest,
+    CatchUpResponse,
+)
 from consensus.validators import ValidatorSet
 
-CATCHUP_RESPONSE_BYTES_MAX = 8 * 1024 * 1024
-"""Roots carried by one response; a server stops adding blocks past this (but sends at least one)."""
+RESPONSE_OVERHEAD_BYTES = 256
+"""Bytes of an encoded response beyond its entries and tail (map keys, type, id, list heads)."""
+CATCHUP_RESPONSE_BYTES_MAX = MESSAGE_SIZE_MAX - RESPONSE_OVERHEAD_BYTES
+"""Entry and tail bytes one response may carry: what is left of one frame."""
+
+SERVE_BYTES_PER_S = 16 * 1024 * 1024
+"""Catch-up bytes served to one peer per second, sustained (four full answers)."""
+SERVE_BURST_BYTES = 2 * MESSAGE_SIZE_MAX
+"""Catch-up bytes a peer may draw at once after being quiet."""
+SERVE_REQUEST_COST_BYTES = 64 * 1024
+"""Least charge per request, so that floods of requests for nothing are limited too."""
 
 
 class CatchUpError(PantheonError):
@@ -54,28 +74,82 @@ class VerifiedBlock:
     log: CompactRange
 
 
+def _entry_bytes(block: Block, certificate: Certificate) -> int:
+    return len(block.encode()) + len(certificate.encode()) + 1
+
+
+def _tail_bytes(headers: tuple[BlockHeader, ...]) -> int:
+    return sum(len(header.encode()) for header in headers)
+
+
 def build_response(
     request: CatchUpRequest,
-    read_finalized: Callable[[int], tuple[Block, Certificate] | None],
+    read_finalized: Callable[[int], tuple[Block, FinalizationProof] | None],
     *,
     response_bytes_max: int = CATCHUP_RESPONSE_BYTES_MAX,
 ) -> CatchUpResponse:
-    """The server side: finalized (block, certificate) pairs from ``request.from_height`` on.
+    """The server side: finalized blocks from ``request.from_height`` on, cut to fit one frame.
 
-    ``read_finalized(height)`` returns the stored pair or None past the tip. Stops at
-    ``max_blocks``, at the tip, or once the roots carried reach ``response_bytes_max``.
+    ``read_finalized(height)`` returns the stored block and its finalization proof, or
+    None past the tip. Stops at ``max_blocks``, at the tip, or before the entries plus
+    the last block's tail would pass ``response_bytes_max``. The answer is empty when
+    not even one block with its tail fits (the requester then asks another peer).
     """
     entries: list[tuple[Block, Certificate]] = []
+    tail: tuple[BlockHeader, ...] = ()
     carried_bytes = 0
     for height in range(request.from_height, request.from_height + min(request.max_blocks, CATCHUP_BLOCKS_MAX)):
-        entry = read_finalized(height)
-        if entry is None:
+        stored = read_finalized(height)
+        if stored is None:
             break
-        if entries and carried_bytes + len(entry[0].roots) > response_bytes_max:
+        block, proof = stored
+        if len(proof.headers) > CATCHUP_TAIL_HEADERS_MAX:
             break
-        entries.append(entry)
-        carried_bytes += len(entry[0].roots)
-    return CatchUpResponse(blocks=tuple(entries))
+        entry_bytes = _entry_bytes(block, proof.certificate)
+        if carried_bytes + entry_bytes + _tail_bytes(proof.headers) > response_bytes_max:
+            break
+        entries.append((block, proof.certificate))
+        tail = proof.headers
+        carried_bytes += entry_bytes
+    return CatchUpResponse(request_id=request.request_id, blocks=tuple(entries), tail=tail if entries else ())
+
+
+class ServeLimiter:
+    """Per-peer token bucket in bytes for answering catch-up requests (the server's side of the bound).
+
+    Pure and clocked by the caller: ``allow(peer, now_ms)`` before building an answer,
+    ``charge(peer, size)`` after. A peer that asks faster than it could use the answers
+    gets nothing until its bucket refills; honest catch-up (one request in flight) stays
+    well inside it.
+    """
+
+    def __init__(
+        self,
+        *,
+        bytes_per_s: int = SERVE_BYTES_PER_S,
+        burst_bytes: int = SERVE_BURST_BYTES,
+        request_cost_bytes: int = SERVE_REQUEST_COST_BYTES,
+    ) -> None:
+        if bytes_per_s <= 0 or burst_bytes < request_cost_bytes or request_cost_bytes <= 0:
+            raise ValueError("need bytes_per_s > 0 and burst_bytes >= request_cost_bytes > 0")
+        self._rate = bytes_per_s
+        self._burst = burst_bytes
+        self._cost = request_cost_bytes
+        self._tokens: dict[int, float] = {}
+        self._stamp_ms: dict[int, int] = {}
+
+    def allow(self, peer: int, now_ms: int) -> bool:
+        """Whether ``peer`` may be answered now (refills its bucket to ``now_ms`` first)."""
+        last_ms = self._stamp_ms.get(peer, now_ms)
+        tokens = self._tokens.get(peer, float(self._burst))
+        tokens = min(float(self._burst), tokens + max(0, now_ms - last_ms) * self._rate / 1_000)
+        self._tokens[peer] = tokens
+        self._stamp_ms[peer] = now_ms
+        return tokens >= self._cost
+
+    def charge(self, peer: int, answer_bytes: int) -> None:
+        """Take the cost of an answer just built for ``peer`` (may leave the bucket negative)."""
+        self._tokens[peer] = self._tokens.get(peer, float(self._burst)) - max(answer_bytes, self._cost)
 
 
 def verify_response(
@@ -110,8 +184,15 @@ def verify_response(
             raise CatchUpError(f"invalid_block_{error.reason}", f"block {position}: {error}") from None
         edges.append(edge)
         parent, parent_log = block.header, edge
+    for position, header in enumerate(response.tail):
+        try:
+            check_header_extension(genesis, parent, header)
+        except InvalidBlock as error:
+            raise CatchUpError(f"invalid_tail_{error.reason}", f"tail header {position}: {error}") from None
+        parent = header
 
-    position_of = {block.hash: position for position, (block, _) in enumerate(entries)}
+    headers = [block.header for block, _ in entries] + list(response.tail)
+    position_of = {header.hash: position for position, header in enumerate(headers)}
     checked: set[bytes] = set()
     proven_to = -1
     targets: list[int | None] = []
@@ -121,7 +202,7 @@ def verify_response(
         target = position_of.get(cert.block_hash)
         if target is not None and target < position:
             raise CatchUpError("certificate_for_ancestor", f"block {position}: certificate finalizes an earlier block")
-        if target is not None and entries[target][0].header.view != cert.view:
+        if target is not None and headers[target].view != cert.view:
             raise CatchUpError("certificate_view", f"block {position}: certificate view differs from its block's")
         encoded = cert.encode()
         if encoded not in checked:
@@ -132,7 +213,7 @@ def verify_response(
             checked.add(encoded)
         targets.append(target)
         if target is not None:
-            proven_to = max(proven_to, target)
+            proven_to = max(proven_to, min(target, len(entries) - 1))
     if proven_to < 0:
         raise CatchUpError("unproven", "no certificate in the response finalizes any of its blocks")
 
@@ -144,7 +225,7 @@ def verify_response(
             VerifiedBlock(
                 block=entries[position][0],
                 certificate=certificate_of[target],
-                descendants=tuple(entries[i][0].header for i in range(position + 1, target + 1)),
+                descendants=tuple(headers[position + 1 : target + 1]),
                 log=edges[position],
             )
         )

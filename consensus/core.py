@@ -104,6 +104,7 @@ from consensus.actions import (
 )
 from consensus.block import BLOCK_ROOTS_MAX, ROOT_SIZE, Block, InvalidBlock, check_extension
 from consensus.catchup import CatchUpError, verify_response
+from consensus.catchup_client import CatchUpClient
 from consensus.crypto import Signer, Verifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
 from consensus.messages import (
@@ -125,8 +126,6 @@ FUTURE_VIEWS_MAX = 64
 """Votes and proposals more than this many views ahead of ours are dropped (bounds memory)."""
 VIEWS_RETAINED_MAX = 256
 """Unfinalized views kept in memory behind the current view; older ones are pruned."""
-CATCHUP_RETRY_MS = 1_000
-"""Least time between two catch-up requests."""
 CATCHUP_VIEW_GAP = 8
 """A certificate this many views ahead of ours suggests we missed finalized blocks: ask for them."""
 BACKOFF_STEPS_MAX = 32
@@ -247,8 +246,7 @@ class Core:
                 self._certificates[kept.kind][kept.view] = kept
                 if kept.kind == VoteKind.FINALIZE:
                     self._pending_finalization = kept
-        self._catchup_peer: int | None = None
-        self._catchup_sent_ms: int | None = None
+        self._catchup = CatchUpClient(n=self.validators.n, me=self.index)
         self._now_ms = 0
 
     # ------------------------------------------------------------------ read-only views
@@ -284,6 +282,9 @@ class Core:
         """Process one event at the driver's time ``now_ms``; return the actions, in order."""
         self._now_ms = now_ms
         out: list[Action] = []
+        if self._catchup.expire(now_ms):
+            self.counters["catchup_timeouts"] += 1
+            self._request_catch_up(out)
         if isinstance(event, MessageReceived):
             self._on_message(event, out)
         elif isinstance(event, TimerFired):
@@ -428,13 +429,10 @@ class Core:
         if cert.view > VIEW_MAX:
             self.counters["dropped_future_view"] += 1
             return
-        if cert.view <= self.finalized_view:
+        if cert.view <= self.finalized_view or cert.view + VIEWS_RETAINED_MAX < self.view:
             self.counters["dropped_old_view"] += 1
             return
-        block = message.block
-        if block is not None and (cert.kind == VoteKind.NULLIFY or block.hash != cert.block_hash):
-            self.counters["dropped_mismatched_block"] += 1
-            return
+        block = message.block  # CertificateMessage guarantees it is the certified block
         if block is not None and block.header.chain_id != self.validators.chain_id:
             self.counters["dropped_wrong_chain"] += 1
             return
@@ -485,8 +483,8 @@ class Core:
             self._rule_nullification(cert, sender is None, out)
         else:
             self._rule_finalization(cert, sender, out)
-        if far_ahead and sender is not None:
-            self._request_catch_up(sender, out)
+        if far_ahead:
+            self._request_catch_up(out)
 
     def _on_block_checked(self, event: BlockChecked, out: list[Action]) -> None:
         if event.block_hash not in self._checks_requested:
@@ -613,7 +611,7 @@ class Core:
         advance = cert.view >= self.view
         if advance or sender is None:
             out.append(Broadcast(CertificateMessage(certificate=cert)))
-        self._finalize(cert, sender, out)
+        self._finalize(cert, out)
         if advance and cert.view >= self.view:
             self._consecutive_nullified = 0
             self._enter(cert.view + 1, out, cert)
@@ -634,10 +632,10 @@ class Core:
             self._rule_fill_gaps(out)
         # A timeout is the one event a lagging validator is sure to see: when every later
         # view is nullified (an idle chain), no finalization ever arrives to show that it
-        # is behind. So each timeout asks the next peer, in rotation, for blocks past our
-        # finalized tip (rate-limited by CATCHUP_RETRY_MS; an up-to-date peer answers with
-        # an empty response).
-        self._request_catch_up(self._next_catchup_peer(), out)
+        # is behind. So each timeout asks a peer for blocks past our finalized tip
+        # (consensus.catchup_client rate-limits and picks it; an up-to-date peer answers
+        # with an empty response).
+        self._request_catch_up(out)
 
     def _rule_fill_gaps(self, out: list[Action]) -> None:
         """Nullify earlier views whose certificate nobody we hear from holds any more.
@@ -721,7 +719,7 @@ class Core:
 
     # ------------------------------------------------------------------ finalization
 
-    def _finalize(self, cert: Certificate, sender: int | None, out: list[Action]) -> None:
+    def _finalize(self, cert: Certificate, out: list[Action]) -> None:
         """Commit the certified block and its unfinalized ancestors, or fetch what is missing."""
         chain = self._unfinalized_chain(cert.block_hash)
         if chain is None:
@@ -730,7 +728,7 @@ class Core:
                 return
             if self._pending_finalization is None or cert.view > self._pending_finalization.view:
                 self._pending_finalization = cert
-            self._request_catch_up(self._next_catchup_peer() if sender is None else sender, out)
+            self._request_catch_up(out)
             return
         if not chain:
             return
@@ -761,42 +759,38 @@ class Core:
         block = self._blocks.get(block_hash)
         return block is not None and block.header.height <= self.finalized_height
 
-    def _request_catch_up(self, peer: int, out: list[Action]) -> None:
-        if peer == self.index:
+    def _request_catch_up(self, out: list[Action], *, continue_with: int | None = None) -> None:
+        """Ask for finalized blocks past our tip; consensus.catchup_client picks the peer and the moment."""
+        flight = self._catchup.start(self.finalized_height + 1, self._now_ms, continue_with=continue_with)
+        if flight is None:
             return
-        if self._catchup_sent_ms is not None and self._now_ms - self._catchup_sent_ms < CATCHUP_RETRY_MS:
-            return
-        self._catchup_peer = peer
-        self._catchup_sent_ms = self._now_ms
-        request = CatchUpRequest(from_height=self.finalized_height + 1, max_blocks=self.config.catchup_blocks_max)
-        out.append(Send(to=peer, message=request))
-
-    def _next_catchup_peer(self) -> int:
-        start = -1 if self._catchup_peer is None else self._catchup_peer
-        for step in range(1, self.validators.n + 1):
-            peer = (start + step) % self.validators.n
-            if peer != self.index:
-                return peer
-        return start
+        request = CatchUpRequest(
+            request_id=flight.request_id, from_height=flight.from_height, max_blocks=self.config.catchup_blocks_max
+        )
+        out.append(Send(to=flight.peer, message=request))
 
     def _on_catchup_response(self, sender: int, response: CatchUpResponse, out: list[Action]) -> None:
-        if self._catchup_peer != sender or self._catchup_sent_ms is None:
+        if self._catchup.accept(sender, response.request_id) is None:
             self.counters["dropped_unsolicited_catchup"] += 1
             return
-        self._catchup_sent_ms = None
+        # Our tip may have moved on since we asked: what is at or below it is not news.
+        fresh = tuple(entry for entry in response.blocks if entry[0].header.height > self.finalized_height)
         try:
             proven = verify_response(
                 genesis=self.genesis,
                 verifier=self.verifier,
                 tip=self._tip_header,
                 tip_log=self._tip_log,
-                response=response,
+                response=CatchUpResponse(request_id=response.request_id, blocks=fresh, tail=response.tail if fresh else ()),
                 max_blocks=self.config.catchup_blocks_max,
+                block_roots_max=self.config.block_roots_max,
                 validators=self.validators,
             )
         except CatchUpError as error:
             self.counters[f"catchup_rejected_{error.reason}"] += 1
+            self._catchup.refuted(sender, self._now_ms)
             return
+        self._catchup.delivered(sender, len(proven))
         for item in proven:
             out.append(Finalized(block=item.block, certificate=item.certificate, descendants=item.descendants))
             self._set_tip(item.block.header, item.log, item.certificate)
@@ -804,14 +798,13 @@ class Core:
         if not proven:
             return
         self._prune()
+        self._request_catch_up(out, continue_with=sender)
         if self._pending_finalization is not None:
             pending = self._pending_finalization
             if pending.view <= self.finalized_view:
                 self._pending_finalization = None
             else:
-                self._finalize(pending, None, out)
-        if len(response.blocks) == self.config.catchup_blocks_max or self._pending_finalization is not None:
-            self._request_catch_up(sender, out)
+                self._finalize(pending, out)
         if self.finalized_view >= self.view:
             self._consecutive_nullified = 0
             self._enter(self.finalized_view + 1, out, proven[-1].certificate)

@@ -13,9 +13,11 @@ from typing import Any, Union
 
 from proof import cbor
 from proof.chain import (
+    FINALIZATION_PROOF_HEADERS_MAX,
     UINT64_MAX,
     VALIDATORS_MAX,
     ZERO_HASH,
+    BlockHeader,
     Certificate,
     ChainRecordError,
     VoteKind,
@@ -24,13 +26,18 @@ from proof.chain import (
 from proof.errors import DecodeError
 from proof.hashing import HASH_SIZE
 from proof.mldsa import SIGNATURE_SIZE
+from proof.wire import MESSAGE_BYTES_MAX
 
 from consensus.block import Block, InvalidBlock
 
-MESSAGE_SIZE_MAX = 16 * 1024 * 1024
+MESSAGE_SIZE_MAX = MESSAGE_BYTES_MAX
+"""A message that cannot travel in one p2p frame is never valid (proof.wire owns the bound)."""
 MESSAGE_ITEMS_MAX = 1 << 18
 CATCHUP_BLOCKS_MAX = 256
 """Most blocks one catch-up request may ask for (and one response may carry)."""
+CATCHUP_TAIL_HEADERS_MAX = FINALIZATION_PROOF_HEADERS_MAX - CATCHUP_BLOCKS_MAX
+"""Headers after a response's last block up to its certified descendant; with the response's
+own blocks they still fit one finalization proof."""
 
 
 class MessageError(ChainRecordError):
@@ -160,12 +167,14 @@ class CertificateMessage:
 
 @dataclass(frozen=True)
 class CatchUpRequest:
-    """Ask a peer for finalized blocks from ``from_height`` on."""
+    """Ask a peer for finalized blocks from ``from_height`` on; the answer repeats ``request_id``."""
 
+    request_id: int
     from_height: int
     max_blocks: int
 
     def __post_init__(self) -> None:
+        _check_uint(self.request_id, "catch-up request_id")
         _check_uint(self.from_height, "catch-up from_height")
         if self.from_height < 1:
             raise MessageError("catch-up from_height starts at 1")
@@ -174,13 +183,14 @@ class CatchUpRequest:
             raise MessageError(f"catch-up max_blocks must be 1..{CATCHUP_BLOCKS_MAX}")
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"from": self.from_height, "max": self.max_blocks}
+        return {"id": self.request_id, "from": self.from_height, "max": self.max_blocks}
 
     @classmethod
     def from_cbor(cls, value: Any) -> CatchUpRequest:
-        fields = cbor.expect_map(value, "catch-up request", {"from", "max"})
+        fields = cbor.expect_map(value, "catch-up request", {"id", "from", "max"})
         return _build(
             lambda: cls(
+                request_id=cbor.expect_uint(fields["id"], "catch-up id"),
                 from_height=cbor.expect_uint(fields["from"], "catch-up from"),
                 max_blocks=cbor.expect_uint(fields["max"], "catch-up max"),
             ),
@@ -193,11 +203,26 @@ class CatchUpRequest:
 
 @dataclass(frozen=True)
 class CatchUpResponse:
-    """Consecutive finalized blocks, each with a finalize certificate for it or a later block of the response."""
+    """The answer to request ``request_id``: consecutive finalized blocks that prove themselves.
 
+    Each block carries a finalize certificate, for itself, for a later block of the
+    response, or for the last of ``tail``: the headers that follow the last block up to
+    the block its certificate finalizes. So every answer, however it was cut to fit a
+    frame, ends in a block whose finalization it proves.
+    """
+
+    request_id: int
     blocks: tuple[tuple[Block, Certificate], ...]
+    tail: tuple[BlockHeader, ...] = ()
 
     def __post_init__(self) -> None:
+        _check_uint(self.request_id, "catch-up request_id")
+        if not isinstance(self.tail, tuple) or len(self.tail) > CATCHUP_TAIL_HEADERS_MAX:
+            raise MessageError(f"catch-up tail holds at most {CATCHUP_TAIL_HEADERS_MAX} headers")
+        if not all(isinstance(header, BlockHeader) for header in self.tail):
+            raise MessageError("catch-up tail entries are block headers")
+        if self.tail and not self.blocks:
+            raise MessageError("a catch-up tail follows a block: an empty response has none")
         if not isinstance(self.blocks, tuple) or len(self.blocks) > CATCHUP_BLOCKS_MAX:
             raise MessageError(f"catch-up response holds at most {CATCHUP_BLOCKS_MAX} blocks")
         for entry in self.blocks:
@@ -210,11 +235,19 @@ class CatchUpResponse:
                 raise MessageError("catch-up response entries are (Block, Certificate) pairs")
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"blocks": [[block.to_cbor(), cert.to_cbor()] for block, cert in self.blocks]}
+        return {
+            "id": self.request_id,
+            "blocks": [[block.to_cbor(), cert.to_cbor()] for block, cert in self.blocks],
+            "tail": [header.to_cbor() for header in self.tail],
+        }
 
     @classmethod
     def from_cbor(cls, value: Any) -> CatchUpResponse:
-        fields = cbor.expect_map(value, "catch-up response", {"blocks"})
+        fields = cbor.expect_map(value, "catch-up response", {"id", "blocks", "tail"})
+        tail = tuple(
+            _build(lambda: BlockHeader.from_cbor(item), "catch-up tail")
+            for item in cbor.expect_list(fields["tail"], "catch-up tail", max_items=CATCHUP_TAIL_HEADERS_MAX)
+        )
         entries = []
         for position, item in enumerate(
             cbor.expect_list(fields["blocks"], "catch-up blocks", max_items=CATCHUP_BLOCKS_MAX)
@@ -223,7 +256,12 @@ class CatchUpResponse:
             if len(pair) != 2:
                 raise DecodeError(f"catch-up entry {position}: expected [block, certificate]")
             entries.append((_block(pair[0]), _build(lambda: Certificate.from_cbor(pair[1]), "catch-up entry")))
-        return _build(lambda: cls(blocks=tuple(entries)), "catch-up response")
+        return _build(
+            lambda: cls(
+                request_id=cbor.expect_uint(fields["id"], "catch-up id"), blocks=tuple(entries), tail=tail
+            ),
+            "catch-up response",
+        )
 
     def encode(self) -> bytes:
         return _encode(self)

@@ -6,6 +6,8 @@ process from mixing their numbers, and exposes only what the node sets.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 FINALIZE_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -31,12 +33,37 @@ class NodeMetrics:
         self.messages_rejected = Counter(
             "pantheon_messages_rejected", "Consensus messages dropped, by reason", ["reason"], registry=r
         )
+        self.catchup_served_bytes = Counter(
+            "pantheon_catchup_served_bytes", "Catch-up answer bytes sent to peers", registry=r
+        )
+        self.catchup_refused = Counter(
+            "pantheon_catchup_refused", "Catch-up requests left unanswered: the peer's byte budget was spent", registry=r
+        )
+        self.bitcoind_healthy = Gauge(
+            "pantheon_bitcoind_healthy",
+            "1 while bitcoind answers the anchoring task validly and on the configured network",
+            registry=r,
+        )
+        self.bitcoind_errors = Counter(
+            "pantheon_bitcoind_errors", "Failed anchoring ticks and anchor checks, by kind", ["kind"], registry=r
+        )
+        self._bitcoind_errors_seen: dict[str, int] = {}
         self.finalize_latency = Histogram(
             "pantheon_finalize_latency_seconds",
             "From a root's acceptance to its block's finalization",
             buckets=FINALIZE_LATENCY_BUCKETS_S,
             registry=r,
         )
+
+    def sync_bitcoind(self, healthy: bool, errors_total: Mapping[str, int]) -> None:
+        """Mirror the anchoring status (node.anchoring.AnchoringStatus), whose worker thread
+        owns the error counts: each kind's counter grows by what was added since the last sync."""
+        self.bitcoind_healthy.set(1 if healthy else 0)
+        for kind, total in errors_total.items():
+            added = total - self._bitcoind_errors_seen.get(kind, 0)
+            if added > 0:
+                self.bitcoind_errors.labels(kind=kind).inc(added)
+                self._bitcoind_errors_seen[kind] = total
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

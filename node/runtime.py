@@ -29,8 +29,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from consensus.actions import (
     Action,
@@ -44,17 +42,18 @@ from consensus.actions import (
     SetTimer,
 )
 from consensus.block import Block, build_block
-from consensus.catchup import build_response
+from consensus.catchup import ServeLimiter, build_response
 from consensus.core import Core, CoreConfig, FinalizedTip
 from consensus.crypto import MLDSASigner, MLDSAVerifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
 from consensus.messages import CatchUpRequest, CatchUpResponse, Message, decode_message
 from consensus.safety import SafetyState
-from anchor.rpc import BitcoindAuthError, BitcoindUnavailable
+from anchor.rpc import BitcoindError
 from node.anchoring import Anchorer, AnchorRefInvalid
 from node.api import Overloaded, Receipt, build_app
 from node.commands import read_genesis
 from node.config import Config
+from node.http_server import HTTPSettings, serve_api
 from node.keyfiles import read_key_file
 from node.logs import event
 from node.mempool import Mempool
@@ -63,7 +62,7 @@ from node.tokens import TokenTable, load_tokens
 from p2p.frames import MAX_FRAME_BYTES, Channel
 from p2p.handshake import LocalIdentity
 from p2p.peers import PeerAddress, PeerManager, Received, TransportSettings
-from proof.chain import AnchorRef, Certificate
+from proof.chain import AnchorRef, FinalizationProof
 from proof.errors import DecodeError, PantheonError
 from storage.anchor_store import AnchorStore
 from storage.chain_store import ChainStore
@@ -76,7 +75,6 @@ EVENTS_MAX = 4096
 # How often a waiting leader looks for confirmed anchors to propose (roots wake it at once).
 BUILDER_POLL_S = 1.0
 GOSSIP_ROOTS_PER_FRAME_MAX = (MAX_FRAME_BYTES - 1024) // 32
-CATCHUP_BLOCKS_PER_REQUEST = 64
 SUBMIT_IN_FLIGHT_MAX = 64
 
 
@@ -119,6 +117,7 @@ class Node:
                 chain=self.chain,
             )
         self.metrics = NodeMetrics()
+        self._serve_limiter = ServeLimiter()
         safety_raw = self.chain.load_safety()
         self._unfinalized: dict[bytes, int] = {}
         kept = []
@@ -196,13 +195,9 @@ class Node:
             roots_per_request_max=self.config.api.roots_per_request_max,
             body_bytes_max=self.config.api.body_bytes_max,
         )
-        http_config = HypercornConfig()
-        http_config.bind = [self.config.api.listen]
-        http_config.accesslog = None
-        http_config.errorlog = logging.getLogger("pantheon.http")
-        http_config.graceful_timeout = 2.0
+        settings = HTTPSettings.from_config(self.config)
         binds = await self._nursery.start(
-            lambda task_status: serve(app, http_config, shutdown_trigger=self._stop.wait, task_status=task_status)
+            lambda task_status: serve_api(app, settings, shutdown_trigger=self._stop.wait, task_status=task_status)
         )
         task_status.started(binds[0] if binds else "")
 
@@ -215,8 +210,7 @@ class Node:
                 continue
             message = self._decode(received)
             if isinstance(message, CatchUpRequest):
-                response = build_response(message, self.read_finalized)
-                self._send(received.peer_index, Channel.CATCHUP, response.encode())
+                self._serve_catch_up(received.peer_index, message)
             elif message is not None:
                 await self._events_send.send(MessageReceived(received.peer_index, message))
 
@@ -389,7 +383,8 @@ class Node:
     async def _check_anchors(self, block: Block) -> None:
         """Check a proposal's AnchorRefs with our own bitcoind, in a worker thread so the
         consensus loop never waits on it, then answer the core. An anchor that cannot be
-        checked now (no bitcoind, or it is down or slow) counts as invalid: this validator
+        checked now (no bitcoind, or it is down, slow, on another network or answers
+        malformed replies: any BitcoindError) counts as invalid: this validator
         withholds its notarize vote and the view times out into a nullification, exactly as
         for a block it cannot verify otherwise. Blocks without anchors never come here, so
         a dead bitcoind never stops them; a leader offers anchors only while its bitcoind
@@ -402,7 +397,7 @@ class Node:
             try:
                 await trio.to_thread.run_sync(self.anchorer.check_refs, block.header.anchors)
                 valid = True
-            except (BitcoindUnavailable, BitcoindAuthError) as exc:
+            except BitcoindError as exc:
                 event(log, logging.WARNING, "cannot check a block's anchors now, not voting for it",
                       height=block.header.height, error=str(exc)[:200])
             except AnchorRefInvalid as exc:
@@ -471,14 +466,25 @@ class Node:
 
     # ---- catch-up ----------------------------------------------------------------
 
-    def read_finalized(self, height: int) -> tuple[Block, Certificate] | None:
+    def read_finalized(self, height: int) -> tuple[Block, FinalizationProof] | None:
         header = self.chain.header_at(height)
         proof = self.chain.finalization_at(height)
         span = self.chain.log_range(height)
         if header is None or proof is None or span is None:
             return None
         roots = self.log.audit_roots(*span)
-        return Block(header=header, roots=roots), proof.certificate
+        return Block(header=header, roots=roots), proof
+
+    def _serve_catch_up(self, peer: int, request: CatchUpRequest) -> None:
+        """Answer from finalized storage, within the per-peer byte budget (consensus.catchup.ServeLimiter)."""
+        now = now_ms()
+        if not self._serve_limiter.allow(peer, now):
+            self.metrics.catchup_refused.inc()
+            return
+        payload = build_response(request, self.read_finalized).encode()
+        self._serve_limiter.charge(peer, len(payload))
+        self.metrics.catchup_served_bytes.inc(len(payload))
+        self._send(peer, Channel.CATCHUP, payload)
 
     # ---- submissions -------------------------------------------------------------
 
@@ -519,6 +525,7 @@ class Node:
         self.metrics.anchors_pending.set(counts["pending"])
         self.metrics.anchors_confirmed.set(self.anchor_store.checkpoint_count())
         self.metrics.anchor_fee_capped.set(1 if "fee_capped" in self.anchorer.status.alerts else 0)
+        self.metrics.sync_bitcoind(self.anchorer.status.bitcoind_ok, self.anchorer.status.errors_total)
 
     def anchoring_status(self) -> dict[str, Any] | None:
         if self.anchorer is None:

@@ -10,8 +10,8 @@ from proof.chain import FinalizationProof, VoteKind, verify_finalization
 from proof.compact import CompactRange
 
 from consensus.block import Block
-from consensus.catchup import CatchUpError, build_response, verify_response
-from consensus.messages import CatchUpRequest, CatchUpResponse
+from consensus.catchup import CatchUpError, ServeLimiter, build_response, verify_response
+from consensus.messages import MESSAGE_SIZE_MAX, CatchUpRequest, CatchUpResponse
 from tests.test_consensus_harness import Cast, Net, fresh_roots, received, sim_check
 
 FINALIZE = VoteKind.FINALIZE
@@ -28,7 +28,7 @@ def response_certified_at(cast: Cast, blocks: list[Block], certified: int) -> Ca
     """Every entry carries the finalization of block ``certified`` (Simplex's implicit ancestors)."""
     target = blocks[certified]
     cert = cast.certificate(FINALIZE, target.header.view, target.hash)
-    return CatchUpResponse(blocks=tuple((block, cert) for block in blocks))
+    return CatchUpResponse(request_id=1, blocks=tuple((block, cert) for block in blocks))
 
 
 def verify(cast: Cast, response: CatchUpResponse, **kwargs):
@@ -42,7 +42,7 @@ def test_a_chain_finalized_by_a_network_is_accepted_from_the_genesis() -> None:
     net.start()
     net.run_until(lambda: min(net.heights()) >= 6)
     finalized = net.nodes[0].finalized[:6]
-    response = CatchUpResponse(blocks=tuple((item.block, item.certificate) for item in finalized))
+    response = CatchUpResponse(request_id=1, blocks=tuple((item.block, item.certificate) for item in finalized))
     proven = verify_response(
         genesis=net.genesis, verifier=net.verifier, tip=None, tip_log=CompactRange(), response=response
     )
@@ -67,7 +67,7 @@ def test_blocks_after_the_last_certified_one_are_not_returned() -> None:
     blocks = chain_of(cast, 4)
     beyond = cast.certificate(FINALIZE, 9, b"\1" * 32)
     certified = cast.certificate(FINALIZE, blocks[1].header.view, blocks[1].hash)
-    response = CatchUpResponse(blocks=((blocks[0], certified), (blocks[1], certified), (blocks[2], beyond), (blocks[3], beyond)))
+    response = CatchUpResponse(request_id=1, blocks=((blocks[0], certified), (blocks[1], certified), (blocks[2], beyond), (blocks[3], beyond)))
     assert [item.block for item in verify(cast, response)] == blocks[:2]
 
 
@@ -75,7 +75,7 @@ def test_a_catch_up_continues_from_a_tip() -> None:
     cast = Cast()
     blocks = chain_of(cast, 4)
     rest = response_certified_at(cast, blocks, 3)
-    response = CatchUpResponse(blocks=rest.blocks[2:])
+    response = CatchUpResponse(request_id=1, blocks=rest.blocks[2:])
     proven = verify_response(
         genesis=cast.genesis, verifier=cast.verifier, tip=blocks[1].header, tip_log=cast.log_after(blocks[1]), response=response
     )
@@ -83,7 +83,7 @@ def test_a_catch_up_continues_from_a_tip() -> None:
 
 
 def test_an_empty_response_proves_nothing_and_is_not_an_error() -> None:
-    assert verify(Cast(), CatchUpResponse(blocks=())) == []
+    assert verify(Cast(), CatchUpResponse(request_id=1, blocks=())) == []
 
 
 def rejected(cast: Cast, response: CatchUpResponse, reason: str, **kwargs) -> None:
@@ -96,14 +96,14 @@ def test_a_response_not_starting_at_our_tip_is_rejected() -> None:
     cast = Cast()
     blocks = chain_of(cast, 3)
     response = response_certified_at(cast, blocks, 2)
-    rejected(cast, CatchUpResponse(blocks=response.blocks[1:]), "invalid_block_parent")
+    rejected(cast, CatchUpResponse(request_id=1, blocks=response.blocks[1:]), "invalid_block_parent")
 
 
 def test_a_response_with_a_gap_is_rejected() -> None:
     cast = Cast()
     blocks = chain_of(cast, 3)
     entries = response_certified_at(cast, blocks, 2).blocks
-    rejected(cast, CatchUpResponse(blocks=(entries[0], entries[2])), "invalid_block_parent")
+    rejected(cast, CatchUpResponse(request_id=1, blocks=(entries[0], entries[2])), "invalid_block_parent")
 
 
 def test_a_response_with_tampered_roots_is_rejected() -> None:
@@ -111,7 +111,7 @@ def test_a_response_with_tampered_roots_is_rejected() -> None:
     blocks = chain_of(cast, 2)
     entries = list(response_certified_at(cast, blocks, 1).blocks)
     entries[0] = (Block(blocks[0].header, fresh_roots(b"tampered")), entries[0][1])
-    rejected(cast, CatchUpResponse(blocks=tuple(entries)), "invalid_block_body_hash")
+    rejected(cast, CatchUpResponse(request_id=1, blocks=tuple(entries)), "invalid_block_body_hash")
 
 
 def test_a_response_whose_log_root_was_not_computed_from_the_previous_log_is_rejected() -> None:
@@ -119,7 +119,7 @@ def test_a_response_whose_log_root_was_not_computed_from_the_previous_log_is_rej
     first = cast.block(0)
     second = cast.block(1, first, log=CompactRange())  # log restarted: size and root are wrong
     cert = cast.certificate(FINALIZE, 1, second.hash)
-    rejected(cast, CatchUpResponse(blocks=((first, cert), (second, cert))), "invalid_block_log_size")
+    rejected(cast, CatchUpResponse(request_id=1, blocks=((first, cert), (second, cert))), "invalid_block_log_size")
 
 
 def test_a_response_with_a_forged_certificate_signature_is_rejected() -> None:
@@ -127,35 +127,35 @@ def test_a_response_with_a_forged_certificate_signature_is_rejected() -> None:
     blocks = chain_of(cast, 2)
     cert = cast.certificate(FINALIZE, 1, blocks[1].hash)
     forged = dataclasses.replace(cert, signatures=cert.signatures[:2] + ((2, cert.signatures[0][1]),))
-    rejected(cast, CatchUpResponse(blocks=((blocks[0], forged), (blocks[1], forged))), "bad_certificate")
+    rejected(cast, CatchUpResponse(request_id=1, blocks=((blocks[0], forged), (blocks[1], forged))), "bad_certificate")
 
 
 def test_a_response_certified_by_too_few_validators_is_rejected() -> None:
     cast = Cast()
     blocks = chain_of(cast, 1)
     cert = cast.certificate(FINALIZE, 0, blocks[0].hash, signers=(0, 1))
-    rejected(cast, CatchUpResponse(blocks=((blocks[0], cert),)), "bad_certificate")
+    rejected(cast, CatchUpResponse(request_id=1, blocks=((blocks[0], cert),)), "bad_certificate")
 
 
 def test_a_response_proven_only_by_notarizations_is_rejected() -> None:
     cast = Cast()
     blocks = chain_of(cast, 1)
     cert = cast.certificate(VoteKind.NOTARIZE, 0, blocks[0].hash)
-    rejected(cast, CatchUpResponse(blocks=((blocks[0], cert),)), "not_finalization")
+    rejected(cast, CatchUpResponse(request_id=1, blocks=((blocks[0], cert),)), "not_finalization")
 
 
 def test_a_response_whose_certificates_finalize_none_of_its_blocks_is_rejected() -> None:
     cast = Cast()
     blocks = chain_of(cast, 2)
     elsewhere = cast.certificate(FINALIZE, 7, b"\2" * 32)
-    rejected(cast, CatchUpResponse(blocks=tuple((block, elsewhere) for block in blocks)), "unproven")
+    rejected(cast, CatchUpResponse(request_id=1, blocks=tuple((block, elsewhere) for block in blocks)), "unproven")
 
 
 def test_a_certificate_claiming_a_block_of_another_view_is_rejected() -> None:
     cast = Cast()
     blocks = chain_of(cast, 1)
     cert = cast.certificate(FINALIZE, 5, blocks[0].hash)
-    rejected(cast, CatchUpResponse(blocks=((blocks[0], cert),)), "certificate_view")
+    rejected(cast, CatchUpResponse(request_id=1, blocks=((blocks[0], cert),)), "certificate_view")
 
 
 def test_a_response_longer_than_asked_is_rejected() -> None:
@@ -170,22 +170,103 @@ def test_a_response_for_another_chain_is_rejected() -> None:
     rejected(cast, response_certified_at(other, blocks, 0), "invalid_block_chain_id")
 
 
+def stored_chain(cast: Cast, blocks: list[Block]) -> dict[int, tuple[Block, FinalizationProof]]:
+    """A server's storage: every block finalized by one certificate for the last, with the linking headers."""
+    last = blocks[-1]
+    cert = cast.certificate(FINALIZE, last.header.view, last.hash)
+    headers = [block.header for block in blocks]
+    return {
+        block.header.height: (block, FinalizationProof(headers=tuple(headers[i + 1 :]), certificate=cert))
+        for i, block in enumerate(blocks)
+    }
+
+
 def test_the_server_answers_from_the_requested_height_up_to_its_tip() -> None:
     cast = Cast()
     blocks = chain_of(cast, 5)
-    cert = cast.certificate(FINALIZE, 4, blocks[4].hash)
-    stored = {block.header.height: (block, cert) for block in blocks}
-    response = build_response(CatchUpRequest(from_height=2, max_blocks=10), stored.get)
+    stored = stored_chain(cast, blocks)
+    response = build_response(CatchUpRequest(request_id=1, from_height=2, max_blocks=10), stored.get)
     assert [block.header.height for block, _ in response.blocks] == [2, 3, 4, 5]
 
 
 def test_the_server_stops_at_the_requested_count() -> None:
     cast = Cast()
     blocks = chain_of(cast, 5)
-    cert = cast.certificate(FINALIZE, 4, blocks[4].hash)
-    stored = {block.header.height: (block, cert) for block in blocks}
-    response = build_response(CatchUpRequest(from_height=1, max_blocks=2), stored.get)
+    response = build_response(CatchUpRequest(request_id=1, from_height=1, max_blocks=2), stored_chain(cast, blocks).get)
     assert len(response.blocks) == 2
+
+
+def test_the_server_repeats_the_request_id() -> None:
+    cast = Cast()
+    stored = stored_chain(cast, chain_of(cast, 2))
+    assert build_response(CatchUpRequest(request_id=77, from_height=1, max_blocks=2), stored.get).request_id == 77
+
+
+def test_an_answer_cut_before_the_certified_block_proves_itself_through_its_tail() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 6)
+    stored = stored_chain(cast, blocks)
+    one_block_bytes = len(blocks[0].encode()) + len(stored[1][1].certificate.encode()) + 1
+    tail_bytes = sum(len(block.header.encode()) for block in blocks[1:])
+    response = build_response(
+        CatchUpRequest(request_id=1, from_height=1, max_blocks=6), stored.get,
+        response_bytes_max=2 * one_block_bytes + tail_bytes,
+    )
+    assert [block.header.height for block, _ in response.blocks] == [1, 2]
+    assert response.tail == tuple(block.header for block in blocks[2:])
+    proven = verify(cast, response)
+    assert [item.block for item in proven] == blocks[:2]
+    check = sim_check(cast.genesis, cast.verifier)
+    for item in proven:
+        verify_finalization(
+            cast.genesis, item.block.header, FinalizationProof(item.descendants, item.certificate), verify_sig=check
+        )
+
+
+def test_a_response_with_a_tail_header_that_does_not_link_is_rejected() -> None:
+    cast = Cast()
+    blocks = chain_of(cast, 4)
+    stored = stored_chain(cast, blocks)
+    response = build_response(CatchUpRequest(request_id=1, from_height=1, max_blocks=1), stored.get)
+    broken = CatchUpResponse(request_id=1, blocks=response.blocks, tail=(response.tail[0], response.tail[2]))
+    rejected(cast, broken, "invalid_tail_parent")
+
+
+def test_twenty_full_blocks_are_served_in_answers_that_each_fit_one_frame() -> None:
+    """The review's case: 20 blocks of 10,000 roots are 6.4 MB, more than one 4 MiB frame."""
+    cast = Cast()
+    blocks: list[Block] = []
+    for view in range(20):
+        roots = fresh_roots(b"full-%d" % view, 10_000)
+        blocks.append(cast.block(view, blocks[-1] if blocks else None, roots=roots))
+    stored = stored_chain(cast, blocks)
+    tip, tip_log, height = None, CompactRange(), 1
+    sizes = []
+    while height <= len(blocks):
+        response = build_response(CatchUpRequest(request_id=height, from_height=height, max_blocks=256), stored.get)
+        sizes.append(len(response.encode()))
+        proven = verify_response(genesis=cast.genesis, verifier=cast.verifier, tip=tip, tip_log=tip_log, response=response)
+        assert proven, f"an answer from height {height} proved nothing"
+        tip, tip_log, height = proven[-1].block.header, proven[-1].log, height + len(proven)
+    assert tip == blocks[-1].header
+    assert len(sizes) >= 2 and max(sizes) <= MESSAGE_SIZE_MAX
+
+
+def test_a_server_that_cannot_fit_one_block_and_its_tail_answers_empty() -> None:
+    cast = Cast()
+    stored = stored_chain(cast, chain_of(cast, 3))
+    response = build_response(CatchUpRequest(request_id=1, from_height=1, max_blocks=3), stored.get, response_bytes_max=10)
+    assert response.blocks == () and response.tail == ()
+
+
+def test_the_serve_limiter_refuses_a_peer_past_its_byte_budget_and_refills_with_time() -> None:
+    limiter = ServeLimiter(bytes_per_s=1_000_000, burst_bytes=2_000_000, request_cost_bytes=1_000)
+    assert limiter.allow(1, 0)
+    limiter.charge(1, 2_000_000)
+    assert not limiter.allow(1, 0)
+    assert limiter.allow(2, 0)  # budgets are per peer
+    assert not limiter.allow(1, 0)
+    assert limiter.allow(1, 2)  # 2 ms at 1 MB/s refill 2,000 bytes
 
 
 def test_a_restarted_validator_that_missed_blocks_catches_up_and_rejoins() -> None:

@@ -19,9 +19,10 @@ from consensus.actions import (
     SetTimer,
 )
 from consensus.block import Block, body_hash
-from consensus.core import CATCHUP_RETRY_MS, FUTURE_VIEWS_MAX, VIEW_MAX, CoreConfig, CoreConfigError, FinalizedTip
+from consensus.catchup_client import CATCHUP_RETRY_MS
+from consensus.core import FUTURE_VIEWS_MAX, VIEW_MAX, CoreConfig, CoreConfigError, FinalizedTip
 from consensus.events import BlockChecked, ProposalReady, Start, TimerFired
-from consensus.messages import CatchUpRequest, CertificateMessage, Vote
+from consensus.messages import CatchUpRequest, CatchUpResponse, CertificateMessage, Vote
 from consensus.safety import SafetyState
 from tests.test_consensus_harness import Cast, covered, fresh_roots, of_type, received, sim_check, votes_in
 
@@ -480,12 +481,13 @@ def test_finalize_votes_from_a_quorum_finalize_the_block() -> None:
     assert [f.block for f in of_type(actions, Finalized)] == blocks
 
 
-def test_a_finalization_for_an_unknown_block_asks_the_sender_for_catch_up() -> None:
+def test_a_finalization_for_an_unknown_block_asks_a_peer_for_catch_up() -> None:
     cast = Cast()
     core = cast.core()
     cert = cast.certificate(FINALIZE, 5, b"\3" * 32)
     actions = core.handle(received(2, CertificateMessage(cert)), 0)
-    assert Send(to=2, message=CatchUpRequest(from_height=1, max_blocks=core.config.catchup_blocks_max)) in actions
+    requests = [a.message for a in of_type(actions, Send) if isinstance(a.message, CatchUpRequest)]
+    assert [(r.from_height, r.max_blocks) for r in requests] == [(1, core.config.catchup_blocks_max)]
     assert core.view == 6
 
 
@@ -702,7 +704,10 @@ def test_each_timeout_asks_the_next_peer_for_blocks_past_the_finalized_tip() -> 
     core = cast.core()
     core.handle(Start(), 0)
     first = [a for a in core.handle(TimerFired(0), 1_000) if isinstance(a, Send)]
-    assert [(a.to, a.message.from_height) for a in first if isinstance(a.message, CatchUpRequest)] == [(0, 1)]
+    requests = [a for a in first if isinstance(a.message, CatchUpRequest)]
+    assert [(a.to, a.message.from_height) for a in requests] == [(0, 1)]
+    nothing_newer = CatchUpResponse(request_id=requests[0].message.request_id, blocks=())
+    core.handle(received(0, nothing_newer), 1_010)
     again = core.handle(TimerFired(0), 1_000 + CATCHUP_RETRY_MS // 2)
     assert not [a for a in again if isinstance(a, Send) and isinstance(a.message, CatchUpRequest)]
     later = core.handle(TimerFired(0), 1_000 + CATCHUP_RETRY_MS)

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from proof.chain import ZERO_HASH, Certificate, Genesis, VoteKind, verify_finalization, vote_message
+from proof.chain import ZERO_HASH, Certificate, FinalizationProof, Genesis, VoteKind, verify_finalization, vote_message
 from proof.compact import CompactRange
 
 from consensus.actions import (
@@ -169,11 +169,11 @@ class Net:
         """The driver's job: answer from the node's finalized blocks."""
         finalized = self.nodes[index].finalized
 
-        def read(height: int) -> tuple[Block, Certificate] | None:
+        def read(height: int) -> tuple[Block, FinalizationProof] | None:
             if height > len(finalized):
                 return None
             item = finalized[height - 1]
-            return item.block, item.certificate
+            return item.block, FinalizationProof(headers=item.descendants, certificate=item.certificate)
 
         self._post(index, to, build_response(request, read))
 

@@ -94,6 +94,7 @@ def certificate_messages(draw: st.DrawFn) -> CertificateMessage:
 
 catch_up_requests = st.builds(
     CatchUpRequest,
+    request_id=st.integers(min_value=0, max_value=2**64 - 1),
     from_height=st.integers(min_value=1, max_value=2**64 - 1),
     max_blocks=st.integers(min_value=1, max_value=CATCHUP_BLOCKS_MAX),
 )
@@ -102,7 +103,9 @@ catch_up_requests = st.builds(
 @st.composite
 def catch_up_responses(draw: st.DrawFn) -> CatchUpResponse:
     count = draw(st.integers(min_value=0, max_value=2))
-    return CatchUpResponse(blocks=tuple((draw(blocks()), draw(certificates(VoteKind.FINALIZE))) for _ in range(count)))
+    entries = tuple((draw(blocks()), draw(certificates(VoteKind.FINALIZE))) for _ in range(count))
+    tail = tuple(draw(blocks()).header for _ in range(draw(st.integers(min_value=0, max_value=2)))) if count else ()
+    return CatchUpResponse(request_id=draw(st.integers(min_value=0, max_value=2**64 - 1)), blocks=entries, tail=tail)
 
 
 messages = st.one_of(votes(), proposals(), certificate_messages(), catch_up_requests, catch_up_responses())
@@ -201,7 +204,7 @@ def test_a_nullify_vote_for_a_block_cannot_exist() -> None:
 
 def test_a_catch_up_request_for_too_many_blocks_cannot_exist() -> None:
     with pytest.raises(MessageError):
-        CatchUpRequest(from_height=1, max_blocks=CATCHUP_BLOCKS_MAX + 1)
+        CatchUpRequest(request_id=1, from_height=1, max_blocks=CATCHUP_BLOCKS_MAX + 1)
 
 
 def test_a_certificate_message_whose_block_is_not_the_certified_one_cannot_exist() -> None:

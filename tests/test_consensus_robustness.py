@@ -6,12 +6,16 @@ note names which); they now pin the behaviour that replaced it.
 
 from __future__ import annotations
 
-from proof.chain import VoteKind
+import dataclasses
 
-from consensus.actions import Persist
-from consensus.core import VIEWS_RETAINED_MAX
-from consensus.events import Start
-from consensus.messages import CertificateMessage
+from proof.chain import FinalizationProof, VoteKind
+
+from consensus.actions import Persist, Send
+from consensus.catchup import build_response
+from consensus.catchup_client import CATCHUP_TIMEOUT_MS
+from consensus.core import VIEWS_RETAINED_MAX, CoreConfig
+from consensus.events import Start, TimerFired
+from consensus.messages import CatchUpRequest, CertificateMessage
 from consensus.safety import FINALIZE_VOTES_KEPT_MAX, SafetyState
 from tests.test_consensus_harness import Cast, fresh_roots, of_type, received, votes_in
 
@@ -100,3 +104,111 @@ def test_three_hundred_notarized_views_without_a_finalization_neither_crash_nor_
     assert [vote.kind for vote in votes_in(actions)] == [FINALIZE]
     assert restarted.view == views + 1
     assert VIEWS_RETAINED_MAX <= views
+
+
+# ---------------------------------------------------------------- catch-up that always completes
+
+
+def finalized_chain(cast: Cast, length: int):
+    """``length`` blocks, all finalized by one certificate for the last: (blocks, server storage)."""
+    blocks = []
+    for view in range(length):
+        blocks.append(cast.block(view, blocks[-1] if blocks else None))
+    last = blocks[-1]
+    cert = cast.certificate(FINALIZE, last.header.view, last.hash)
+    headers = [block.header for block in blocks]
+    stored = {
+        block.header.height: (block, FinalizationProof(headers=tuple(headers[i + 1 :]), certificate=cert))
+        for i, block in enumerate(blocks)
+    }
+    return blocks, stored
+
+
+def catch_up_requests(actions) -> list[Send]:
+    return [a for a in of_type(actions, Send) if isinstance(a.message, CatchUpRequest)]
+
+
+def test_a_stale_answer_neither_uses_up_the_request_in_flight_nor_stands_in_for_it() -> None:
+    cast = Cast()
+    blocks, stored = finalized_chain(cast, 3)
+    core = cast.core()
+    last = blocks[-1]
+    [ask] = catch_up_requests(core.handle(received(1, CertificateMessage(cast.certificate(FINALIZE, 2, last.hash))), 0))
+    request = ask.message
+    stale = build_response(dataclasses.replace(request, request_id=request.request_id + 7), stored.get)
+    core.handle(received(ask.to, stale), 10)
+    assert core.finalized_height == 0 and core.counters["dropped_unsolicited_catchup"] == 1
+    core.handle(received(ask.to, build_response(request, stored.get)), 20)
+    assert core.finalized_height == 3
+
+
+def test_an_answer_from_a_peer_that_was_not_asked_is_dropped() -> None:
+    cast = Cast()
+    blocks, stored = finalized_chain(cast, 2)
+    core = cast.core()
+    [ask] = catch_up_requests(core.handle(received(1, CertificateMessage(cast.certificate(FINALIZE, 1, blocks[-1].hash))), 0))
+    other = next(peer for peer in (0, 1, 2) if peer != ask.to)
+    core.handle(received(other, build_response(ask.message, stored.get)), 10)
+    assert core.finalized_height == 0 and core.counters["dropped_unsolicited_catchup"] == 1
+
+
+def test_a_peer_that_never_answers_is_passed_over_and_another_peer_is_asked() -> None:
+    cast = Cast()
+    blocks, stored = finalized_chain(cast, 2)
+    core = cast.core()
+    [first] = catch_up_requests(core.handle(received(1, CertificateMessage(cast.certificate(FINALIZE, 1, blocks[-1].hash))), 0))
+    nothing = core.handle(TimerFired(core.view), CATCHUP_TIMEOUT_MS - 1)
+    assert catch_up_requests(nothing) == []
+    [second] = catch_up_requests(core.handle(TimerFired(core.view), CATCHUP_TIMEOUT_MS))
+    assert second.to != first.to
+    assert core.counters["catchup_timeouts"] == 1
+
+
+def test_after_an_answer_that_delivered_the_same_peer_is_asked_again_at_once() -> None:
+    cast = Cast()
+    blocks, stored = finalized_chain(cast, 4)
+    core = cast.core(config=CoreConfig(catchup_blocks_max=2))
+    [ask] = catch_up_requests(core.handle(received(1, CertificateMessage(cast.certificate(FINALIZE, 3, blocks[-1].hash))), 0))
+    [again] = catch_up_requests(core.handle(received(ask.to, build_response(ask.message, stored.get)), 10))
+    assert core.finalized_height == 2
+    assert (again.to, again.message.from_height) == (ask.to, 3)
+    core.handle(received(again.to, build_response(again.message, stored.get)), 20)
+    assert core.finalized_height == 4
+
+
+def test_a_certificate_replayed_from_far_below_the_current_view_is_dropped_unverified() -> None:
+    cast = Cast()
+    core = cast.core()
+    old = cast.certificate(FINALIZE, 3, b"\5" * 32)
+    for view in range(VIEWS_RETAINED_MAX + 10):
+        core.handle(received(0, CertificateMessage(cast.certificate(NULLIFY, view))), 0)
+    core.handle(received(1, CertificateMessage(old)), 0)
+    assert core.counters["dropped_old_view"] == 1
+    assert core.counters["dropped_bad_certificate"] == 0
+
+
+def test_a_peer_that_never_answers_and_keeps_triggering_catch_up_cannot_keep_a_laggard_behind() -> None:
+    """The review's trap: the first peer asked never answers, and each second replays another
+    real finalization the laggard cannot link, so that every retry used to be aimed at it."""
+    cast = Cast()
+    blocks, _ = finalized_chain(cast, 30)
+    certs = [cast.certificate(FINALIZE, block.header.view, block.hash) for block in blocks]
+    stored = {b.header.height: (b, FinalizationProof(headers=(), certificate=certs[i])) for i, b in enumerate(blocks)}
+    core = cast.core()
+    trapper, honest = 0, (1, 2)
+    pending: list[tuple[int, int, object]] = []
+    for now_ms in range(0, 20_000, 50):
+        actions = []
+        if now_ms % 1_000 == 0 and now_ms // 1_000 < len(certs):
+            actions += core.handle(received(trapper, CertificateMessage(certs[now_ms // 1_000])), now_ms)
+        for item in [p for p in pending if p[0] <= now_ms]:
+            pending.remove(item)
+            actions += core.handle(received(item[1], item[2]), now_ms)
+        actions += core.handle(TimerFired(core.view), now_ms) if now_ms % 1_000 == 500 else []
+        for ask in catch_up_requests(actions):
+            if ask.to in honest:
+                pending.append((now_ms + 20, ask.to, build_response(ask.message, stored.get)))
+        if core.finalized_height == len(blocks):
+            break
+    assert core.finalized_height == len(blocks), f"still at height {core.finalized_height} after {now_ms} ms"
+    assert now_ms <= 2 * CATCHUP_TIMEOUT_MS

@@ -20,6 +20,12 @@ Invariants (names are what a violation report prints):
   the core puts the Persist first), so a crash right after sending cannot make it
   vote differently on restart.
 - ``progress``: after GST a new block is finalized within ``progress_bound_ms``.
+- ``rejoin``: after GST, every honest validator that is up (laggards and restarted
+  ones included) finalizes each height within ``rejoin_bound_ms`` of the first honest
+  validator that did, counted from GST or from its own restart, whichever is later.
+  ``progress`` alone is met by 2f+1 validators while a laggard never catches up.
+- ``frame-size``: no honest validator tries to send a message larger than one p2p
+  frame (the runtime's transport refuses it, so such a message never arrives).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ INVARIANTS: tuple[str, ...] = (
     "honest-evidence",
     "persisted-votes",
     "progress",
+    "rejoin",
+    "frame-size",
 )
 GENESIS_PARENT = bytes(32)
 ROOT_SIZE = 32
@@ -99,6 +107,7 @@ class InvariantChecker:
         verify_certificate: Callable[[Any, Any, tuple[Any, ...]], None],
         gst_ms: int,
         progress_bound_ms: int,
+        rejoin_bound_ms: int | None = None,
         enabled: Iterable[str] = INVARIANTS,
     ) -> None:
         self.honest = frozenset(honest)
@@ -109,6 +118,9 @@ class InvariantChecker:
         self._verify_certificate = verify_certificate
         self.gst_ms = gst_ms
         self.progress_bound_ms = progress_bound_ms
+        self.rejoin_bound_ms = progress_bound_ms if rejoin_bound_ms is None else rejoin_bound_ms
+        self.up_since_ms: dict[int, int] = {}
+        self._rejoin_reported: dict[int, int] = {}
         self.canonical: dict[int, CanonicalEntry] = {}
         self.finalized_roots: set[bytes] = set()
         self.invalid_blocks: set[bytes] = set()
@@ -132,6 +144,12 @@ class InvariantChecker:
     def restarted(self, node: int, height: int, tip_hash: bytes, log: CompactRange) -> None:
         """A node rebooted from its disk: its log continues from what it persisted."""
         self._logs[node] = _NodeLog(height, tip_hash, log.copy())
+        if node in self.honest:
+            self.up_since_ms[node] = self.now_ms
+
+    def crashed(self, node: int) -> None:
+        """A node went down: nothing is expected of it until it restarts."""
+        self.up_since_ms.pop(node, None)
 
     def finalized(self, node: int, block: Any, certificate: Any, descendants: tuple[Any, ...] = ()) -> None:
         """An honest node finalized ``block`` (a :class:`consensus.block.Block`)."""
@@ -177,8 +195,12 @@ class InvariantChecker:
             self._violate("honest-evidence", node, f"honest validator {accused} accused: {details}")
 
     def tick(self) -> None:
-        """The clock advanced: check progress after GST."""
-        if "progress" not in self.enabled or self.now_ms < self.gst_ms:
+        """The clock advanced: check progress and every honest validator's rejoining after GST."""
+        if self.now_ms < self.gst_ms:
+            return
+        if "rejoin" in self.enabled:
+            self._check_rejoin()
+        if "progress" not in self.enabled:
             return
         since_ms = max(self.gst_ms, self.last_progress_ms)
         if self.now_ms - since_ms > self.progress_bound_ms:
@@ -197,6 +219,25 @@ class InvariantChecker:
         return pending
 
     # -- checks -------------------------------------------------------------------------
+
+    def _check_rejoin(self) -> None:
+        canonical = self.canonical
+        for node, up_ms in self.up_since_ms.items():
+            state = self._logs.get(node)
+            height = 0 if state is None else state.height
+            entry = canonical.get(height + 1)
+            if entry is None or self._rejoin_reported.get(node) == height:
+                continue
+            lagging_ms = self.now_ms - max(entry.time_ms, self.gst_ms, up_ms)
+            if lagging_ms > self.rejoin_bound_ms:
+                self._rejoin_reported[node] = height
+                self._violate(
+                    "rejoin",
+                    node,
+                    f"stuck at height {height} for {lagging_ms} ms after GST while height {height + 1} "
+                    f"was finalized by node {entry.node} (bound {self.rejoin_bound_ms} ms; highest height "
+                    f"{len(canonical)})",
+                )
 
     def _check_certificate(self, node: int, block: Any, certificate: Any, descendants: tuple[Any, ...]) -> None:
         try:

@@ -40,14 +40,14 @@ from consensus.actions import (
     SetTimer,
 )
 from consensus.block import ROOT_SIZE, Block, build_block
-from consensus.catchup import build_response
+from consensus.catchup import ServeLimiter, build_response
 from consensus.core import VIEWS_RETAINED_MAX, Core, CoreConfig, FinalizedTip
 from consensus.crypto import Signer, Verifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
-from consensus.messages import CatchUpRequest, Message, Proposal, Vote
+from consensus.messages import MESSAGE_SIZE_MAX, CatchUpRequest, Message, Proposal, Vote
 from consensus.safety import SafetyState
 from consensus.sim.mempool import RootStream
-from proof.chain import Certificate, Genesis
+from proof.chain import BlockHeader, Certificate, FinalizationProof, Genesis
 from proof.compact import CompactRange
 from proof.errors import DecodeError
 
@@ -73,6 +73,10 @@ class Host(Protocol):
 
     def mark_invalid(self, block_hash: bytes) -> None: ...
 
+    def oversize(self, node: int, size_bytes: int) -> None:
+        """``node`` tried to send a message larger than one frame (a bug for an honest node)."""
+        ...
+
     def decode(self, data: bytes) -> Message:
         """``decode_message(data)`` (the host may memoize it: decoding is a pure function)."""
         ...
@@ -85,6 +89,7 @@ class Disk:
     safety: bytes | None = None
     safety_state: SafetyState | None = None  # the decoded form of ``safety``, for checkers
     blocks: list[tuple[Block, Certificate]] = field(default_factory=list)
+    descendants: list[tuple[BlockHeader, ...]] = field(default_factory=list)
     log: CompactRange = field(default_factory=CompactRange)
     roots: set[bytes] = field(default_factory=set)
     persists: int = 0
@@ -112,13 +117,15 @@ class Disk:
         """The kept blocks above the finalized tip, lowest first (what ``Core(blocks=)`` takes)."""
         return sorted(self.unfinalized.values(), key=lambda block: (block.header.height, block.header.view))
 
-    def read_finalized(self, height: int) -> tuple[Block, Certificate] | None:
+    def read_finalized(self, height: int) -> tuple[Block, FinalizationProof] | None:
         if 1 <= height <= len(self.blocks):
-            return self.blocks[height - 1]
+            block, certificate = self.blocks[height - 1]
+            return block, FinalizationProof(headers=self.descendants[height - 1], certificate=certificate)
         return None
 
-    def commit(self, block: Block, certificate: Certificate) -> None:
+    def commit(self, block: Block, certificate: Certificate, descendants: tuple[BlockHeader, ...] = ()) -> None:
         self.blocks.append((block, certificate))
+        self.descendants.append(descendants)
         self.log.extend_roots(block.roots)
         roots = block.roots
         self.roots.update(roots[i : i + ROOT_SIZE] for i in range(0, len(roots), ROOT_SIZE))
@@ -138,6 +145,8 @@ class NodeCounters:
     received: int = 0
     decode_rejected: int = 0
     catchup_served: int = 0
+    catchup_refused: int = 0
+    oversize_unsent: int = 0
     proposals_built: int = 0
     blocks_checked_invalid: int = 0
     evidence: int = 0
@@ -171,6 +180,7 @@ class SimNode:
         self.incarnation = 0
         self.timer_token = 0
         self.peers = tuple(i for i in range(genesis.n) if i != index)
+        self.serve_limiter = ServeLimiter()
 
     @property
     def up(self) -> bool:
@@ -211,11 +221,27 @@ class SimNode:
             self.counters.decode_rejected += 1
             return
         if type(message) is CatchUpRequest:
-            self.counters.catchup_served += 1
-            response = build_response(message, self.disk.read_finalized)
-            self.host.transmit(self.index, src, response.encode())
+            self.serve_catch_up(src, message, now_ms)
             return
         self.handle(MessageReceived(src, message), now_ms)
+
+    def serve_catch_up(self, src: int, request: CatchUpRequest, now_ms: int) -> None:
+        """The driver's job, as node.runtime does it: answer from the disk, rate-limited per peer."""
+        if not self.serve_limiter.allow(src, now_ms):
+            self.counters.catchup_refused += 1
+            return
+        self.counters.catchup_served += 1
+        data = build_response(request, self.disk.read_finalized).encode()
+        self.serve_limiter.charge(src, len(data))
+        self.transmit_checked(src, data)
+
+    def transmit_checked(self, to: int, data: bytes) -> None:
+        """Send what one p2p frame can carry; the runtime's PeerManager refuses anything larger."""
+        if len(data) > MESSAGE_SIZE_MAX:
+            self.counters.oversize_unsent += 1
+            self.host.oversize(self.index, len(data))
+            return
+        self.host.transmit(self.index, to, data)
 
     def timer_fired(self, incarnation: int, token: int, view: int, now_ms: int) -> None:
         if self.core is None or incarnation != self.incarnation or token != self.timer_token:
@@ -266,11 +292,11 @@ class SimNode:
         self._note_votes(message)
         data = message.encode()
         for peer in self.peers:
-            self.host.transmit(self.index, peer, data)
+            self.transmit_checked(peer, data)
 
     def send(self, to: int, message: Message, now_ms: int) -> None:
         self._note_votes(message)
-        self.host.transmit(self.index, to, message.encode())
+        self.transmit_checked(to, message.encode())
 
     def _note_votes(self, message: Message) -> None:
         kind = type(message)
@@ -315,5 +341,5 @@ class SimNode:
         self.host.local(self.index, self.incarnation, BlockChecked(block.hash, valid), BLOCK_CHECK_MS)
 
     def finalize(self, action: Finalized) -> None:
-        self.disk.commit(action.block, action.certificate)
+        self.disk.commit(action.block, action.certificate, action.descendants)
         self.host.finalized(self.index, action)

@@ -23,7 +23,7 @@ from consensus.actions import Evidence, Finalized
 from consensus.core import CoreConfig
 from consensus.crypto import MLDSASigner, MLDSAVerifier, Signer, Verifier, sim_validators
 from consensus.events import Event
-from consensus.messages import Message, Vote, decode_message
+from consensus.messages import MESSAGE_SIZE_MAX, Message, Vote, decode_message
 from consensus.safety import SafetyState
 from consensus.sim.byzantine import BEHAVIOURS, ByzantineNode
 from consensus.sim.faults import FaultMix, plan_faults
@@ -271,6 +271,12 @@ class Simulation:
         self.invalid_blocks += 1
         self.checker.mark_invalid(block_hash)
 
+    def oversize(self, node: int, size_bytes: int) -> None:
+        if node in self.checker.honest and "frame-size" in self.checker.enabled:
+            self.checker.violate(
+                "frame-size", node, f"tried to send {size_bytes} bytes, more than one frame ({MESSAGE_SIZE_MAX})"
+            )
+
     # -- the run --------------------------------------------------------------------------
 
     def run(self) -> RunResult:
@@ -329,6 +335,7 @@ class Simulation:
                 elif kind == _CRASH:
                     trace.update(pack(">QBB", due_ms, kind, node.index))
                     node.crash()
+                    checker.crashed(node.index)
                 elif kind in (_RESTART, _BOOT):
                     trace.update(pack(">QBB", due_ms, kind, node.index))
                     self._boot(node, due_ms)
