@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from anchor.replies import BLOCK_TX_COUNT_MAX
 from anchor.rpc import BitcoindRPC
 from proof.errors import DecodeError, PantheonError, ProofError
 from proof.hashing import HASH_SIZE, sha256d
 from proof.spv import HEADER_SIZE, ByteReader, hash_to_hex, hex_to_hash, parse_header, verify_spv
-
-# A 4 MWU block holds fewer than 2**17 transactions (60-byte minimum).
-BLOCK_TX_COUNT_MAX = 1 << 17
 
 
 class SpvMaterialError(PantheonError):
@@ -144,8 +142,12 @@ def extract_spv_material(rpc: BitcoindRPC, txid_hex: str, block_hash_hex: str, *
     confirmed transaction (or prove it, once its outputs are spent) otherwise.
     """
     txid = hex_to_hash(txid_hex)
-    raw_tx = bytes.fromhex(rpc.call("getrawtransaction", txid_hex, False, block_hash_hex))
-    merkle_block = parse_merkle_block(bytes.fromhex(rpc.call("gettxoutproof", [txid_hex], block_hash_hex)))
+    block_hash = hex_to_hash(block_hash_hex)
+    raw_tx = rpc.raw_transaction(txid, block_hash)
+    try:
+        merkle_block = parse_merkle_block(rpc.merkle_block(txid, block_hash))
+    except DecodeError as exc:
+        raise SpvMaterialError(f"gettxoutproof for {txid_hex} in block {block_hash_hex} does not parse: {exc}") from exc
     if merkle_block.txid != txid:
         raise SpvMaterialError(f"gettxoutproof for {txid_hex} matched {hash_to_hex(merkle_block.txid)} instead")
     material = SpvMaterial(
@@ -155,7 +157,7 @@ def extract_spv_material(rpc: BitcoindRPC, txid_hex: str, block_hash_hex: str, *
         claim = verify_spv(raw_tx, material.branch, material.index, material.header, network=network)
     except (DecodeError, ProofError) as exc:
         raise SpvMaterialError(f"SPV material of {txid_hex} in block {block_hash_hex} does not verify: {exc}") from exc
-    if claim.block_hash != hex_to_hash(block_hash_hex) or claim.txid != txid:
+    if claim.block_hash != block_hash or claim.txid != txid:
         raise SpvMaterialError(
             f"SPV material of {txid_hex} proves {hash_to_hex(claim.txid)} in {hash_to_hex(claim.block_hash)}"
         )

@@ -24,8 +24,11 @@ entry): if a fee bump succeeded in bitcoind but its answer was lost (timeout, cr
 the record follows the wallet instead of rebroadcasting a transaction bitcoind has
 already replaced.
 
-Errors: BitcoindUnavailable propagates as it is from ``poll`` (the caller keeps its
-record and polls again later); a refused broadcast or bump becomes a
+Every answer is read through BitcoindRPC's typed calls (anchor.replies), so a reply of
+the wrong shape is a BitcoindReplyInvalid, never a KeyError or TypeError here.
+
+Errors: BitcoindUnavailable and BitcoindReplyInvalid propagate as they are from ``poll``
+(the caller keeps its record and polls again later); a refused broadcast or bump becomes a
 BroadcastFailed event, so the record carries the reason and the retry is rate
 limited like any other attempt. ``anchor`` propagates what building the
 transaction raises (BitcoindUnavailable, WalletEmptyError, AnchorTxError): nothing
@@ -39,9 +42,9 @@ import logging
 import math
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
-from anchor.rpc import BitcoindRPC, BitcoindRPCError, BitcoindUnavailable
+from anchor.replies import HeaderInfo, WalletTx
+from anchor.rpc import BitcoindReplyInvalid, BitcoindRPC, BitcoindRPCError, BitcoindUnavailable
 from anchor.spv import SpvMaterial, extract_spv_material
 from anchor.state import (
     ATTEMPT_INTERVAL_MS_DEFAULT,
@@ -77,12 +80,11 @@ from anchor.tx import (
     vsize_of,
 )
 from proof.errors import DecodeError
-from proof.spv import hash_to_hex, hex_to_hash, parse_transaction, pow_limit
+from proof.spv import hash_to_hex, parse_transaction, pow_limit
 
 logger = logging.getLogger("pantheon.anchor")
 
 # bitcoind RPC error codes (src/rpc/protocol.h) the tracker reads as answers, not failures.
-RPC_INVALID_ADDRESS_OR_KEY = -5  # unknown txid (wallet, mempool) or block
 RPC_VERIFY_ALREADY_IN_CHAIN = -27  # sendrawtransaction: the transaction is already in a block
 # Actions one poll can carry out: the state machine asks for at most a bump or a
 # rebroadcast plus its alerts, and each answer adds at most one alert.
@@ -187,61 +189,46 @@ class AnchorTracker:
 
     def _observe(self, record: AnchorRecord, now_ms: int) -> Observed:
         if record.block_hash is not None:
-            header = self._header(record.block_hash)
-            if header is not None and header["confirmations"] >= 1:
-                return self._observed_in(record.confirmed_txid, record.block_hash, header, now_ms)
+            header = self.rpc.header_info(record.block_hash)
+            if header is not None and header.on_best_chain:
+                return self._observed_in(record.confirmed_txid, header, now_ms)
         for txid in record.txids:
-            wallet_tx = self._wallet_tx(txid)
-            if wallet_tx is None or wallet_tx["confirmations"] < 1:
+            wallet_tx = self.rpc.wallet_tx(txid)
+            if wallet_tx is None or wallet_tx.confirmations < 1 or wallet_tx.block_hash is None:
                 continue
-            block_hash = hex_to_hash(wallet_tx["blockhash"])
-            header = self._header(block_hash)
-            if header is not None and header["confirmations"] >= 1:
-                return self._observed_in(txid, block_hash, header, now_ms)
-        return Observed(now_ms, in_mempool=self._in_mempool(record.txid))
+            header = self.rpc.header_info(wallet_tx.block_hash)
+            if header is not None and header.on_best_chain:
+                return self._observed_in(txid, header, now_ms)
+        return Observed(now_ms, in_mempool=self.rpc.in_mempool(record.txid))
 
     @staticmethod
-    def _observed_in(txid: bytes | None, block_hash: bytes, header: dict[str, Any], now_ms: int) -> Observed:
+    def _observed_in(txid: bytes | None, header: HeaderInfo, now_ms: int) -> Observed:
         return Observed(
             now_ms,
             in_mempool=False,
             confirmed_txid=txid,
-            block_hash=block_hash,
-            block_height=header["height"],
-            confirmations=header["confirmations"],
+            block_hash=header.block_hash,
+            block_height=header.height,
+            confirmations=header.confirmations,
         )
-
-    def _call_or_none(self, method: str, *params: Any) -> Any:
-        """``method``'s result, or None when bitcoind does not know the txid or block."""
-        try:
-            return self.rpc.call(method, *params)
-        except BitcoindRPCError as exc:
-            if exc.code == RPC_INVALID_ADDRESS_OR_KEY:
-                return None
-            raise
-
-    def _header(self, block_hash: bytes) -> dict[str, Any] | None:
-        return self._call_or_none("getblockheader", hash_to_hex(block_hash), True)
-
-    def _wallet_tx(self, txid: bytes) -> dict[str, Any] | None:
-        return self._call_or_none("gettransaction", hash_to_hex(txid))
-
-    def _in_mempool(self, txid: bytes) -> bool:
-        return self._call_or_none("getmempoolentry", hash_to_hex(txid)) is not None
 
     def _adopt_wallet_replacements(self, record: AnchorRecord, now_ms: int) -> AnchorRecord:
         for _ in range(BUMPS_MAX):
             if record.state is not AnchorState.BROADCAST:
                 return record
-            wallet_tx = self._wallet_tx(record.txid)
-            replacement_hex = None if wallet_tx is None else _replacement_of(wallet_tx)
-            if replacement_hex is None:
+            wallet_tx = self.rpc.wallet_tx(record.txid)
+            replacement_txid = None if wallet_tx is None else _replacement_of(wallet_tx)
+            if replacement_txid is None:
                 return record
-            replacement = self._wallet_tx(hex_to_hash(replacement_hex))
+            replacement = self.rpc.wallet_tx(replacement_txid)
             if replacement is None:
                 return record
-            raw_tx = bytes.fromhex(replacement["hex"])
-            fee_sat = _btc_to_sat(-Decimal(replacement["fee"]))
+            if replacement.fee_btc is None:
+                raise AnchorTxError(
+                    f"the wallet shows replacement {hash_to_hex(replacement_txid)} without the fee it paid"
+                )
+            raw_tx = replacement.raw_tx
+            fee_sat = _btc_to_sat(-replacement.fee_btc)
             vsize = _vsize(raw_tx)
             record, actions = step(
                 record,
@@ -273,7 +260,7 @@ class AnchorTracker:
                 continue
             try:
                 event = self._carry_out(record, action, now_ms)
-            except BitcoindUnavailable as exc:
+            except (BitcoindUnavailable, BitcoindReplyInvalid) as exc:
                 if not unavailable_fails_broadcast:
                     raise
                 event = BroadcastFailed(truncate_text(str(exc)), now_ms)
@@ -298,14 +285,14 @@ class AnchorTracker:
     def _broadcast(self, action: Broadcast, fee_rate_max_sat_vb: Decimal, now_ms: int) -> Event:
         max_fee_rate_btc_kvb = fee_rate_max_sat_vb * SAT_KVB_PER_SAT_VB / SAT_PER_BTC
         try:
-            txid_hex = self.rpc.call("sendrawtransaction", action.raw_tx.hex(), max_fee_rate_btc_kvb)
+            txid = self.rpc.send_raw_transaction(action.raw_tx, max_fee_rate_btc_kvb)
         except BitcoindRPCError as exc:
             if exc.code == RPC_VERIFY_ALREADY_IN_CHAIN:
                 # Already in a block: bitcoind has it, the next observation finds where.
                 return Broadcasted(action.txid, now_ms)
             raise
-        if hex_to_hash(txid_hex) != action.txid:
-            raise AnchorTxError(f"bitcoind accepted {txid_hex} for anchor {hash_to_hex(action.txid)}")
+        if txid != action.txid:
+            raise AnchorTxError(f"bitcoind accepted {hash_to_hex(txid)} for anchor {hash_to_hex(action.txid)}")
         return Broadcasted(action.txid, now_ms)
 
     def _alert_all(self, actions: tuple[Action, ...]) -> None:
@@ -315,15 +302,14 @@ class AnchorTracker:
             self.on_alert(action)
 
 
-def _replacement_of(wallet_tx: dict[str, Any]) -> str | None:
+def _replacement_of(wallet_tx: WalletTx) -> bytes | None:
     """The txid that replaced a wallet transaction: ``replaced_by_txid`` after the
     wallet's own bumpfee, else the one mempool transaction that conflicts with it
     (anchor.tx.bump_fee signs with PSBTs and broadcasts the replacement itself)."""
-    replaced_by = wallet_tx.get("replaced_by_txid")
-    if replaced_by is not None:
-        return str(replaced_by)
-    conflicts = wallet_tx.get("mempoolconflicts") or []
-    return str(conflicts[0]) if len(conflicts) == 1 else None
+    if wallet_tx.replaced_by is not None:
+        return wallet_tx.replaced_by
+    conflicts = wallet_tx.mempool_conflicts
+    return conflicts[0] if len(conflicts) == 1 else None
 
 
 def _as_anchor_tx(record: AnchorRecord) -> AnchorTx:

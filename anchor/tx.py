@@ -26,7 +26,7 @@ from bitcoin.core.script import CScript
 from anchor.payload import decode_payload, encode_script
 from anchor.rpc import BitcoindRPC
 from proof.errors import DecodeError, PantheonError
-from proof.spv import Transaction, hash_to_hex, parse_transaction
+from proof.spv import Transaction, hash_to_hex, hex_to_hash, parse_transaction
 
 TX_VERSION = 2
 # nSequence at or below this signals BIP 125 replaceability.
@@ -122,26 +122,22 @@ def _input_sequences(raw_tx: bytes, tx: Transaction) -> list[int]:
 def fund(wallet: BitcoindRPC, block_hash: bytes, *, fee_rate_sat_vb: Decimal) -> tuple[bytes, int]:
     """Unsigned anchor transaction with the wallet's inputs and change, at
     ``fee_rate_sat_vb``, and the fee in satoshi it pays."""
-    result = wallet.call(
-        "fundrawtransaction",
-        build_unfunded(block_hash).hex(),
-        {"fee_rate": Decimal(fee_rate_sat_vb), "replaceable": True},
-    )
-    funded = bytes.fromhex(result["hex"])
-    check_anchor(funded, block_hash)
-    return funded, _btc_to_sat(result["fee"])
+    result = wallet.fund_raw_transaction(build_unfunded(block_hash), Decimal(fee_rate_sat_vb))
+    check_anchor(result.raw_tx, block_hash)
+    return result.raw_tx, _btc_to_sat(result.fee_btc)
 
 
 def sign(wallet: BitcoindRPC, funded: bytes) -> bytes:
-    result = wallet.call("signrawtransactionwithwallet", funded.hex())
-    if not result.get("complete"):
-        raise AnchorTxError(f"the wallet could not sign every input: {result.get('errors')}")
-    return bytes.fromhex(result["hex"])
+    result = wallet.sign_raw_transaction(funded)
+    if not result.complete:
+        raise AnchorTxError(f"the wallet could not sign every input: {list(result.errors)}")
+    return result.raw_tx
 
 
 def broadcast(wallet: BitcoindRPC, signed_tx: bytes, *, fee_rate_max_sat_vb: Decimal) -> str:
     """Send to the network; bitcoind also refuses it above ``fee_rate_max_sat_vb``."""
-    return wallet.call("sendrawtransaction", signed_tx.hex(), Decimal(fee_rate_max_sat_vb) * _SAT_VB_TO_BTC_KVB)
+    txid = wallet.send_raw_transaction(signed_tx, Decimal(fee_rate_max_sat_vb) * _SAT_VB_TO_BTC_KVB)
+    return hash_to_hex(txid)
 
 
 def fee_within_cap(fee_sat: int, vsize: int, input_count: int, fee_rate_max_sat_vb: Decimal) -> bool:
@@ -229,15 +225,15 @@ def bump_fee(
     refusal there would come too late. Returns the replacement's record (a new txid).
     """
     _check_fee_rate(fee_rate_sat_vb, fee_rate_max_sat_vb)
-    result = wallet.call("psbtbumpfee", anchor.txid, {"fee_rate": Decimal(fee_rate_sat_vb)})
-    if result.get("errors"):
-        raise AnchorTxError(f"psbtbumpfee of {anchor.txid} reported errors: {result['errors']}")
-    processed = wallet.call("walletprocesspsbt", result["psbt"], True)
-    finalized = wallet.call("finalizepsbt", processed["psbt"], True)
-    if not finalized.get("complete"):
+    result = wallet.psbt_bump_fee(hex_to_hash(anchor.txid), Decimal(fee_rate_sat_vb))
+    if result.errors:
+        raise AnchorTxError(f"psbtbumpfee of {anchor.txid} reported errors: {list(result.errors)}")
+    processed = wallet.process_psbt(result.psbt)
+    finalized = wallet.finalize_psbt(processed.psbt)
+    if finalized.raw_tx is None:
         raise AnchorTxError(f"the wallet could not sign every input of the replacement of {anchor.txid}")
-    raw_tx = bytes.fromhex(finalized["hex"])
-    record = _record(raw_tx, anchor.block_hash, _btc_to_sat(result["fee"]), fee_rate_max_sat_vb)
+    raw_tx = finalized.raw_tx
+    record = _record(raw_tx, anchor.block_hash, _btc_to_sat(result.fee_btc), fee_rate_max_sat_vb)
     txid = broadcast(wallet, raw_tx, fee_rate_max_sat_vb=send_fee_rate_max_sat_vb(record, fee_rate_max_sat_vb))
     if txid != record.txid:
         raise AnchorTxError(f"bitcoind accepted txid {txid}, but the replacement's txid is {record.txid}")

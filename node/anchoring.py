@@ -38,10 +38,18 @@ anchor whose Bitcoin block is on the best chain becomes an AnchoredCheckpoint (S
 material extracted and checked), one whose block left the best chain loses it until
 it is confirmed again, and recent best-chain headers are cached for confirmations.
 
-Failures: a bitcoind that is down, slow or has an empty wallet never stops the chain.
-Each tick runs in a worker thread; its error is logged (once per change), shown in
-status and health, and the next tick tries again. Nothing is lost: the lifecycle
-records are in the store and the due checkpoint is recomputed from the chain.
+Failures: a bitcoind that is down, slow, on another network, has an empty wallet or
+answers nonsense never stops the chain. Every answer is read through BitcoindRPC's
+typed calls (anchor.replies), so a malformed one is a BitcoindReplyInvalid like any
+other error of the BitcoindError family, never a KeyError or TypeError in a tick.
+Each tick runs in a worker thread; its error is logged (at once when its kind changes,
+then at most once per ERROR_LOG_INTERVAL_MS with a repeat count), shown in status and
+health (``bitcoind_ok``, ``bitcoind_error_kind``, counts by kind) and in metrics, and
+the next tick tries again, so anchoring resumes by itself once bitcoind is healthy.
+While bitcoind is not healthy no anchor is offered to a proposal, and a proposal's
+anchors that cannot be checked get no vote from this validator (``check_refs`` raises
+a BitcoindError, which the runtime catches). Nothing is lost: the lifecycle records
+are in the store and the due checkpoint is recomputed from the chain.
 """
 
 from __future__ import annotations
@@ -56,7 +64,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from anchor.payload import decode_payload
-from anchor.rpc import BitcoindAuthError, BitcoindRPC, BitcoindRPCError, BitcoindUnavailable, WalletEmptyError
+from anchor.replies import HeaderInfo
+from anchor.rpc import (
+    BitcoindAuthError,
+    BitcoindError,
+    BitcoindReplyInvalid,
+    BitcoindRPC,
+    BitcoindRPCError,
+    BitcoindUnavailable,
+    BitcoindWrongNetwork,
+    WalletEmptyError,
+)
 from anchor.spv import SpvMaterialError, extract_spv_material
 from anchor.state import Alert, AnchorRecord, AnchorState, AnchorStateError, decode_record, encode_record
 from anchor.tracker import AnchorTracker
@@ -66,7 +84,7 @@ from node.logs import event
 from proof.chain import ANCHORS_PER_BLOCK_MAX, AnchorRef, BlockHeader, Genesis
 from proof.errors import DecodeError, PantheonError
 from proof.hashing import sha256d
-from proof.spv import hash_to_hex, hex_to_hash, parse_transaction
+from proof.spv import hash_to_hex, parse_transaction
 from storage.anchor_store import HEADERS_AFTER_MAX, AnchoredCheckpoint, AnchorStore, RecordedAnchor
 from storage.chain_store import ChainStore
 
@@ -86,7 +104,10 @@ HEADERS_PER_TICK_MAX = HEADERS_AFTER_MAX
 REFS_FRESH_MS = 3 * 1000
 # Best-chain blocks searched for an anchor whose recorded block left the best chain.
 REORG_SCAN_BLOCKS = 12
-RPC_INVALID_ADDRESS_OR_KEY = -5
+# The same kind of anchoring error is logged at most this often (with a count of repeats).
+ERROR_LOG_INTERVAL_MS = 60 * 1000
+# Error kind of anchoring failures that are not bitcoind's (see BitcoindError.kind for those).
+KIND_ANCHORING = "anchoring"
 
 
 class AnchoringError(PantheonError):
@@ -184,6 +205,11 @@ class AnchoringStatus:
     btc_height: int | None = None
     last_txid: str | None = None
     alerts: list[str] = field(default_factory=list)
+    error_kind: str = ""
+    """Kind of the last tick's error (BitcoindError.kind, or "anchoring"); "" when it went through."""
+    errors_total: dict[str, int] = field(default_factory=dict)
+    """Errors since start by kind, ticks and anchor checks; replaced, never mutated, so a
+    reader in another thread always sees one consistent mapping."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -194,6 +220,8 @@ class AnchoringStatus:
             "btc_height": self.btc_height,
             "last_txid": self.last_txid,
             "alerts": list(self.alerts),
+            "bitcoind_error_kind": self.error_kind,
+            "bitcoind_errors": dict(self.errors_total),
         }
 
 
@@ -242,50 +270,64 @@ class Anchorer:
                 self._active[height] = record
             self.status.last_txid = hash_to_hex(record.txid)
         self._follow_floor = 0
+        self._logged_kind = ""
+        self._logged_at_ms = 0
+        self._repeats = 0
 
     # ---- one tick (worker thread) -------------------------------------------------
 
     def tick(self, now_ms: int) -> None:
         """Ask bitcoind about everything in flight, anchor the due block if on duty."""
         try:
-            info = self.rpc.call("getblockchaininfo")
-            if info.get("chain") != self.network:
-                raise AnchoringError(
-                    f"bitcoind at {self.rpc.address} runs chain {info.get('chain')!r}, "
-                    f"but [bitcoin] network is {self.config.network!r}"
-                )
-            self.status.btc_height = int(info["blocks"])
+            self.status.btc_height = self.rpc.chain_info(self.network).blocks
             own = self._poll_own(now_ms)
             moved = self._follow_recorded()
             self._ready = tuple(dict.fromkeys([*own, *moved]))[:ANCHORS_PER_BLOCK_MAX]
             self._anchor_if_on_duty(now_ms)
         except WalletEmptyError as exc:
-            self._failed(str(exc), now_ms, reachable=True, wallet_empty=True)
+            self._failed(exc, now_ms, reachable=True, wallet_empty=True)
             return
-        except (BitcoindUnavailable, BitcoindAuthError) as exc:
+        except (BitcoindUnavailable, BitcoindAuthError, BitcoindReplyInvalid, BitcoindWrongNetwork) as exc:
             self._ready = ()
-            self._failed(str(exc), now_ms, reachable=False)
+            self._failed(exc, now_ms, reachable=False)
             return
         except (BitcoindRPCError, AnchorTxError, AnchorStateError, SpvMaterialError, AnchoringError, DecodeError) as exc:
-            self._failed(str(exc), now_ms, reachable=True)
+            self._failed(exc, now_ms, reachable=True)
             return
         if not self.status.bitcoind_ok or self.status.last_error:
             event(log, logging.INFO, "bitcoind reachable, anchoring running", bitcoind=self.rpc.address,
                   btc_height=self.status.btc_height)
+        self._logged_kind = ""
+        self._repeats = 0
         self.status.bitcoind_ok = True
         self.status.wallet_empty = False
         self.status.last_error = ""
+        self.status.error_kind = ""
         self.status.last_contact_ms = now_ms
         self.status.alerts = sorted({alert for r in self._active.values() for alert in r.alerts})
 
-    def _failed(self, error: str, now_ms: int, *, reachable: bool, wallet_empty: bool = False) -> None:
-        if error != self.status.last_error:
-            event(log, logging.WARNING, "anchoring paused, the chain keeps finalizing", error=error[:300])
-        self.status.last_error = error[:500]
+    def _failed(self, exc: PantheonError, now_ms: int, *, reachable: bool, wallet_empty: bool = False) -> None:
+        """Show the error in status and count it; log it when its kind changes, else at most
+        once per ERROR_LOG_INTERVAL_MS, so a bitcoind failing every tick cannot flood the log."""
+        kind = _kind_of(exc)
+        self._count_error(kind)
+        if kind != self._logged_kind or now_ms - self._logged_at_ms >= ERROR_LOG_INTERVAL_MS:
+            event(log, logging.WARNING, "anchoring paused, the chain keeps finalizing", kind=kind,
+                  repeats=self._repeats, error=str(exc)[:300])
+            self._logged_kind, self._logged_at_ms, self._repeats = kind, now_ms, 0
+        else:
+            self._repeats += 1
+        self.status.last_error = str(exc)[:500]
+        self.status.error_kind = kind
         self.status.wallet_empty = wallet_empty
         self.status.bitcoind_ok = reachable
         if reachable:
             self.status.last_contact_ms = now_ms
+
+    def _count_error(self, kind: str) -> None:
+        with self._lock:
+            errors = self.status.errors_total
+            self.status.errors_total = {**errors, kind: errors.get(kind, 0) + 1}
 
     def _on_alert(self, alert: Alert) -> None:
         event(log, logging.WARNING, "anchor alert", kind=alert.kind, detail=alert.detail[:300])
@@ -332,10 +374,7 @@ class Anchorer:
         if record.confirmed_txid == record.txid:
             raw_tx = record.raw_tx
         else:
-            raw_tx = bytes.fromhex(
-                self.rpc.call("getrawtransaction", hash_to_hex(record.confirmed_txid), False,
-                              hash_to_hex(record.block_hash))
-            )
+            raw_tx = self.rpc.raw_transaction(record.confirmed_txid, record.block_hash)
         vout = _anchor_vout(raw_tx, record.pantheon_block_hash)
         return AnchorRef(
             txid=record.confirmed_txid,
@@ -409,18 +448,15 @@ class Anchorer:
         if checkpoint is not None and parse_transaction(checkpoint.raw_tx).txid != ref.txid:
             checkpoint = None
         btc_block_hash = ref.btc_block_hash if checkpoint is None else checkpoint.btc_block_hash
-        header = self._best_chain_header(btc_block_hash)
-        if header is None:
-            found = self._find_in_recent_blocks(ref.txid, ref.btc_height)
-            if found is not None:
-                btc_block_hash, header = found
+        header = self._best_chain_header(btc_block_hash) or self._find_in_recent_blocks(ref.txid, ref.btc_height)
         if header is None:
             if stored is not None:
                 self.anchors.delete_checkpoint(recorded.height)
                 event(log, logging.WARNING, "anchored checkpoint left the best chain, pending again",
                       height=recorded.height, btc_block=hash_to_hex(btc_block_hash))
             return 0, None
-        confirmations = int(header["confirmations"])
+        btc_block_hash = header.block_hash
+        confirmations = header.confirmations
         if checkpoint is None or checkpoint.btc_block_hash != btc_block_hash:
             material = extract_spv_material(
                 self.rpc, hash_to_hex(ref.txid), hash_to_hex(btc_block_hash), network=self.network
@@ -434,11 +470,11 @@ class Anchorer:
                     tx_index=material.index,
                     branch=material.branch,
                     header=material.header,
-                    btc_height=int(header["height"]),
+                    btc_height=header.height,
                 )
             )
             event(log, logging.INFO, "anchored", height=recorded.height, txid=hash_to_hex(ref.txid),
-                  btc_block=hash_to_hex(btc_block_hash), btc_height=header["height"])
+                  btc_block=hash_to_hex(btc_block_hash), btc_height=header.height)
         if btc_block_hash == ref.btc_block_hash:
             return confirmations, None
         return confirmations, AnchorRef(
@@ -446,53 +482,43 @@ class Anchorer:
             vout=ref.vout,
             anchored_block_hash=ref.anchored_block_hash,
             btc_block_hash=btc_block_hash,
-            btc_height=int(header["height"]),
+            btc_height=header.height,
         )
 
-    def _best_chain_header(self, btc_block_hash: bytes) -> dict[str, Any] | None:
-        header = self._call_or_none("getblockheader", hash_to_hex(btc_block_hash), True)
-        return header if header is not None and int(header["confirmations"]) >= 1 else None
+    def _best_chain_header(self, btc_block_hash: bytes) -> HeaderInfo | None:
+        header = self.rpc.header_info(btc_block_hash)
+        return header if header is not None and header.on_best_chain else None
 
-    def _find_in_recent_blocks(self, txid: bytes, btc_height: int) -> tuple[bytes, dict[str, Any]] | None:
+    def _find_in_recent_blocks(self, txid: bytes, btc_height: int) -> HeaderInfo | None:
         """The best-chain block holding ``txid``, searched from the tip down to just below
         ``btc_height`` (where a reorg can have moved it), at most REORG_SCAN_BLOCKS blocks."""
-        block_hex = self.rpc.call("getbestblockhash")
-        txid_hex = hash_to_hex(txid)
+        block_hash: bytes | None = self.rpc.best_block_hash()
         for _ in range(REORG_SCAN_BLOCKS):
-            block = self.rpc.call("getblock", block_hex, 1)
-            if txid_hex in block["tx"]:
-                return hex_to_hash(block_hex), block
-            if int(block["height"]) < btc_height or "previousblockhash" not in block:
+            if block_hash is None:
                 return None
-            block_hex = block["previousblockhash"]
+            block = self.rpc.block_info(block_hash)
+            if txid in block.txids:
+                return block.header
+            if block.header.height < btc_height:
+                return None
+            block_hash = block.header.previous
         return None
 
     def _cache_headers(self, lowest_btc_height: int) -> None:
         """Cache the best chain's headers from its tip down to ``lowest_btc_height`` (at most
         HEADERS_PER_TICK_MAX), fetching only those the cache lacks or has stale."""
-        block_hex = self.rpc.call("getbestblockhash")
+        block_hash: bytes | None = self.rpc.best_block_hash()
         fetched: dict[int, bytes] = {}
         for _ in range(HEADERS_PER_TICK_MAX):
-            info = self.rpc.call("getblockheader", block_hex, True)
-            height = int(info["height"])
-            if height < lowest_btc_height:
+            info = None if block_hash is None else self.rpc.header_info(block_hash)
+            if info is None or info.height < lowest_btc_height:
                 break
-            cached = self.anchors.header_at(height)
-            if cached is None or sha256d(cached) != hex_to_hash(block_hex):
-                fetched[height] = bytes.fromhex(self.rpc.call("getblockheader", block_hex, False))
-            if "previousblockhash" not in info:
-                break
-            block_hex = info["previousblockhash"]
+            cached = self.anchors.header_at(info.height)
+            if cached is None or sha256d(cached) != info.block_hash:
+                fetched[info.height] = self.rpc.raw_header(info.block_hash)
+            block_hash = info.previous
         if fetched:
             self.anchors.put_headers(fetched)
-
-    def _call_or_none(self, method: str, *params: Any) -> Any:
-        try:
-            return self.rpc.call(method, *params)
-        except BitcoindRPCError as exc:
-            if exc.code == RPC_INVALID_ADDRESS_OR_KEY:
-                return None
-            raise
 
     # ---- proposals and votes ----------------------------------------------------------
 
@@ -512,21 +538,28 @@ class Anchorer:
     def check_refs(self, refs: tuple[AnchorRef, ...]) -> None:
         """Raise AnchorRefInvalid unless each ref's transaction is in its Bitcoin block, on
         the best chain at the stated height, with the anchor payload at ``vout``.
-        BitcoindUnavailable propagates (the caller withholds its vote)."""
+        A bitcoind that cannot answer (down, slow, malformed replies, another network)
+        raises its BitcoindError, counted in status; the caller withholds its vote."""
+        try:
+            self._check_refs(refs)
+        except BitcoindError as exc:
+            self._count_error(_kind_of(exc))
+            raise
+
+    def _check_refs(self, refs: tuple[AnchorRef, ...]) -> None:
+        if refs:
+            self.check_rpc.chain_info(self.network)
         for ref in refs:
             try:
-                header = self.check_rpc.call("getblockheader", hash_to_hex(ref.btc_block_hash), True)
-                raw_hex = self.check_rpc.call(
-                    "getrawtransaction", hash_to_hex(ref.txid), False, hash_to_hex(ref.btc_block_hash)
-                )
+                header = self.check_rpc.header_info(ref.btc_block_hash)
+                raw_tx = self.check_rpc.raw_transaction(ref.txid, ref.btc_block_hash)
             except BitcoindRPCError as exc:
                 raise AnchorRefInvalid(f"anchor {hash_to_hex(ref.txid)}: bitcoind says {exc}") from exc
-            if int(header["confirmations"]) < 1 or int(header["height"]) != ref.btc_height:
+            if header is None or not header.on_best_chain or header.height != ref.btc_height:
                 raise AnchorRefInvalid(
                     f"anchor {hash_to_hex(ref.txid)}: Bitcoin block {hash_to_hex(ref.btc_block_hash)} is not on the "
                     f"best chain at height {ref.btc_height}"
                 )
-            raw_tx = bytes.fromhex(raw_hex)
             try:
                 tx = parse_transaction(raw_tx)
                 outputs = dict(tx.op_return_outputs())
@@ -577,3 +610,7 @@ def _anchor_vout(raw_tx: bytes, block_hash: bytes) -> int:
         if decode_payload(script) == block_hash:
             return vout
     raise AnchoringError(f"confirmed anchor transaction carries no anchor of {block_hash.hex()[:16]}")
+
+
+def _kind_of(exc: PantheonError) -> str:
+    return exc.kind if isinstance(exc, BitcoindError) else KIND_ANCHORING
