@@ -65,6 +65,14 @@ class APISection:
     tokens_file: str = _key("tokens.toml", "submitter tokens, stored hashed (`pantheon token add`), mode 0600")
     roots_per_request_max: int = _key(1000, "most roots one POST /v1/roots may carry")
     body_bytes_max: int = _key(1_000_000, "largest request body accepted (413 above)")
+    connections_max: int = _key(512, "open API connections at most; more are reset at once (the process's descriptor limit must cover this plus 1256, see LimitNOFILE)")
+    connections_per_source_max: int = _key(64, "open API connections from one IP address at most (behind a reverse proxy: set it to connections_max)")
+    write_timeout_ms: int = _key(10_000, "a client must take each 64 KiB of a response within this, or its connection is reset")
+    read_timeout_ms: int = _key(30_000, "a connection that sends nothing this long while a request is open is closed (0: no limit)")
+    keep_alive_timeout_ms: int = _key(5_000, "an idle connection (also one with an unfinished request head) is closed after this")
+    shutdown_timeout_ms: int = _key(2_000, "at shutdown, requests in flight and pending writes get this long, then are cut")
+    tls_cert_file: str = _key("", "PEM certificate chain: serve HTTPS (with tls_key_file); empty: plain HTTP, keep it on loopback or behind a TLS proxy")
+    tls_key_file: str = _key("", "PEM private key of tls_cert_file (mode 0600)")
 
 
 @dataclass(frozen=True)
@@ -180,7 +188,18 @@ def load_config(path: Path) -> Config:
             checked[key] = _check_value(path, f"{name}.{key}", value, spec, hints[key])
         sections[name] = section_type(**checked)
     config = Config(path=path.resolve(), **sections)
+    _check_api(config)
     return dataclasses.replace(config, bitcoin=_checked_bitcoin(config, file_info))
+
+
+def _check_api(config: Config) -> None:
+    """Limits that would make the API unusable, and half a TLS setup, are errors at load."""
+    api, path = config.api, config.path
+    if bool(api.tls_cert_file) != bool(api.tls_key_file):
+        raise ConfigError(f"{path}: api.tls_cert_file and api.tls_key_file go together; set both or neither")
+    for key in ("connections_max", "connections_per_source_max", "write_timeout_ms", "keep_alive_timeout_ms"):
+        if getattr(api, key) == 0:
+            raise ConfigError(f"{path}: api.{key} must be at least 1")
 
 
 def _checked_bitcoin(config: Config, file_info: os.stat_result) -> BitcoinSection:
