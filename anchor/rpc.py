@@ -293,14 +293,13 @@ class BitcoindRPC:
             connection.request("POST", path, body, headers)
             response = connection.getresponse()
             payload = response.read(RESPONSE_SIZE_MAX + 1)
+            # Bytes the Content-Length announced that never came (a read of a set size does
+            # not raise IncompleteRead); None when the length was not announced.
+            missing = response.length or 0
         except TimeoutError as exc:
             raise BitcoindUnavailable(
                 f"bitcoind at {self.address} is not reachable: {method} got no answer within "
                 f"{timeout_s:g} s (or only part of one)"
-            ) from exc
-        except http.client.IncompleteRead as exc:
-            raise self._invalid(
-                method, f"the reply was cut short after {len(exc.partial)} bytes of the length it announced"
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise BitcoindUnavailable(
@@ -311,6 +310,10 @@ class BitcoindRPC:
             connection.close()
         if len(payload) > RESPONSE_SIZE_MAX:
             raise self._invalid(method, f"the reply is larger than {RESPONSE_SIZE_MAX} bytes")
+        if missing:
+            raise self._invalid(
+                method, f"the reply was cut short after {len(payload)} of the {len(payload) + missing} bytes it announced"
+            )
         return response.status, payload
 
     # ---- typed calls: every one the node makes ---------------------------------------
