@@ -43,7 +43,7 @@ from journal.entry import (
     key_fingerprint,
     sign_entry,
 )
-from journal.errors import ChainError, JournalError, JournalFileError, TornTailError
+from journal.errors import ChainError, JournalError, JournalFileError, JournalKeyError, TornTailError
 from journal.keyfile import read_key_file, write_key_file
 from journal.records import MAGIC, Scan, TornTail, frame, scan
 from journal.verify import ChainReport, ChainWalker
@@ -366,8 +366,13 @@ def _active_key_file(directory: Path, active: bytes | None) -> SigningKey:
     wanted = key_fingerprint(active)
     current, following = directory / KEY_FILE, directory / NEXT_KEY_FILE
     if following.exists():
-        candidate = read_key_file(following)
-        if key_fingerprint(candidate.public_key) == wanted:
+        try:
+            candidate: SigningKey | None = read_key_file(following)
+        except JournalKeyError:
+            # Cut short by a crash while being written: the rotation entry, written only
+            # after this file was complete, cannot exist, so this key never became active.
+            candidate = None
+        if candidate is not None and key_fingerprint(candidate.public_key) == wanted:
             os.replace(following, current)
             _fsync_directory(directory)
             return candidate
