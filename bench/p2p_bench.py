@@ -43,9 +43,9 @@ def bench_handshake_sans_io(count: int) -> list[float]:
         start = time.perf_counter()
         initiator = Handshake.initiator(identity(0), DIRECTORY, 1)
         responder = Handshake.responder(identity(1), DIRECTORY)
-        responder.receive_data(initiator.data_to_send())
-        initiator.receive_data(responder.data_to_send())
-        responder.receive_data(initiator.data_to_send())
+        while not responder.complete:
+            responder.receive_data(initiator.data_to_send())
+            initiator.receive_data(responder.data_to_send())
         times.append(time.perf_counter() - start)
     return times
 

@@ -13,7 +13,14 @@ from proof.errors import PantheonError
 
 
 class HandshakeFailure(enum.Enum):
-    """Why a handshake was refused. The value is what logs and metrics show."""
+    """Why a handshake was refused. The value is what logs and metrics show.
+
+    ``rate_limited``, ``source_busy``, ``slots_full`` and ``evicted`` are the listener's
+    pre-authentication budget (:mod:`p2p.admission`), not the peer's protocol errors: its
+    source used up its proof verifications, held too many pending handshakes, found every
+    slot taken by sources holding at least as many, or gave up its slot to a less
+    represented source. ``idle`` is a connection that sent nothing for the pre-auth idle timeout.
+    """
 
     MALFORMED = "malformed"
     OVERSIZE = "oversize"
@@ -26,8 +33,14 @@ class HandshakeFailure(enum.Enum):
     UNEXPECTED_PEER = "unexpected_peer"
     BAD_KEY_SHARE = "bad_key_share"
     BAD_SIGNATURE = "bad_signature"
+    BAD_CONFIRMATION = "bad_confirmation"
+    RATE_LIMITED = "rate_limited"
     TIMEOUT = "timeout"
+    IDLE = "idle"
     CLOSED = "closed"
+    SOURCE_BUSY = "source_busy"
+    SLOTS_FULL = "slots_full"
+    EVICTED = "evicted"
 
 
 class P2PError(PantheonError):

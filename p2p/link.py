@@ -9,13 +9,14 @@ transport's own exceptions so callers need to handle only :class:`LinkClosed`,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import trio
 
 from p2p.errors import HandshakeError, HandshakeFailure, LinkClosed
 from p2p.frames import Channel, Frame, FrameOpener, FrameSealer
-from p2p.handshake import Handshake, HandshakeResult, LocalIdentity
+from p2p.handshake import HANDSHAKE_RECORD_BYTES_MAX, RECORD_LENGTH_SIZE, Handshake, HandshakeResult, LocalIdentity
 
 RECEIVE_CHUNK_BYTES = 256 * 1024
 
@@ -61,15 +62,29 @@ class Link:
         await trio.aclose_forcefully(self.stream)
 
 
-async def run_handshake(stream: trio.abc.Stream, handshake: Handshake, timeout_s: float) -> Link:
-    """Drive ``handshake`` over ``stream`` to completion within ``timeout_s`` seconds."""
+HANDSHAKE_READ_BYTES = RECORD_LENGTH_SIZE + HANDSHAKE_RECORD_BYTES_MAX
+"""Reads during the handshake take at most one largest record, so a pending handshake buffers little."""
+
+
+async def run_handshake(stream: trio.abc.Stream, handshake: Handshake, timeout_s: float,
+                        idle_timeout_s: float | None = None) -> Link:
+    """Drive ``handshake`` over ``stream`` to completion within ``timeout_s`` seconds.
+
+    With ``idle_timeout_s``, a peer that lets that long pass without sending a byte is
+    refused at once (``idle``) instead of holding the connection for the whole ``timeout_s``.
+    """
+    idle_s = math.inf if idle_timeout_s is None else idle_timeout_s
     with trio.move_on_after(timeout_s) as scope:
         try:
             outgoing = handshake.data_to_send()
             if outgoing:
                 await stream.send_all(outgoing)
             while not handshake.complete:
-                data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+                with trio.move_on_after(idle_s) as idle:
+                    data = await stream.receive_some(HANDSHAKE_READ_BYTES)
+                if idle.cancelled_caught:
+                    raise HandshakeError(HandshakeFailure.IDLE,
+                                         f"peer sent nothing for {idle_s:g} s during the handshake")
                 if not data:
                     raise HandshakeError(HandshakeFailure.CLOSED, "peer closed the connection during the handshake")
                 handshake.receive_data(data)
@@ -84,11 +99,10 @@ async def run_handshake(stream: trio.abc.Stream, handshake: Handshake, timeout_s
 
 
 async def establish(stream: trio.abc.Stream, identity: LocalIdentity, directory: Mapping[int, bytes], *,
-                    peer_index: int | None, timeout_s: float) -> Link:
+                    peer_index: int | None, timeout_s: float, idle_timeout_s: float | None = None) -> Link:
     """Authenticate ``stream``: as initiator when we dialed ``peer_index``, as responder when it is None."""
     if peer_index is None:
         handshake = Handshake.responder(identity, directory)
     else:
         handshake = Handshake.initiator(identity, directory, peer_index)
-    return await run_handshake(stream, handshake, timeout_s)
-
+    return await run_handshake(stream, handshake, timeout_s, idle_timeout_s)

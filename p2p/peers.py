@@ -2,16 +2,20 @@
 
 Shape (one :class:`PeerManager` per node, run inside the node's nursery):
 
-- a listener accepts TCP connections and runs the responder side of the handshake
-  (at most ``pending_handshakes_max`` at a time; more are closed at once);
+- a listener accepts TCP connections and runs the responder side of the handshake within
+  the pre-authentication budget of :mod:`p2p.admission` (at most
+  ``pending_handshakes_per_source_max`` pending per source address and
+  ``pending_handshakes_max`` in all, the most represented source giving way when full; a
+  connection silent for ``preauth_idle_timeout_ms`` is closed);
 - one dial loop per configured peer address: while no link to that peer exists, dial,
   handshake as initiator, and on failure wait an exponentially growing, jittered delay
   (``reconnect_initial_ms`` doubling up to ``reconnect_max_ms``);
 - each link runs a writer (drains the peer's :class:`SendQueue`, sends a keepalive when
   idle for ``keepalive_interval_ms``, drops the link if a write stalls for
   ``send_timeout_ms``) and a reader (drops the link when nothing, not even a keepalive,
-  arrives for ``idle_timeout_ms``; delivers frames to the bounded ``inbound`` channel,
-  whose back-pressure slows the peer's TCP stream rather than growing memory).
+  arrives for ``idle_timeout_ms``; delivers frames to ``inbound``, an
+  :class:`InboundQueue` bounded in frames and bytes per peer, whose back-pressure slows
+  that peer's TCP stream rather than growing memory or holding up the other peers).
 
 At most one link per peer. Both sides dial, so two links can be authenticated at once;
 the rule both sides apply independently is: a link dialed by the lower validator index
@@ -37,13 +41,20 @@ from dataclasses import dataclass
 
 import trio
 
-from p2p.errors import FrameError, HandshakeError, LinkClosed, OversizeFrameError, P2PConfigError, P2PError
+from p2p.admission import AdmissionTable, ProofBudget, Ticket, source_of
+from p2p.errors import (FrameError, HandshakeError, HandshakeFailure, LinkClosed, OversizeFrameError,
+                        P2PConfigError, P2PError)
 from p2p.frames import FRAME_OVERHEAD_BYTES, MAX_FRAME_BYTES, Channel
-from p2p.handshake import LocalIdentity
-from p2p.link import Link, establish
-from p2p.queue import SendQueue
+from p2p.handshake import Handshake, LocalIdentity
+from p2p.link import Link, establish, run_handshake
+from p2p.queue import InboundQueue, Received, SendQueue
+
+__all__ = ["Connector", "PeerAddress", "PeerManager", "PeerStatus", "Received", "TransportSettings", "tcp_connector"]
 
 log = logging.getLogger("pantheon.p2p")
+
+REFUSAL_LOG_INTERVAL_S = 1.0
+"""At most one WARNING line per inbound refusal reason per second; ``handshake_failures`` counts them all."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,13 @@ class TransportSettings:
     reconnect_max_ms: int = 30_000
     send_queue_frames_max: int = 1024
     send_queue_bytes_max: int = 64 * 1024 * 1024
-    inbound_frames_max: int = 1024
+    inbound_frames_per_peer_max: int = 1024
+    inbound_bytes_per_peer_max: int = 16 * 1024 * 1024
     pending_handshakes_max: int = 64
+    pending_handshakes_per_source_max: int = 8
+    preauth_idle_timeout_ms: int = 1_000
+    preauth_proofs_per_source_burst: int = 16
+    preauth_proof_interval_ms: int = 250
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -90,15 +106,13 @@ class TransportSettings:
             raise P2PConfigError("reconnect_max_ms must be at least reconnect_initial_ms")
         if self.send_queue_bytes_max < MAX_FRAME_BYTES:
             raise P2PConfigError(f"send_queue_bytes_max must hold one largest frame ({MAX_FRAME_BYTES} bytes)")
-
-
-@dataclass(frozen=True)
-class Received:
-    """One frame from an authenticated peer, as delivered to the node."""
-
-    peer_index: int
-    channel: Channel
-    payload: bytes
+        if self.inbound_bytes_per_peer_max < MAX_FRAME_BYTES:
+            raise P2PConfigError(f"inbound_bytes_per_peer_max must hold one largest frame ({MAX_FRAME_BYTES} bytes)")
+        if self.pending_handshakes_per_source_max >= self.pending_handshakes_max:
+            raise P2PConfigError("pending_handshakes_per_source_max must be below pending_handshakes_max, "
+                                 "or one source address can take every handshake slot")
+        if self.preauth_idle_timeout_ms > self.handshake_timeout_ms:
+            raise P2PConfigError("preauth_idle_timeout_ms must not exceed handshake_timeout_ms")
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,8 @@ class PeerStatus:
     frames_dropped: int
     queued_frames: int
     queued_bytes: int
+    inbound_frames: int
+    inbound_bytes: int
     last_error: str | None
 
 
@@ -180,11 +196,16 @@ class PeerManager:
         self._connector = connector
         self._peers = {index: _Peer(index, peers.get(index), settings)
                        for index in sorted(directory) if index != identity.index}
-        self._inbound_send, self.inbound = trio.open_memory_channel[Received](settings.inbound_frames_max)
+        self.inbound = InboundQueue(settings.inbound_frames_per_peer_max, settings.inbound_bytes_per_peer_max)
         self._nursery: trio.Nursery | None = None
         self._scope = trio.CancelScope()
         self._changed = trio.Event()
-        self._pending_handshakes = 0
+        self._admission = AdmissionTable(settings.pending_handshakes_max, settings.pending_handshakes_per_source_max)
+        self._pending: dict[Ticket, trio.CancelScope] = {}
+        self._proof_budget = ProofBudget(settings.preauth_proofs_per_source_burst,
+                                         settings.preauth_proof_interval_ms / 1000)
+        self._refusal_log_next_s: dict[HandshakeFailure, float] = {}
+        self._refusals_unlogged: Counter[HandshakeFailure] = Counter()
         self._random = random.Random()
         self.handshake_failures: Counter[str] = Counter()
         self.listen_port: int | None = None
@@ -210,7 +231,7 @@ class PeerManager:
                     await trio.sleep_forever()
         finally:
             self._nursery = None
-            self._inbound_send.close()
+            self.inbound.close()
 
     def shutdown(self) -> None:
         """Close every link and the listener; :meth:`run` returns once all sockets are closed."""
@@ -226,16 +247,19 @@ class PeerManager:
     async def _accept_socket(self, stream: trio.SocketStream) -> None:
         try:
             host, port = stream.socket.getpeername()[:2]
-            remote = str(PeerAddress(host, port))
         except OSError:
-            remote = "unknown address"
-        await self._accept(stream, remote)
+            await trio.aclose_forcefully(stream)
+            return
+        await self._accept(stream, str(PeerAddress(host, port)), source_of(host))
 
     def accept(self, stream: trio.abc.Stream, remote: str) -> None:
-        """Serve an inbound stream that did not come from our listener (memory links in tests)."""
+        """Serve an inbound stream that did not come from our listener (memory links in tests).
+
+        ``remote`` names the stream in logs and is its source address for the pre-auth budget.
+        """
         if self._nursery is None:
             raise P2PError("peer manager is not running")
-        self._nursery.start_soon(self._accept, stream, remote)
+        self._nursery.start_soon(self._accept, stream, remote, remote)
 
     # ---- node-facing API ------------------------------------------------------------
 
@@ -278,6 +302,7 @@ class PeerManager:
                 bytes_in=peer.bytes_in, bytes_out=peer.bytes_out,
                 frames_dropped=peer.queue.dropped_frames,
                 queued_frames=peer.queue.frames, queued_bytes=peer.queue.bytes,
+                inbound_frames=self.inbound.queued(peer.index)[0], inbound_bytes=self.inbound.queued(peer.index)[1],
                 last_error=peer.last_error,
             ))
         return rows
@@ -333,24 +358,48 @@ class PeerManager:
         await self._serve_link(link, remote)
         return True
 
-    async def _accept(self, stream: trio.abc.Stream, remote: str) -> None:
-        if self._pending_handshakes >= self.settings.pending_handshakes_max:
-            log.warning("inbound connection from %s closed: %d handshakes already pending",
-                        remote, self._pending_handshakes)
+    async def _accept(self, stream: trio.abc.Stream, remote: str, source: str) -> None:
+        """Run the responder side within the pre-auth budget, then serve the link."""
+        handshake = Handshake.responder(self.identity, self.directory,
+                                        admit_proof=lambda: self._proof_budget.take(source, trio.current_time()))
+        admitted = self._admission.admit(source, lambda: handshake.peer_proven)
+        if isinstance(admitted, HandshakeFailure):
             await trio.aclose_forcefully(stream)
+            self._refused_inbound(remote, admitted, f"{self._admission.pending_from(source)} handshakes pending "
+                                  f"from {source}, {self._admission.pending} in all")
             return
-        self._pending_handshakes += 1
+        if admitted.evicted is not None:
+            self._pending[admitted.evicted].cancel()
+        scope = self._pending[admitted.ticket] = trio.CancelScope()
         try:
-            link = await establish(stream, self.identity, self.directory, peer_index=None,
-                                   timeout_s=self.settings.handshake_timeout_ms / 1000)
+            with scope:
+                link = await run_handshake(stream, handshake, self.settings.handshake_timeout_ms / 1000,
+                                           self.settings.preauth_idle_timeout_ms / 1000)
         except HandshakeError as exc:
             await trio.aclose_forcefully(stream)
-            self.handshake_failures[exc.reason.value] += 1
-            log.warning("inbound handshake from %s refused: %s", remote, exc)
+            self._refused_inbound(remote, exc.reason, exc.detail)
             return
         finally:
-            self._pending_handshakes -= 1
+            self._admission.release(admitted.ticket)
+            del self._pending[admitted.ticket]
+        if scope.cancelled_caught:
+            await trio.aclose_forcefully(stream)
+            self._refused_inbound(remote, HandshakeFailure.EVICTED,
+                                  "unauthenticated handshake closed to give its slot to a less represented source")
+            return
         await self._serve_link(link, remote)
+
+    def _refused_inbound(self, remote: str, reason: HandshakeFailure, detail: str) -> None:
+        """Count every refusal; log at most one line per reason per interval, so a flood cannot flood the log."""
+        self.handshake_failures[reason.value] += 1
+        now_s = trio.current_time()
+        if now_s < self._refusal_log_next_s.get(reason, -math.inf):
+            self._refusals_unlogged[reason] += 1
+            return
+        unlogged = self._refusals_unlogged.pop(reason, 0)
+        self._refusal_log_next_s[reason] = now_s + REFUSAL_LOG_INTERVAL_S
+        also = f" (and {unlogged} more {reason.value} refusals not logged since the last line)" if unlogged else ""
+        log.warning("inbound handshake from %s refused: %s: %s%s", remote, reason.value, detail, also)
 
     # ---- link lifetime -----------------------------------------------------------------
 
@@ -403,7 +452,7 @@ class PeerManager:
                     peer.bytes_in += len(frame.payload) + FRAME_OVERHEAD_BYTES
                     if frame.channel is not Channel.KEEPALIVE:
                         idle.deadline = math.inf
-                        await self._inbound_send.send(Received(peer.index, frame.channel, frame.payload))
+                        await self.inbound.put(Received(peer.index, frame.channel, frame.payload))
                     idle.deadline = trio.current_time() + idle_s
             connection.fail(f"nothing received for {self.settings.idle_timeout_ms} ms")
         except OversizeFrameError as exc:

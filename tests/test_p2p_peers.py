@@ -219,22 +219,44 @@ async def test_a_link_dialed_by_the_higher_index_is_refused_while_the_lower_ones
         nursery.cancel_scope.cancel()
 
 
-async def test_inbound_connections_beyond_the_pending_handshake_bound_are_closed_at_once() -> None:
-    settings = TransportSettings(pending_handshakes_max=2)
+async def silent_connection(manager: PeerManager, source: str) -> trio.testing.MemoryReceiveStream:
+    """An inbound memory connection from ``source`` that never sends a byte; returns the far end."""
+    local, remote = trio.testing.memory_stream_pair()
+    manager.accept(local, source)
+    await trio.testing.wait_all_tasks_blocked()
+    return remote
+
+
+async def closed_at_once(remote: trio.abc.Stream) -> bool:
+    with trio.move_on_after(0.1):
+        return await remote.receive_some() == b""
+    return False
+
+
+async def test_inbound_connections_beyond_a_sources_share_are_closed_at_once(
+        autojump_clock: trio.testing.MockClock) -> None:
+    settings = TransportSettings(pending_handshakes_max=4, pending_handshakes_per_source_max=2)
     manager = PeerManager(LocalIdentity(CHAIN, 0, KEYS[0]), DIRECTORY, {}, settings, listen=None)
     async with trio.open_nursery() as nursery:
         await nursery.start(manager.run)
-        remote_ends = []
-        for n in range(3):
-            local, remote = trio.testing.memory_stream_pair()
-            manager.accept(local, f"memory:silent-{n}")
-            remote_ends.append(remote)
-            await trio.testing.wait_all_tasks_blocked()
-        with trio.fail_after(1):
-            assert await remote_ends[2].receive_some() == b""
-        with trio.move_on_after(0.1):
-            await remote_ends[0].receive_some()
-            pytest.fail("a handshake within the bound was closed early")
+        first = [await silent_connection(manager, "memory:a") for _ in range(2)]
+        assert await closed_at_once(await silent_connection(manager, "memory:a"))
+        assert not any([await closed_at_once(remote) for remote in first])
+        assert manager.handshake_failures["source_busy"] == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_when_every_slot_is_taken_a_new_source_evicts_the_oldest_of_the_busiest_source(
+        autojump_clock: trio.testing.MockClock) -> None:
+    settings = TransportSettings(pending_handshakes_max=4, pending_handshakes_per_source_max=2)
+    manager = PeerManager(LocalIdentity(CHAIN, 0, KEYS[0]), DIRECTORY, {}, settings, listen=None)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        held = [await silent_connection(manager, source) for source in ("memory:a", "memory:a", "memory:b",
+                                                                        "memory:b")]
+        newcomer = await silent_connection(manager, "memory:c")
+        assert [await closed_at_once(remote) for remote in [*held, newcomer]] == [True, False, False, False, False]
+        assert manager.handshake_failures["evicted"] == 1
         nursery.cancel_scope.cancel()
 
 
