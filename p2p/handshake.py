@@ -515,7 +515,7 @@ class Handshake:
             raise _fail(HandshakeFailure.KEY_MISMATCH,
                         f"peer's key {identity_key[:8].hex()}... is not the genesis key of validator {index}")
 
-    def _peer_signature_verifies(self, signed: bytes, signature: bytes) -> None:
+    def _verify_peer_signature(self, signed: bytes, signature: bytes) -> None:
         assert self._expected_peer is not None
         if not mldsa.verify(self._directory[self._expected_peer], signed, signature):
             raise _fail(HandshakeFailure.BAD_SIGNATURE,
@@ -542,7 +542,7 @@ class Handshake:
         if self._admit_proof is not None and not self._admit_proof():
             raise _fail(HandshakeFailure.RATE_LIMITED,
                         "this source has used its budget of proof verifications; PROOF refused unverified")
-        self._peer_signature_verifies(proof_message(self._hello, self._challenge), proof.signature)
+        self._verify_peer_signature(proof_message(self._hello, self._challenge), proof.signature)
         self._proof = body
         hello = Hello.decode(self._hello)
         assert self._x25519 is not None
@@ -581,7 +581,7 @@ class Handshake:
         self._state = _State.AWAIT_REPLY
 
     def _on_reply(self, body: bytes, reply: Reply) -> None:
-        self._peer_signature_verifies(
+        self._verify_peer_signature(
             _transcript_hash(_LABEL_RESPONDER_SIGNATURE, self._hello, self._challenge, self._proof,
                              reply.encode_unsigned()),
             reply.signature)

@@ -10,6 +10,7 @@ Signing and encapsulation are counted by spies on the two primitives the handsha
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
@@ -22,7 +23,7 @@ from p2p.admission import AdmissionTable, Admitted, ProofBudget, source_of
 from p2p.errors import HandshakeError, HandshakeFailure
 from p2p.handshake import Handshake, LocalIdentity, Proof, record
 from p2p.link import establish
-from p2p.peers import PeerManager, TransportSettings
+from p2p.peers import REFUSAL_LOG_INTERVAL_S, PeerManager, TransportSettings
 from proof import mldsa
 from proof.mldsa import SigningKey
 
@@ -301,3 +302,27 @@ def test_the_proof_budget_remembers_a_bounded_number_of_sources() -> None:
         budget.take(f"s{n}", 0.0)
     assert len(budget._buckets) <= 4
     assert not budget.take("s99", 0.0)
+
+
+async def test_a_flood_of_refusals_logs_one_line_per_reason_per_interval_and_counts_them_all(
+        autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="pantheon.p2p")
+    settings = TransportSettings(preauth_idle_timeout_ms=3_000)
+    flood = 3 * settings.pending_handshakes_per_source_max
+    manager = PeerManager(identity(0), DIRECTORY, {}, settings, listen=None)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        for _ in range(settings.pending_handshakes_per_source_max + flood):
+            local, _remote = trio.testing.memory_stream_pair()
+            manager.accept(local, "memory:flood")
+        await trio.testing.wait_all_tasks_blocked()
+        assert manager.handshake_failures["source_busy"] == flood
+        lines = [r.getMessage() for r in caplog.records if "source_busy" in r.getMessage()]
+        assert len(lines) == 1 and "memory:flood" in lines[0]
+        await trio.sleep(REFUSAL_LOG_INTERVAL_S)
+        local, _remote = trio.testing.memory_stream_pair()
+        manager.accept(local, "memory:flood")
+        await trio.testing.wait_all_tasks_blocked()
+        lines = [r.getMessage() for r in caplog.records if "source_busy" in r.getMessage()]
+        assert len(lines) == 2 and f"{flood - 1} more source_busy refusals" in lines[1]
+        nursery.cancel_scope.cancel()
