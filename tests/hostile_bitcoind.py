@@ -281,40 +281,59 @@ def _mined_header(merkle_root: bytes) -> bytes:
     raise AssertionError("no nonce below the regtest target in 65536 tries")
 
 
-RAW_TX = wallet_like_tx()
-TXID = parse_transaction(RAW_TX).txid
-# A block whose only transaction is RAW_TX: its header, hash and BIP 37 proof.
-HEADER = _mined_header(TXID)
-BLOCK_HASH = sha256d(HEADER)
-MERKLE_BLOCK = HEADER + (1).to_bytes(4, "little") + b"\x01" + TXID + b"\x01\x01"
-BTC_HEIGHT = 110
+@dataclass(frozen=True)
+class MinedTx:
+    """A transaction in a block of its own: what a healthy bitcoind says about them."""
+
+    raw_tx: bytes
+    txid: bytes
+    header: bytes
+    block_hash: bytes
+    merkle_block: bytes
+    """gettxoutproof's BIP 37 merkle block: header, one transaction, its hash, flag bit 1."""
+
+
+def mined(raw_tx: bytes) -> MinedTx:
+    txid = parse_transaction(raw_tx).txid
+    header = _mined_header(txid)
+    merkle_block = header + (1).to_bytes(4, "little") + b"\x01" + txid + b"\x01\x01"
+    return MinedTx(raw_tx=raw_tx, txid=txid, header=header, block_hash=sha256d(header), merkle_block=merkle_block)
+
+
+DEFAULT_MINED = mined(wallet_like_tx())
+RAW_TX, TXID, HEADER = DEFAULT_MINED.raw_tx, DEFAULT_MINED.txid, DEFAULT_MINED.header
+BLOCK_HASH, MERKLE_BLOCK = DEFAULT_MINED.block_hash, DEFAULT_MINED.merkle_block
+BTC_HEIGHT = 118
 TIP_HEIGHT = 120
 PSBT = "cHNidP8BAAoCAAAAAAAAAAAAAAA="
 
 
-def healthy_result(method: str, params: list[Any]) -> Any:
+def healthy_result(method: str, params: list[Any], chain: MinedTx = DEFAULT_MINED) -> Any:
     """What a healthy regtest bitcoind could answer to ``method(*params)``: the shape the
-    method promises, about the block or transaction asked for where the answer names it."""
+    method promises, about the block or transaction asked for where the answer names it,
+    with ``chain``'s transaction as the one in every block and wallet answer."""
     asked = str(params[0]) if params else ""
     if method == "getblockchaininfo":
         return {"chain": "regtest", "blocks": TIP_HEIGHT, "headers": TIP_HEIGHT,
-                "bestblockhash": hash_to_hex(BLOCK_HASH), "warnings": ""}
+                "bestblockhash": hash_to_hex(chain.block_hash), "warnings": ""}
     if method == "getbestblockhash":
-        return hash_to_hex(BLOCK_HASH)
+        return hash_to_hex(chain.block_hash)
     if method == "getblockheader" and len(params) > 1 and params[1] is False:
-        return HEADER.hex()
+        return chain.header.hex()
     if method in ("getblockheader", "getblock"):
-        info = {"hash": asked, "height": BTC_HEIGHT, "confirmations": TIP_HEIGHT - BTC_HEIGHT + 1,
+        # chain's block is at BTC_HEIGHT; any other block asked for is the one below it.
+        height = BTC_HEIGHT if asked == hash_to_hex(chain.block_hash) else BTC_HEIGHT - 1
+        info = {"hash": asked, "height": height, "confirmations": TIP_HEIGHT - height + 1,
                 "previousblockhash": "33" * 32}
-        return {**info, "tx": [hash_to_hex(TXID)]} if method == "getblock" else info
+        return {**info, "tx": [hash_to_hex(chain.txid)]} if method == "getblock" else info
     if method == "getrawtransaction":
-        return RAW_TX.hex()
+        return chain.raw_tx.hex()
     if method == "gettxoutproof":
-        return MERKLE_BLOCK.hex()
+        return chain.merkle_block.hex()
     if method == "getmempoolentry":
         return {"vsize": 150, "fees": {"base": Decimal("0.00000300")}}
     if method == "gettransaction":
-        return {"txid": asked, "confirmations": 1, "blockhash": hash_to_hex(BLOCK_HASH), "hex": RAW_TX.hex(),
+        return {"txid": asked, "confirmations": 1, "blockhash": hash_to_hex(chain.block_hash), "hex": chain.raw_tx.hex(),
                 "fee": Decimal("-0.00000300"), "mempoolconflicts": []}
     if method == "sendrawtransaction":
         return hash_to_hex(parse_transaction(bytes.fromhex(asked)).txid)
@@ -330,5 +349,5 @@ def healthy_result(method: str, params: list[Any]) -> Any:
     if method == "walletprocesspsbt":
         return {"psbt": asked, "complete": True}
     if method == "finalizepsbt":
-        return {"hex": RAW_TX.hex(), "complete": True}
+        return {"hex": chain.raw_tx.hex(), "complete": True}
     return None
