@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from proof import cbor
+from proof.checks import enforced
 from proof.anchor_payload import anchored_block_hash
 from proof.chain import BlockHeader, FinalizationProof, Genesis, verify_finalization
 from proof.errors import DecodeError, ProofError
@@ -117,7 +118,7 @@ class BitcoinAnchor:
     def from_cbor(cls, value: Any) -> BitcoinAnchor:
         fields = cbor.expect_map(value, "bundle bitcoin", _BITCOIN_FIELDS)
         tx = cbor.expect_bytes(fields["tx"], "bundle bitcoin tx", max_size=BITCOIN_TX_SIZE_MAX)
-        if len(tx) >= 6 and tx[4] == 0x00 and tx[5] != 0x00:
+        if len(tx) >= 6 and tx[4] == 0x00 and tx[5] != 0x00 and enforced("record.witness"):
             raise DecodeError(
                 "bundle bitcoin tx carries a witness: a bundle holds the transaction without "
                 "its witness (the bytes its txid is computed from)"
@@ -176,12 +177,12 @@ def verify_anchor(anchor: BitcoinAnchor, block_hash: bytes, *, floor_at_ms: int)
     the one before with its own work. On ``main`` every header must also meet the work
     floor in force at ``floor_at_ms`` (see :func:`floor_time_ms`).
     """
-    if anchor.network not in POW_LIMITS:
+    if anchor.network not in POW_LIMITS and enforced("bitcoin.network"):
         raise ProofError(f"unknown Bitcoin network {anchor.network!r}; known: {', '.join(POW_LIMITS)}")
     floor = main_work_floor(floor_at_ms) if anchor.network == MAIN else None
     spv = verify_spv(anchor.tx, anchor.branch, anchor.tx_index, anchor.header, network=anchor.network, floor=floor)
     anchored = anchored_block_hash(spv.transaction)
-    if anchored != block_hash:
+    if anchored != block_hash and enforced("bitcoin.anchored-block"):
         raise ProofError(
             f"the Bitcoin transaction {hash_to_hex(spv.txid)} anchors Pantheon block "
             f"{anchored.hex()[:16]}…, not the bundle's block {block_hash.hex()[:16]}…"
@@ -257,7 +258,7 @@ class Bundle:
             raise DecodeError("bundle: expected a map at the top level")
         if "v" in value:
             version = cbor.expect_uint(value["v"], "bundle version")
-            if version != BUNDLE_VERSION:
+            if version != BUNDLE_VERSION and enforced("record.version"):
                 raise DecodeError(
                     f"bundle version {version} is not supported (this verifier reads {BUNDLE_VERSION})"
                 )
@@ -417,17 +418,21 @@ def _utc(seconds: int | None) -> str:
 
 
 def _check_genesis(genesis: Genesis, chain_id: bytes | None) -> None:
-    if chain_id is not None and genesis.hash != chain_id:
+    if chain_id is not None and genesis.hash != chain_id and enforced("pin.chain-id"):
         raise ProofError(
             f"the genesis has chain id {genesis.hash.hex()[:16]}…, not the expected {chain_id.hex()[:16]}…"
         )
 
 
-def _check_certified(genesis: Genesis, header: BlockHeader, finality: FinalizationProof) -> None:
-    if header.chain_id != genesis.hash:
+def _check_chain(genesis: Genesis, header: BlockHeader) -> None:
+    if header.chain_id != genesis.hash and enforced("chain.id"):
         raise ProofError("the bundle's block belongs to another chain than the genesis")
-    if header.validator_set != genesis.validator_set_hash:
+    if header.validator_set != genesis.validator_set_hash and enforced("chain.vset"):
         raise ProofError("the block names another validator set than the genesis")
+
+
+def _check_certified(genesis: Genesis, header: BlockHeader, finality: FinalizationProof) -> None:
+    _check_chain(genesis, header)
     verify_finalization(genesis, header, finality)
 
 
@@ -441,11 +446,15 @@ def verify_bundle(
     when given, turns a weaker Bitcoin part (another network, fewer confirmations, no
     anchor yet) into a failure of the step "policy".
     """
-    _check_genesis(genesis, chain_id)
-    bundle = Bundle.decode(data)
+    with _check("genesis"):
+        _check_genesis(genesis, chain_id)
+    with _check("decode"):
+        bundle = Bundle.decode(data)
     header = bundle.header
+    with _check("chain"):
+        _check_chain(genesis, header)
     with _check("block certificate"):
-        _check_certified(genesis, header, bundle.finality)
+        verify_finalization(genesis, header, bundle.finality)
     with _check("inclusion proof"):
         verify_inclusion(leaf_hash(bundle.root), bundle.index, header.log_size, list(bundle.path), header.log_root)
     claim = Claim(
@@ -482,14 +491,15 @@ def _check_policy(claim: Claim, policy: Policy, genesis: Genesis) -> None:
     needed = policy.confirmations_needed(genesis)
     if policy.require_network is None and needed is None:
         return
-    if not claim.anchored:
+    if not claim.anchored and enforced("policy.pending"):
         raise ProofError("the bundle is pending: it has no Bitcoin anchor yet, and the policy requires one")
-    if policy.require_network is not None and claim.bitcoin_network != policy.require_network:
+    if (policy.require_network is not None and claim.bitcoin_network != policy.require_network
+            and enforced("policy.network")):
         raise ProofError(
             f"the anchor is on {claim.bitcoin_network!r}, the policy requires {policy.require_network!r}"
             + (" (a test network proves nothing about time)" if claim.test_network else "")
         )
-    if needed is not None and len(claim.btc_headers) < needed:
+    if needed is not None and len(claim.btc_headers) < needed and enforced("policy.confirmations"):
         raise ProofError(
             f"the bundle shows {len(claim.btc_headers)} confirmation{'s' if len(claim.btc_headers) != 1 else ''} "
             f"by headers, the policy requires {needed}"
@@ -498,7 +508,12 @@ def _check_policy(claim: Claim, policy: Policy, genesis: Genesis) -> None:
 
 @contextmanager
 def _check(step: str) -> Iterator[None]:
-    """Name the verification step in the error, so the auditor reads which check failed."""
+    """Name the verification step in the error, so the auditor reads which check failed.
+
+    Every message of :func:`verify_bundle` starts with one of these prefixes
+    (docs/proof-format.md section 6): an independent verifier matches the step, not the
+    wording after it.
+    """
     try:
         yield
     except ProofError as exc:

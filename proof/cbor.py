@@ -38,9 +38,11 @@ problem) and nothing else, whatever the input.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Set
 from typing import Any, NoReturn
 
+from proof.checks import enforced
 from proof.errors import DecodeError, EncodeError
 
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
@@ -80,6 +82,10 @@ _SIMPLE_VALUES: dict[int, bool | None] = {
     _NULL & 0x1F: None,
 }
 _KEY_MAJORS = (_MAJOR_UNSIGNED, _MAJOR_NEGATIVE, _MAJOR_TEXT)
+_FLOAT_FORMATS = {25: ">e", 26: ">f", 27: ">d"}
+_BREAK = 0xFF
+_INDEFINITE = -1
+"""The "argument" of an indefinite-length array's head (reached only with its check switched off)."""
 
 # Additional information 24..27: the argument follows in 1, 2, 4 or 8 bytes, and is
 # canonical only if it would not have fitted the next smaller form.
@@ -193,11 +199,11 @@ def decode(
         raise ValueError(f"max_depth must be between 0 and {MAX_DEPTH_LIMIT}, got {max_depth}")
     if not isinstance(data, (bytes, bytearray)):
         raise DecodeError(f"CBOR input must be bytes, got {type(data).__name__}")
-    if len(data) > max_size:
+    if len(data) > max_size and enforced("cbor.size"):
         raise DecodeError(f"CBOR input of {len(data)} bytes exceeds max_size of {max_size} bytes")
     decoder = _Decoder(bytes(data), max_depth, max_items)
     value = decoder.item(0)
-    if decoder.pos != len(data):
+    if decoder.pos != len(data) and enforced("cbor.trailing"):
         extra = len(data) - decoder.pos
         decoder.fail(decoder.pos, f"trailing bytes after the top-level item ({extra} extra)")
     return value
@@ -231,7 +237,7 @@ class _Decoder:
         initial = self.data[offset]
         self.pos += 1
         major, info = initial >> 5, initial & 0x1F
-        if major == _MAJOR_TAG:
+        if major == _MAJOR_TAG and enforced("cbor.tag"):
             self.fail(offset, "tags (major type 6) are not supported")
         if major == _MAJOR_SIMPLE or info < 24:
             return offset, major, info
@@ -244,29 +250,45 @@ class _Decoder:
                 )
             argument = int.from_bytes(self.data[self.pos : self.pos + size], "big")
             self.pos += size
-            if argument < _ARGUMENT_MINIMUMS[info]:
+            if argument < _ARGUMENT_MINIMUMS[info] and enforced("cbor.shortest"):
                 self.fail(offset, f"non-shortest form: argument {argument} in a {size}-byte field")
             return offset, major, argument
-        if info == 31:
+        if info == 31 and (major != _MAJOR_ARRAY or enforced("cbor.indefinite")):
             self.fail(offset, f"indefinite length (major type {major}) is not allowed")
+        if info == 31:
+            return offset, major, _INDEFINITE
         self.fail(offset, f"reserved additional information value {info}")
 
-    def simple(self, offset: int, info: int) -> bool | None:
+    def simple(self, offset: int, info: int) -> bool | float | None:
         if info in _SIMPLE_VALUES:
             return _SIMPLE_VALUES[info]
-        if info in (25, 26, 27):
-            self.fail(offset, "floating-point values are not supported")
+        if info in _FLOAT_FORMATS:
+            if enforced("cbor.float"):
+                self.fail(offset, "floating-point values are not supported")
+            size = struct.calcsize(_FLOAT_FORMATS[info])
+            if size > self.remaining():
+                self.fail(offset, f"truncated: float needs {size} bytes, only {self.remaining()} remain")
+            self.pos += size
+            return float(struct.unpack(_FLOAT_FORMATS[info], self.data[self.pos - size : self.pos])[0])
         if info == 31:
             self.fail(offset, "break stop code outside an indefinite-length item")
         if 28 <= info <= 30:
             self.fail(offset, f"reserved additional information value {info}")
-        self.fail(offset, f"unsupported simple value (additional information {info})")
+        if enforced("cbor.simple"):
+            self.fail(offset, f"unsupported simple value (additional information {info})")
+        if info == 24:
+            if not self.remaining():
+                self.fail(offset, "truncated: simple value needs 1 byte, none remain")
+            self.pos += 1
+        return None
 
     def item(self, depth: int) -> Any:
-        if self.items_left < 1:
+        if self.items_left < 1 and enforced("cbor.items"):
             self.fail(self.pos, f"more than max_items={self.max_items} data items")
         self.items_left -= 1
         offset, major, argument = self.head()
+        if major == _MAJOR_TAG:
+            return self.item(depth)
         if major == _MAJOR_UNSIGNED:
             return argument
         if major == _MAJOR_NEGATIVE:
@@ -284,7 +306,11 @@ class _Decoder:
             try:
                 return chunk.decode("utf-8")
             except UnicodeDecodeError as exc:
-                self.fail(offset, f"invalid UTF-8 in text string: {exc.reason}")
+                if enforced("cbor.utf8"):
+                    self.fail(offset, f"invalid UTF-8 in text string: {exc.reason}")
+                return chunk.decode("utf-8", "replace")
+        if major == _MAJOR_ARRAY and argument == _INDEFINITE:
+            return self.indefinite_array(depth + 1, offset)
         if major == _MAJOR_ARRAY:
             self.enter(depth + 1, offset, argument, argument)
             array = []
@@ -298,7 +324,7 @@ class _Decoder:
 
     def enter(self, depth: int, offset: int, count: int, item_count: int) -> None:
         """Check a container's depth and declared size before reading any element."""
-        if depth > self.max_depth:
+        if depth > self.max_depth and enforced("cbor.depth"):
             self.fail(offset, f"nesting deeper than max_depth={self.max_depth}")
         # Every item takes at least one byte, so a count the remaining input cannot hold
         # is a lie; and one over the item budget would fail later anyway: fail now.
@@ -308,8 +334,19 @@ class _Decoder:
                 f"declared count {count} exceeds what the {self.remaining()} bytes "
                 "remaining can hold",
             )
-        if item_count > self.items_left:
+        if item_count > self.items_left and enforced("cbor.items"):
             self.fail(offset, f"declared count {count} exceeds max_items={self.max_items}")
+
+    def indefinite_array(self, depth: int, offset: int) -> list[Any]:
+        """An indefinite-length array: read only with the check "cbor.indefinite" switched off."""
+        self.enter(depth, offset, 0, 0)
+        array = []
+        while self.remaining() and self.data[self.pos] != _BREAK:
+            array.append(self.item(depth))
+        if not self.remaining():
+            self.fail(offset, "truncated: indefinite-length array without its break code")
+        self.pos += 1
+        return array
 
     def map_entries(self, depth: int, count: int) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
@@ -318,15 +355,15 @@ class _Decoder:
             key_offset = self.pos
             if self.remaining() < 1:
                 self.fail(key_offset, "truncated: expected a map key, input ended")
-            if self.data[key_offset] >> 5 not in _KEY_MAJORS:
+            if self.data[key_offset] >> 5 not in _KEY_MAJORS and enforced("cbor.key-type"):
                 self.fail(key_offset, "map key is not an integer or text string")
             key = self.item(depth)
             # The input is canonical so far, so these bytes are the key's encoding.
             key_bytes = self.data[key_offset : self.pos]
             if previous_key is not None:
-                if key_bytes == previous_key:
+                if key_bytes == previous_key and enforced("cbor.key-duplicate"):
                     self.fail(key_offset, f"duplicate map key {key!r}")
-                if key_bytes < previous_key:
+                if key_bytes < previous_key and enforced("cbor.key-order"):
                     self.fail(key_offset, f"map key {key!r} is out of canonical order")
             previous_key = key_bytes
             result[key] = self.item(depth)
@@ -367,7 +404,7 @@ def expect_map(
     if missing:
         raise DecodeError(f"{what}: missing field(s) {', '.join(sorted(map(repr, missing)))}")
     unknown = value.keys() - set(required) - set(optional)
-    if unknown:
+    if unknown and enforced("record.unknown-field"):
         raise DecodeError(f"{what}: unknown field(s) {', '.join(sorted(map(repr, unknown)))}")
     return value
 

@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import Any
 
 from proof import cbor
+from proof.checks import enforced
 from proof.errors import DecodeError, PantheonError, ProofError
 from proof.hashing import (
     HASH_SIZE,
@@ -401,18 +402,18 @@ def verify_certificate_with(
 
     Raises ProofError naming the first failed check.
     """
-    if len(cert.signatures) < quorum:
+    if len(cert.signatures) < quorum and enforced("finality.quorum"):
         raise ProofError(f"certificate has {len(cert.signatures)} signatures, quorum is {quorum}")
     previous = -1
     for index, _ in cert.signatures:
         if index <= previous:
             raise ProofError("certificate signers are duplicated or not in increasing order")
-        if index >= validator_count:
+        if index >= validator_count and enforced("finality.signer-known"):
             raise ProofError(f"certificate signer {index} is not one of the {validator_count} validators")
         previous = index
     message = vote_message(chain_id, cert.kind, cert.view, cert.block_hash)
     for index, signature in cert.signatures:
-        if not check(index, message, signature):
+        if not check(index, message, signature) and enforced("finality.signature"):
             raise ProofError(
                 f"signature of validator {index} on the {cert.kind.name.lower()} certificate "
                 f"for view {cert.view} does not verify"
@@ -449,7 +450,7 @@ class FinalizationProof:
     def __post_init__(self) -> None:
         if not isinstance(self.headers, tuple) or len(self.headers) > FINALIZATION_PROOF_HEADERS_MAX:
             raise ChainRecordError(f"finalization proof holds at most {FINALIZATION_PROOF_HEADERS_MAX} headers")
-        if self.certificate.kind != VoteKind.FINALIZE:
+        if self.certificate.kind != VoteKind.FINALIZE and enforced("record.finality-kind"):
             raise ChainRecordError("a finalization proof needs a finalize certificate")
 
     def to_cbor(self) -> dict[str, Any]:
@@ -485,17 +486,21 @@ def verify_finalization(
     verify_sig: Callable[[bytes, bytes, bytes], bool] = mldsa_verify,
 ) -> None:
     """Check that ``header`` is final on the chain of ``genesis``; raise ProofError otherwise."""
-    if header.chain_id != genesis.hash:
+    if header.chain_id != genesis.hash and enforced("chain.id"):
         raise ProofError("header belongs to another chain (chain id differs from the genesis hash)")
     previous = header
     for position, later in enumerate(proof.headers):
-        if later.chain_id != genesis.hash:
+        if later.chain_id != genesis.hash and enforced("finality.header-chain-id"):
             raise ProofError(f"proof header {position} belongs to another chain")
-        if later.parent != previous.hash or later.height != previous.height + 1:
-            raise ProofError(f"proof header {position} (height {later.height}) does not extend the one before")
+        if later.parent != previous.hash and enforced("finality.header-parent"):
+            raise ProofError(f"proof header {position} (height {later.height}) does not extend the one before: "
+                             "its parent is not the hash of the header before it")
+        if later.height != previous.height + 1 and enforced("finality.header-height"):
+            raise ProofError(f"proof header {position} (height {later.height}) does not extend the one before: "
+                             f"height {previous.height + 1} expected")
         previous = later
-    if proof.certificate.block_hash != previous.hash:
+    if proof.certificate.block_hash != previous.hash and enforced("finality.cert-block"):
         raise ProofError("the finalization certificate is for another block than the last header of the proof")
-    if proof.certificate.view != previous.view:
+    if proof.certificate.view != previous.view and enforced("finality.cert-view"):
         raise ProofError("the finalization certificate's view differs from the certified header's view")
     verify_certificate(genesis, proof.certificate, verify_sig=verify_sig)

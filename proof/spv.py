@@ -65,6 +65,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from proof.checks import enforced
 from proof.errors import DecodeError, ProofError
 from proof.hashing import HASH_SIZE, sha256d
 
@@ -271,7 +272,7 @@ class ByteReader:
             return first
         width, minimum = {0xFD: (2, 0xFD), 0xFE: (4, 0x10000), 0xFF: (8, 0x100000000)}[first]
         value = self.uint(width, field)
-        if value < minimum:
+        if value < minimum and enforced("bitcoin.tx-compact-size"):
             raise DecodeError(f"{self.what}: {field} at offset {start} is a non-canonical compact size")
         if value > COMPACT_SIZE_MAX:
             raise DecodeError(f"{self.what}: {field} at offset {start} is {value}, above {COMPACT_SIZE_MAX}")
@@ -307,19 +308,19 @@ def parse_transaction(raw: bytes, *, allow_witness: bool = True) -> Transaction:
         r.take(2, "witness marker and flag")
     body_start = r.offset
     input_count = r.count("input count", _TX_INPUT_SIZE_MIN)
-    if input_count == 0:
+    if input_count == 0 and enforced("bitcoin.tx-no-inputs"):
         raise DecodeError("transaction has no inputs")
     for i in range(input_count):
         r.take(HASH_SIZE + 4, f"input {i} outpoint")
         r.take(r.count(f"input {i} script length", 1), f"input {i} script")
         r.take(4, f"input {i} sequence")
     output_count = r.count("output count", _TX_OUTPUT_SIZE_MIN)
-    if output_count == 0:
+    if output_count == 0 and enforced("bitcoin.tx-no-outputs"):
         raise DecodeError("transaction has no outputs")
     outputs = []
     for i in range(output_count):
         value_sat = r.uint(8, f"output {i} value")
-        if value_sat > MONEY_MAX_SAT:
+        if value_sat > MONEY_MAX_SAT and enforced("bitcoin.tx-value"):
             raise DecodeError(f"transaction: output {i} value {value_sat} sat is above 21 million BTC")
         script = r.take(r.count(f"output {i} script length", 1), f"output {i} script")
         outputs.append(TxOutput(value_sat, script))
@@ -334,7 +335,7 @@ def parse_transaction(raw: bytes, *, allow_witness: bool = True) -> Transaction:
         if witness_items == 0:
             raise DecodeError("transaction: witness flag set but every witness is empty")
     lock_time = r.uint(4, "lock time")
-    if r.remaining():
+    if r.remaining() and enforced("bitcoin.tx-trailing"):
         raise DecodeError(f"transaction: {r.remaining()} trailing bytes after the lock time")
     stripped = raw[:4] + raw[body_start:body_end] + raw[-4:]
     return Transaction(
@@ -381,20 +382,20 @@ def target_from_bits(bits: int) -> int:
         target = word
     else:
         target = word << (8 * (exponent - 3))
-    if word and bits & 0x00800000:
+    if word and bits & 0x00800000 and enforced("bitcoin.bits-negative"):
         raise ProofError(f"header bits {bits:#010x} encode a negative target")
-    if word and (exponent > 34 or (word > 0xFF and exponent > 33) or (word > 0xFFFF and exponent > 32)):
+    overflows = exponent > 34 or (word > 0xFF and exponent > 33) or (word > 0xFFFF and exponent > 32)
+    if word and overflows and enforced("bitcoin.bits-overflow"):
         raise ProofError(f"header bits {bits:#010x} encode a target above 2**256")
-    if target == 0:
+    if target == 0 and enforced("bitcoin.bits-zero"):
         raise ProofError(f"header bits {bits:#010x} encode a zero target")
     return target
 
 
 def pow_limit(network: str) -> int:
-    try:
-        return POW_LIMITS[network]
-    except KeyError:
-        raise ProofError(f"unknown Bitcoin network {network!r}; known: {', '.join(POW_LIMITS)}") from None
+    if network not in POW_LIMITS and enforced("bitcoin.network"):
+        raise ProofError(f"unknown Bitcoin network {network!r}; known: {', '.join(POW_LIMITS)}")
+    return POW_LIMITS.get(network, 1 << 256)
 
 
 def work_of(target: int) -> int:
@@ -411,18 +412,18 @@ def check_proof_of_work(header: BlockHeader, *, network: str, floor: WorkFloor |
     """
     target = target_from_bits(header.bits)
     limit = pow_limit(network)
-    if target > limit:
+    if target > limit and enforced("bitcoin.pow-limit"):
         raise ProofError(
             f"header {hash_to_hex(header.hash)} bits {header.bits:#010x} demand less work "
             f"than {network} allows"
         )
-    if floor is not None and target > floor.target_max:
+    if floor is not None and target > floor.target_max and enforced("bitcoin.work-floor"):
         raise ProofError(
             f"header {hash_to_hex(header.hash)} bits {header.bits:#010x} are below the {network} work floor: "
             f"difficulty {DIFFICULTY_1_TARGET / target:.3g}, the floor is {floor.difficulty:.3g} "
             "(mainnet has never been easier since then; a header this easy is cheap to forge)"
         )
-    if int.from_bytes(header.hash, "little") > target:
+    if int.from_bytes(header.hash, "little") > target and enforced("bitcoin.pow"):
         raise ProofError(
             f"header {hash_to_hex(header.hash)} does not meet the target of its bits "
             f"{header.bits:#010x}: insufficient proof of work"
@@ -437,7 +438,7 @@ def fold_branch(leaf: bytes, branch: Sequence[bytes], index: int) -> bytes:
         raise ProofError(f"merkle leaf is {len(leaf)} bytes, expected {HASH_SIZE}")
     if len(branch) > BRANCH_LENGTH_MAX:
         raise ProofError(f"merkle branch has {len(branch)} nodes, above the maximum {BRANCH_LENGTH_MAX}")
-    if index < 0 or index >= 1 << len(branch):
+    if (index < 0 or index >= 1 << len(branch)) and enforced("bitcoin.branch-index"):
         raise ProofError(
             f"position {index} does not fit a merkle branch of {len(branch)} nodes "
             f"(it must be below {1 << len(branch)})"
@@ -449,7 +450,7 @@ def fold_branch(leaf: bytes, branch: Sequence[bytes], index: int) -> bytes:
             raise ProofError(f"merkle branch node {level} is {len(sibling)} bytes, expected {HASH_SIZE}")
         is_right_child = (index >> level) & 1
         if is_right_child:
-            if sibling == node:
+            if sibling == node and enforced("bitcoin.branch-left-duplicate"):
                 raise ProofError(
                     f"merkle branch level {level}: the node equals its left sibling, so it is "
                     "the duplicate of an odd level's last node and position "
@@ -460,14 +461,14 @@ def fold_branch(leaf: bytes, branch: Sequence[bytes], index: int) -> bytes:
             if sibling == node:
                 if duplicated_at is None:
                     duplicated_at = level
-            elif duplicated_at is not None:
+            elif duplicated_at is not None and enforced("bitcoin.branch-right-duplicate"):
                 raise ProofError(
                     f"merkle branch level {level}: the node was duplicated at level "
                     f"{duplicated_at} (last of its level) but here has a distinct right "
                     "sibling: no tree has that shape (CVE-2012-2459)"
                 )
             preimage = node + sibling
-        if _parses_as_transaction(preimage):
+        if _parses_as_transaction(preimage) and enforced("bitcoin.branch-inner-tx"):
             raise ProofError(
                 f"merkle branch level {level}: the 64-byte inner node parses as a "
                 "transaction, so the branch may pass a transaction off as an inner node"
@@ -487,14 +488,14 @@ def verify_spv(
     minimum for ``main`` in a bundle; a node reading from its own bitcoind passes none.
     """
     tx = parse_transaction(raw_tx)
-    if tx.stripped_size == TX_SIZE_INNER_NODE:
+    if tx.stripped_size == TX_SIZE_INNER_NODE and enforced("bitcoin.tx-64-bytes"):
         raise ProofError(
             f"transaction {hash_to_hex(tx.txid)} is {TX_SIZE_INNER_NODE} bytes without its "
             "witness, which makes it indistinguishable from a merkle inner node"
         )
     parsed_header = parse_header(header)
     root = fold_branch(tx.txid, branch, index)
-    if root != parsed_header.merkle_root:
+    if root != parsed_header.merkle_root and enforced("bitcoin.merkle-root"):
         raise ProofError(
             f"merkle branch of transaction {hash_to_hex(tx.txid)} at position {index} leads "
             f"to {hash_to_hex(root)}, not to the header's merkle root "
@@ -527,7 +528,7 @@ def check_header_chain(
     checked: list[HeaderWork] = []
     for position, raw in enumerate(headers):
         header = parse_header(raw)
-        if checked and header.prev_hash != checked[-1].hash:
+        if checked and header.prev_hash != checked[-1].hash and enforced("bitcoin.header-link"):
             raise ProofError(
                 f"header {position} ({hash_to_hex(header.hash)}) builds on "
                 f"{hash_to_hex(header.prev_hash)}, not on header {position - 1} "

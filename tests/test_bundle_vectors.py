@@ -72,10 +72,29 @@ def test_valid_vector_is_canonical(path):
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
 def test_invalid_vector_fails_for_its_reason(path):
     doc = expected(path)
+    data = path.read_bytes() + bytes(doc.get("zero_bytes_appended", 0))
+    chain_id = bytes.fromhex(doc["chain_id"]) if "chain_id" in doc else None
     with pytest.raises(ERRORS[doc["error"]]) as failure:
-        verify_bundle(path.read_bytes(), genesis=genesis(doc["genesis"]),
+        verify_bundle(data, genesis=genesis(doc["genesis"]), chain_id=chain_id,
                       policy=generate_bundles.policy_of(doc.get("policy")))
     assert doc["reason"] in str(failure.value)
+
+
+STEP_PREFIXES = ("genesis: ", "decode: ", "chain: ", "block certificate: ", "inclusion proof: ", "bitcoin anchor: ",
+                 "policy: ")
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_every_failure_names_its_step_with_the_prefix_the_spec_defines(path):
+    doc = expected(path)
+    data = path.read_bytes() + bytes(doc.get("zero_bytes_appended", 0))
+    chain_id = bytes.fromhex(doc["chain_id"]) if "chain_id" in doc else None
+    with pytest.raises((ProofError, DecodeError)) as failure:
+        verify_bundle(data, genesis=genesis(doc["genesis"]), chain_id=chain_id,
+                      policy=generate_bundles.policy_of(doc.get("policy")))
+    assert str(failure.value).startswith(STEP_PREFIXES)
+    assert str(failure.value).startswith("decode: ") == (doc["error"] == "DecodeError" and not
+                                                          str(failure.value).startswith("bitcoin anchor: "))
 
 
 def test_the_generator_recreates_every_file_byte_for_byte(tmp_path):

@@ -33,7 +33,7 @@ import hashlib
 import json
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -41,8 +41,9 @@ from typing import Any
 from consensus.block import build_block
 from proof import cbor
 from proof.anchor_payload import encode_script
+from proof.spv import MONEY_MAX_SAT
 from proof.bundle import BitcoinAnchor, Bundle, Policy, verify_bundle
-from proof.chain import BlockHeader, Certificate, FinalizationProof, Genesis, VoteKind, vote_message
+from proof.chain import AnchorRef, BlockHeader, Certificate, FinalizationProof, Genesis, VoteKind, vote_message
 from proof.compact import CompactRange
 from proof.errors import DecodeError, PantheonError, ProofError
 from proof.mldsa import SigningKey
@@ -128,18 +129,21 @@ class VectorChain:
         *,
         chain_id: bytes | None = None,
         keys: dict[int, SigningKey] | None = None,
+        kind: VoteKind = VoteKind.FINALIZE,
+        view: int | None = None,
     ) -> Certificate:
-        message = vote_message(chain_id or self.genesis.hash, VoteKind.FINALIZE, header.view, header.hash)
+        view = header.view if view is None else view
+        message = vote_message(chain_id or self.genesis.hash, kind, view, header.hash)
         by_index = keys or dict(enumerate(self.keys))
         return Certificate(
-            kind=VoteKind.FINALIZE,
-            view=header.view,
+            kind=kind,
+            view=view,
             block_hash=header.hash,
             signatures=tuple((i, signatures.sign(by_index[i], message)) for i in signers),
         )
 
 
-def build_chain(n: int, block_sizes: list[int]) -> VectorChain:
+def build_chain(n: int, block_sizes: list[int], anchors: dict[int, tuple[AnchorRef, ...]] | None = None) -> VectorChain:
     keys = [SigningKey(seeded(f"key/{n}/{i}")) for i in range(n)]
     genesis = Genesis(
         chain_name=f"vectors-{n}",
@@ -157,7 +161,7 @@ def build_chain(n: int, block_sizes: list[int]) -> VectorChain:
         roots = b"".join(entry(i) for i in range(first, first + size))
         block = build_block(
             genesis=genesis, view=view, parent=parent, log=log, roots=roots,
-            timestamp_ms=CHAIN_TIME_BASE_MS + 1_000 * (view + 1),
+            timestamp_ms=CHAIN_TIME_BASE_MS + 1_000 * (view + 1), anchors=(anchors or {}).get(view + 1, ()),
         )
         log.extend_roots(roots)
         first += size
@@ -374,6 +378,9 @@ class Invalid:
     reason: str
     description: str
     policy: dict[str, Any] | None = None
+    chain_id: bytes | None = None
+    zero_bytes_appended: int = 0
+    """The input is the file followed by this many zero bytes (a 4 MiB file is not worth shipping)."""
 
 
 def policy_of(doc: dict[str, Any] | None) -> Policy | None:
@@ -407,8 +414,31 @@ def sixty_four_byte_attack(header: BlockHeader, salt: str) -> BitcoinAnchor:
     return BitcoinAnchor(network="regtest", tx=tx, tx_index=2, branch=(tail, txid(coinbase)), header=block.header, more=())
 
 
+def header_over(txids: list[bytes], index: int, salt: str, bits: int = BITS_VECTOR, *,
+                valid: bool = True) -> BitcoinBlock:
+    """A block header over a list of txids (the transactions themselves need not exist)."""
+    root, branch = merkle_root_and_branch(txids, index)
+    return BitcoinBlock(header=mine(seeded(f"{salt}/prev-block"), root, BTC_TIME_BASE + len(salt), bits, valid=valid),
+                        branch=branch, txids=txids)
+
+
+def inner_node_without_inputs(block_hash: bytes, salt: str) -> BitcoinAnchor:
+    """A valid anchor whose first inner node (left sibling || txid) would parse as a transaction
+    if a transaction without inputs were allowed: version, 0 inputs, 1 output of value 0 with a
+    45-byte script (17 bytes of the sibling, 28 of the txid), the txid's last 4 bytes as lock time.
+    Only the rule "at least one input" keeps this honest branch from being refused as a 64-byte
+    transaction."""
+    tx = anchor_tx(block_hash, salt)
+    sibling = struct.pack("<I", 2) + b"\x00\x01" + bytes(8) + b"\x2d" + seeded(f"{salt}/script")[:17]
+    assert len(sibling) == 32
+    block = header_over([sibling, txid(tx)], 1, salt)
+    return BitcoinAnchor("regtest", tx, 1, tuple(block.branch), block.header, ())
+
+
 def build_vectors(signatures: Signatures) -> tuple[dict[str, Genesis], dict[str, Built], dict[str, Invalid]]:
-    chain4 = build_chain(4, [1, 1, 1, 1026, 3])
+    recorded = AnchorRef(txid=seeded("recorded/txid"), vout=0, anchored_block_hash=seeded("recorded/block"),
+                         btc_block_hash=seeded("recorded/btc-block"), btc_height=812)
+    chain4 = build_chain(4, [1, 1, 1, 1026, 3], anchors={5: (recorded,)})
     chain7 = build_chain(7, [1, 1, 1, 1026])
     geneses = {"genesis-v4.cbor": chain4.genesis, "genesis-v7.cbor": chain7.genesis}
     sig = signatures
@@ -441,6 +471,17 @@ def build_vectors(signatures: Signatures) -> tuple[dict[str, Genesis], dict[str,
             chain7, index=500, height=4, signers=(0, 2, 4, 5, 6), signatures=sig,
             bitcoin=anchored_part(chain7.header(4).hash, salt="a7-1029", position=37, tx_count=100, more=3),
         ),
+        "pending-v4-finalized-through-descendant": make_bundle(
+            chain4, index=2, height=3, finalized_by=5, signers=(0, 1, 2), signatures=sig,
+        ),
+        "anchored-v4-header-with-anchors": make_bundle(
+            chain4, index=1031, height=5, signers=(1, 2, 3), signatures=sig,
+            bitcoin=anchored_part(chain4.header(5).hash, salt="a4-5", position=4, tx_count=5, more=1),
+        ),
+        "anchored-v4-inner-node-shaped-like-a-tx-without-inputs": make_bundle(
+            chain4, index=3, height=4, signers=(0, 1, 2), signatures=sig,
+            bitcoin=inner_node_without_inputs(chain4.header(4).hash, "no-inputs-node"),
+        ),
         "anchored-v4-signet": make_bundle(
             chain4, index=1, height=2, signers=(0, 1, 2), signatures=sig,
             bitcoin=anchored_part(chain4.header(2).hash, salt="a4-signet", position=1, tx_count=2, more=0,
@@ -461,9 +502,9 @@ def build_invalid(chain4: VectorChain, chain7: VectorChain, valid: dict[str, Bui
     out: dict[str, Invalid] = {}
 
     def add(name: str, data: bytes, error: type[PantheonError], reason: str, description: str, genesis: str = g4,
-            policy: dict[str, Any] | None = None) -> None:
+            policy: dict[str, Any] | None = None, chain_id: bytes | None = None, zero_bytes_appended: int = 0) -> None:
         out[name] = Invalid(data=data, genesis=genesis, error=error, reason=reason, description=description,
-                            policy=policy)
+                            policy=policy, chain_id=chain_id, zero_bytes_appended=zero_bytes_appended)
 
     def on_network(network: str, part: BitcoinAnchor = anchor) -> bytes:
         return with_bitcoin(BitcoinAnchor(network, part.tx, part.tx_index, part.branch, part.header, part.more))
@@ -496,6 +537,9 @@ def build_invalid(chain4: VectorChain, chain7: VectorChain, valid: dict[str, Bui
     other = chain4.certificate(h4, (0, 1, 3), sig, chain_id=seeded("another-chain"))
     add("signature-over-another-chain-id", with_certificate(other.to_cbor()), ProofError,
         "signature of validator 0 on the finalize certificate", "the validators signed the vote for another chain id")
+    add("altered-header-field-pending",
+        tweak(pending, lambda v: v["header"].__setitem__("time_ms", v["header"]["time_ms"] + 1)),
+        ProofError, "certificate is for another block", "a pending bundle whose header's timestamp is 1 ms later")
     add("altered-header-field", tweak(base, lambda v: v["header"].__setitem__("time_ms", v["header"]["time_ms"] + 1)),
         ProofError, "certificate is for another block", "the header's timestamp is one millisecond later")
     other_tx = anchor_tx(chain4.header(3).hash, "other-hash")
@@ -563,7 +607,179 @@ def build_invalid(chain4: VectorChain, chain7: VectorChain, valid: dict[str, Bui
         "unknown field", "an extra top-level field")
     add("other-genesis", base.encode(), ProofError, "another chain",
         "a valid 4-validator bundle checked against the 7-validator genesis", genesis="genesis-v7.cbor")
+    add_coverage(add, chain4, valid, sig)
     return out
+
+
+def encode_map_in_order(value: dict[Any, Any], keys: list[Any], *, head: int | None = None) -> bytes:
+    """A map's bytes with its entries in the given order (repeats allowed): what the encoder never writes."""
+    count = len(keys) if head is None else head
+    assert count < 24
+    return bytes([0xA0 | count]) + b"".join(cbor.encode(key) + cbor.encode(value[key]) for key in keys)
+
+
+def replace_once(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert data.count(old) == 1, old
+    return data.replace(old, new)
+
+
+def add_coverage(add: Callable[..., None], chain4: VectorChain, valid: dict[str, Built], sig: Signatures) -> None:
+    """One vector per check of proof/checks.py that the original set did not isolate (section 11)."""
+    base = valid["anchored-v4-size1029"].bundle
+    pending = valid["pending-v4-size1029"].bundle
+    anchor = base.bitcoin
+    assert anchor is not None
+    h3, h4 = chain4.header(3), chain4.header(4)
+    encoded = base.encode()
+    value = base.to_cbor()
+    canonical = sorted(value, key=lambda key: cbor.encode(key))
+
+    def with_bitcoin(part: BitcoinAnchor) -> bytes:
+        return Bundle(base.root, base.index, base.path, base.header, base.finality, part).encode()
+
+    def anchor_in_block(tx: bytes, salt: str, *, position: int = 1, tx_count: int = 3) -> bytes:
+        block = block_with(tx, position, tx_count, salt, BITS_VECTOR)
+        return with_bitcoin(BitcoinAnchor("regtest", tx, position, tuple(block.branch), block.header, ()))
+
+    def pending_with(finality: FinalizationProof, header: BlockHeader = h4, bundle: Bundle = pending) -> bytes:
+        return Bundle(bundle.root, bundle.index, bundle.path, header, finality).encode()
+
+    # step 0
+    add("pin-other-chain-id", encoded, ProofError, "the genesis has chain id",
+        "a valid bundle, but the auditor expects another chain id (--chain)", chain_id=seeded("another-chain"))
+    # step 1: canonical CBOR
+    root_item = b"\x64root\x58\x20" + base.root
+    add("cbor-tag", replace_once(encoded, root_item, b"\x64root\xd8\x40\x58\x20" + base.root), DecodeError,
+        "tags (major type 6) are not supported", "the root wrapped in tag 64")
+    path_head = b"\x64path" + bytes([0x80 | len(base.path)])
+    nodes = b"".join(b"\x58\x20" + node for node in base.path)
+    add("cbor-indefinite-length", replace_once(encoded, path_head + nodes, b"\x64path\x9f" + nodes + b"\xff"),
+        DecodeError, "indefinite length (major type 4) is not allowed", "the path as an indefinite-length array")
+    index_item = b"\x65index\x19\x04\x04"
+    add("cbor-float", replace_once(encoded, index_item, b"\x65index\xfa" + struct.pack(">f", 1028.0)), DecodeError,
+        "floating-point values are not supported", "the index as the float 1028.0")
+    add("cbor-simple-value", replace_once(encoded, index_item, b"\x65index\xf7"), DecodeError,
+        "unsupported simple value", "the index as undefined (0xf7)")
+    add("cbor-reserved-information", replace_once(encoded, index_item, b"\x65index\x1c"), DecodeError,
+        "reserved additional information value 28", "the index's head has additional information 28")
+    add("cbor-invalid-utf8", replace_once(encoded, b"\x63net\x67regtest", b"\x63net\x67regtes\xff"), DecodeError,
+        "invalid UTF-8", "the network name's last byte is 0xff")
+    deep = replace_once(cbor.encode({**value, "x": 0}), b"\x61x\x00", b"\x61x" + b"\x81" * 31 + b"\x80")
+    add("cbor-too-deep", deep, DecodeError, "nesting deeper than max_depth=32",
+        "an extra field holding 32 nested arrays (depth 33 with the top-level map)")
+    add("cbor-too-many-items", cbor.encode({**value, "x": [0] * 65_536}), DecodeError, "exceeds max_items=65536",
+        "an extra field holding an array of 65,536 integers")
+    add("cbor-byte-string-key", b"\xa7\x41v" + encode_map_in_order(value, canonical)[3:], DecodeError,
+        "map key is not an integer or text string", "the key v written as a byte string")
+    add("cbor-duplicate-key", encode_map_in_order(value, [canonical[0], *canonical]), DecodeError,
+        "duplicate map key 'v'", "the entry v: 1 twice")
+    swapped = [canonical[0], canonical[2], canonical[1], *canonical[3:]]
+    add("cbor-key-order", encode_map_in_order(value, swapped), DecodeError, "out of canonical order",
+        f"the keys {canonical[1]!r} and {canonical[2]!r} swapped")
+    add("cbor-too-large", encoded, DecodeError, "exceeds max_size of 4194304 bytes",
+        "a valid bundle followed by zero bytes up to 4 MiB + 1", zero_bytes_appended=4 * 1024 * 1024 + 1 - len(encoded))
+    add("cbor-truncated", encoded[:-1], DecodeError, "truncated", "the last byte is missing")
+    # step 1: records
+    add("record-missing-field", tweak(base, lambda v: v.pop("index")), DecodeError, "missing field(s) 'index'",
+        "the index field left out")
+    add("record-wrong-type", tweak(base, lambda v: v.__setitem__("index", "1028")), DecodeError,
+        "bundle index: expected an integer", "the index as the text '1028'")
+    add("record-wrong-size", tweak(base, lambda v: v.__setitem__("root", base.root[:31])), DecodeError,
+        "bundle root: expected 32 bytes, got 31", "a 31-byte root")
+    add("record-txi-out-of-range", tweak(base, lambda v: v["bitcoin"].__setitem__("txi", 1 << 24)), DecodeError,
+        "bundle bitcoin txi: 16777216 is outside 0 .. 16777215", "the Bitcoin position 2^24")
+    add("record-header-height-0", tweak(base, lambda v: v["header"].__setitem__("height", 0)), DecodeError,
+        "header height must be at least 1", "a header at height 0")
+    add("record-proposer-100", tweak(base, lambda v: v["header"].__setitem__("proposer", 100)), DecodeError,
+        "header proposer 100 is not below 100", "a proposer index of 100")
+    add("record-finalize-with-zero-block", tweak(base, lambda v: v["finality"]["cert"].__setitem__("block", bytes(32))),
+        DecodeError, "exactly nullify certificates carry the zero block hash", "a finalize certificate for 32 zero bytes")
+    add("record-signature-too-long",
+        tweak(base, lambda v: v["finality"]["cert"]["sigs"][0].__setitem__(1, bytes(3310))), DecodeError,
+        "exceeds the maximum of 3309", "a signature of 3310 bytes")
+    add("record-signer-index-100",
+        tweak(base, lambda v: v["finality"]["cert"]["sigs"][2].__setitem__(0, 100)), DecodeError,
+        "index: 100 is outside 0 .. 99", "a signer index of 100")
+    add("record-path-too-long", tweak(base, lambda v: v.__setitem__("path", [base.root] * 65)), DecodeError,
+        "65 items exceeds the maximum of 64", "an inclusion path of 65 nodes")
+    add("record-net-too-long", tweak(base, lambda v: v["bitcoin"].__setitem__("net", "regtest-regtest-x")), DecodeError,
+        "text of 17 bytes exceeds the maximum of 16", "a 17-byte network name")
+    notarize = chain4.certificate(h4, (0, 1, 3), sig, kind=VoteKind.NOTARIZE)
+    add("notarize-certificate-as-finality", tweak(pending, lambda v: v["finality"].__setitem__("cert", notarize.to_cbor())),
+        DecodeError, "a finalization proof needs a finalize certificate",
+        "a valid notarize certificate (kind 1) of the block where a finalize certificate belongs")
+    # step 2
+    other_vset = replace(h4, validator_set=seeded("another-validator-set"))
+    add("header-names-another-validator-set",
+        pending_with(FinalizationProof((), chain4.certificate(other_vset, (0, 1, 2), sig)), other_vset),
+        ProofError, "chain: the block names another validator set",
+        "the header names another validator set, and the genesis validators signed it")
+    # step 3
+    three = valid["pending-v4-size3"].bundle
+
+    def descendant(header: BlockHeader) -> bytes:
+        return pending_with(FinalizationProof((header,), chain4.certificate(header, (0, 2, 3), sig)), h3, three)
+
+    add("finality-header-of-another-chain", descendant(replace(h4, chain_id=seeded("another-chain"))), ProofError,
+        "proof header 0 belongs to another chain", "the descendant header names another chain id")
+    add("finality-header-wrong-parent", descendant(replace(h4, parent=seeded("another-parent"))), ProofError,
+        "its parent is not the hash of the header before it", "the descendant header's parent is another block")
+    add("finality-header-wrong-height", descendant(replace(h4, height=5)), ProofError, "height 4 expected",
+        "the descendant header skips a height")
+    add("certificate-view-differs", pending_with(FinalizationProof((), chain4.certificate(h4, (0, 1, 2), sig,
+                                                                                           view=h4.view + 1))),
+        ProofError, "view differs from the certified header's view", "the quorum signed the block hash in another view")
+    good = chain4.certificate(h4, (0, 1, 2), sig)
+    stray = chain4.certificate(h4, (3,), sig, chain_id=seeded("another-chain"))
+    above = Certificate(VoteKind.FINALIZE, h4.view, h4.hash, good.signatures + stray.signatures)
+    add("invalid-signature-above-quorum", pending_with(FinalizationProof((), above)), ProofError,
+        "signature of validator 3 on the finalize certificate", "3 good signatures and a fourth that does not verify")
+    # step 4
+    add("index-beyond-log", Bundle(pending.root, h4.log_size, pending.path, h4, pending.finality).encode(), ProofError,
+        "inclusion proof: index 1029 is beyond the tree", "the index equals the log size")
+    # step 5
+    plain = anchor_tx(h4.hash, "txs")
+    op_return = b"\x00" * 8 + b"\x27" + encode_script(h4.hash)
+    add("tx-non-canonical-compact-size",
+        anchor_in_block(replace_once(plain, op_return, b"\x00" * 8 + b"\xfd\x27\x00" + encode_script(h4.hash)), "cs"),
+        DecodeError, "bitcoin anchor: transaction: output 0 script length at offset", "the anchor script's length in 3 bytes")
+    outpoint = (seeded("txs/prevout"), 1, b"", 0xFFFFFFFD)
+    too_much = serialize_tx([outpoint], [(0, encode_script(h4.hash)), (MONEY_MAX_SAT + 1, b"\x51")])
+    add("tx-value-above-21-million", anchor_in_block(too_much, "value"), DecodeError, "above 21 million BTC",
+        "the change output is worth 21,000,000 BTC and 1 sat")
+    add("tx-trailing-bytes", anchor_in_block(plain + b"\x00", "trail"), DecodeError,
+        "trailing bytes after the lock time", "one byte after the anchor transaction's lock time")
+    add("tx-no-outputs", anchor_in_block(serialize_tx([outpoint], []), "no-out"), DecodeError,
+        "transaction has no outputs", "a transaction without outputs")
+    sixty_four = serialize_tx([(seeded("64/prevout"), 0, b"\x51\x51\x51\x51", 0)], [(0, b"")])
+    assert len(sixty_four) == 64
+    add("anchor-tx-64-bytes", anchor_in_block(sixty_four, "64-tx"), ProofError, "64 bytes without its witness",
+        "the bundle's transaction is 64 bytes, the size of an inner merkle node")
+    add("branch-index-too-large", with_bitcoin(BitcoinAnchor("regtest", anchor.tx, anchor.tx_index + 16,
+                                                              anchor.branch, anchor.header, anchor.more)),
+        ProofError, "does not fit a merkle branch of 4 nodes", "the position with a bit above the branch's length")
+    node = txid(plain)
+    fake = header_over([node, node, seeded("fake/x")], 0, "fake")
+    add("branch-duplicate-then-distinct", with_bitcoin(BitcoinAnchor("regtest", plain, 0, (node, fake.branch[1]),
+                                                                      fake.header, ())),
+        ProofError, "was duplicated at level 0", "a branch whose node is its own sibling, then has a distinct one")
+    for name, bits, reason in (("bits-negative", 0x1F80FFFF, "encode a negative target"),
+                               ("bits-overflow", 0x2301FFFF, "encode a target above 2**256"),
+                               ("bits-zero", 0x1F000000, "encode a zero target")):
+        block = block_with(plain, 1, 3, name, bits, valid=bits != 0x1F000000)
+        add(name, with_bitcoin(BitcoinAnchor("regtest", plain, 1, tuple(block.branch), block.header, ())), ProofError,
+            reason, f"the anchor's header has bits {bits:#010x}")
+    two = serialize_tx([outpoint], [(0, encode_script(h4.hash)), (0, encode_script(h3.hash))])
+    add("two-op-return-outputs", anchor_in_block(two, "two"), ProofError, "has 2 OP_RETURN outputs",
+        "the first OP_RETURN anchors the bundle's block, a second one another block")
+    foreign = serialize_tx([outpoint], [(0, encode_script(h4.hash).replace(b"PNTH", b"PNTX"))])
+    add("anchor-script-other-magic", anchor_in_block(foreign, "magic"), ProofError, "not a Pantheon anchor",
+        "the OP_RETURN payload starts with PNTX")
+    weak = list(anchor.more)
+    weak[-1] = mine(sha256d(weak[-2]), seeded("weak-more"), BTC_TIME_BASE, BITS_VECTOR, valid=False)
+    add("confirming-header-insufficient-work", with_bitcoin(BitcoinAnchor("regtest", anchor.tx, anchor.tx_index,
+                                                                           anchor.branch, anchor.header, tuple(weak))),
+        ProofError, "insufficient proof of work", "the last confirming header misses its target")
 
 
 def write(out: Path, signatures: Signatures) -> None:
@@ -585,7 +801,8 @@ def write(out: Path, signatures: Signatures) -> None:
     for name, bad in invalid.items():
         genesis = geneses[bad.genesis]
         try:
-            verify_bundle(bad.data, genesis=genesis, policy=policy_of(bad.policy))
+            verify_bundle(bad.data + bytes(bad.zero_bytes_appended), genesis=genesis, chain_id=bad.chain_id,
+                          policy=policy_of(bad.policy))
         except (ProofError, DecodeError) as exc:
             assert isinstance(exc, bad.error) and bad.reason in str(exc), f"{name}: failed with {exc!r}"
         else:
@@ -594,6 +811,10 @@ def write(out: Path, signatures: Signatures) -> None:
         doc = {"genesis": bad.genesis, "description": bad.description, "error": bad.error.__name__, "reason": bad.reason}
         if bad.policy is not None:
             doc["policy"] = bad.policy
+        if bad.chain_id is not None:
+            doc["chain_id"] = bad.chain_id.hex()
+        if bad.zero_bytes_appended:
+            doc["zero_bytes_appended"] = bad.zero_bytes_appended
         (out / "invalid" / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     signatures.save(out / SIGNATURES_FILE)
 
