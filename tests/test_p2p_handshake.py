@@ -340,6 +340,39 @@ def test_a_proven_hello_with_a_degenerate_x25519_share_is_refused() -> None:
     assert refusal(excinfo) is HandshakeFailure.BAD_KEY_SHARE
 
 
+def test_a_proven_hello_with_an_invalid_mlkem_key_is_refused() -> None:
+    honest = Hello.decode(body_of(Handshake.initiator(identity(0), DIRECTORY, 1).data_to_send()))
+    invalid = Hello(honest.chain_id, honest.index, honest.identity_key, honest.x25519_public,
+                    b"\xff" * len(honest.mlkem_encapsulation_key)).encode()
+    responder = Handshake.responder(identity(1), DIRECTORY)
+    responder.receive_data(record(invalid))
+    challenge = body_of(responder.data_to_send())
+    with pytest.raises(HandshakeError) as excinfo:
+        responder.receive_data(record(Proof(KEYS[0].sign(proof_message(invalid, challenge))).encode()))
+    assert refusal(excinfo) is HandshakeFailure.BAD_KEY_SHARE
+
+
+def test_a_challenge_from_an_index_the_genesis_does_not_list_is_refused() -> None:
+    initiator = Handshake.initiator(identity(0), DIRECTORY, 1)
+    stranger = Handshake.responder(identity(4), {**DIRECTORY, 4: KEYS[4].public_key})
+    stranger.receive_data(initiator.data_to_send())
+    with pytest.raises(HandshakeError) as excinfo:
+        initiator.receive_data(stranger.data_to_send())
+    assert refusal(excinfo) is HandshakeFailure.UNKNOWN_VALIDATOR
+
+
+def test_a_proof_past_the_callers_budget_is_refused_before_it_is_verified(monkeypatch: pytest.MonkeyPatch) -> None:
+    verified = []
+    monkeypatch.setattr(mldsa, "verify", lambda *args: verified.append(args) or True)
+    initiator = Handshake.initiator(identity(0), DIRECTORY, 1)
+    responder = Handshake.responder(identity(1), DIRECTORY, admit_proof=lambda: False)
+    _, _, proof = up_to_proof(initiator, responder)
+    with pytest.raises(HandshakeError) as excinfo:
+        responder.receive_data(proof)
+    assert refusal(excinfo) is HandshakeFailure.RATE_LIMITED
+    assert verified == [] and responder.data_to_send() == b""
+
+
 # ---- every binding: altering any message in transit fails the handshake ------------------------
 
 

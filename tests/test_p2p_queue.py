@@ -1,4 +1,5 @@
-"""The per-peer send queue: bounded, drop-oldest, priority by channel, never blocks the caller."""
+"""The per-peer send queue (bounded, drop-oldest, priority by channel, never blocks the caller) and the
+inbound queue (bounded in frames and bytes per peer, waits instead of dropping)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import trio
 import trio.testing
 
 from p2p.frames import Channel
-from p2p.queue import SendQueue
+from p2p.queue import InboundQueue, Received, SendQueue
 
 
 def drain(queue: SendQueue) -> list[tuple[Channel, bytes]]:
@@ -68,3 +69,74 @@ async def test_get_waits_for_a_frame_and_returns_it() -> None:
         assert got == []
         queue.put(Channel.CONSENSUS, b"vote")
     assert got == [(Channel.CONSENSUS, b"vote")]
+
+
+def frame(peer: int, size: int) -> Received:
+    return Received(peer, Channel.GOSSIP, bytes(size))
+
+
+async def put_blocks(queue: InboundQueue, item: Received) -> bool:
+    """True when ``put(item)`` cannot complete until something is received."""
+    with trio.move_on_after(1) as scope:
+        await queue.put(item)
+    return scope.cancelled_caught
+
+
+async def test_a_peer_over_its_byte_budget_waits_until_the_node_takes_its_frames(
+        autojump_clock: trio.testing.MockClock) -> None:
+    queue = InboundQueue(frames_per_peer_max=100, bytes_per_peer_max=10)
+    await queue.put(frame(1, 6))
+    assert await put_blocks(queue, frame(1, 6))
+    assert queue.queued(1) == (1, 6)
+    assert (await queue.receive()).payload == bytes(6)
+    assert not await put_blocks(queue, frame(1, 6))
+
+
+async def test_a_peer_over_its_frame_budget_waits(autojump_clock: trio.testing.MockClock) -> None:
+    queue = InboundQueue(frames_per_peer_max=2, bytes_per_peer_max=1000)
+    await queue.put(frame(1, 1))
+    await queue.put(frame(1, 1))
+    assert await put_blocks(queue, frame(1, 1))
+
+
+async def test_one_peer_at_its_budget_does_not_hold_up_another(autojump_clock: trio.testing.MockClock) -> None:
+    queue = InboundQueue(frames_per_peer_max=100, bytes_per_peer_max=10)
+    await queue.put(frame(1, 10))
+    assert await put_blocks(queue, frame(1, 1))
+    assert not await put_blocks(queue, frame(2, 10))
+    assert [(await queue.receive()).peer_index for _ in range(2)] == [1, 2]
+
+
+async def test_a_frame_into_an_empty_budget_always_fits() -> None:
+    queue = InboundQueue(frames_per_peer_max=1, bytes_per_peer_max=4)
+    await queue.put(frame(1, 100))
+    assert queue.queued(1) == (1, 100)
+
+
+async def test_after_close_put_fails_and_receivers_drain_then_see_the_end() -> None:
+    queue = InboundQueue(frames_per_peer_max=10, bytes_per_peer_max=100)
+    await queue.put(frame(1, 1))
+    queue.close()
+    with pytest.raises(trio.BrokenResourceError):
+        await queue.put(frame(1, 1))
+    assert [item.peer_index async for item in queue] == [1]
+    with pytest.raises(trio.EndOfChannel):
+        await queue.receive()
+
+
+async def test_closing_wakes_a_waiting_put() -> None:
+    queue = InboundQueue(frames_per_peer_max=1, bytes_per_peer_max=100)
+    await queue.put(frame(1, 1))
+    failures: list[Exception] = []
+
+    async def waiting_put() -> None:
+        try:
+            await queue.put(frame(1, 1))
+        except trio.BrokenResourceError as exc:
+            failures.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiting_put)
+        await trio.testing.wait_all_tasks_blocked()
+        queue.close()
+    assert len(failures) == 1
