@@ -47,6 +47,7 @@ from hypercorn.typing import ASGIFramework, ConnectionState
 from hypercorn.utils import wrap_app
 
 from node.config import Config
+from node.keyfiles import KeyFileError, read_secret_file
 from node.logs import event
 from proof.errors import PantheonError
 
@@ -294,8 +295,14 @@ def hypercorn_config(settings: HTTPSettings) -> HypercornConfig:
 
 
 def tls_context(settings: HTTPSettings) -> ssl.SSLContext | None:
+    """The server's TLS context; the key file must be a secret file (0600, owned, no symlink)."""
     if not settings.tls:
         return None
+    assert settings.tls_key_file is not None
+    try:
+        read_secret_file(settings.tls_key_file)
+    except KeyFileError as exc:
+        raise HTTPServerError(f"api.tls_key_file: {exc}") from None
     config = hypercorn_config(settings)
     config.certfile, config.keyfile = str(settings.tls_cert_file), str(settings.tls_key_file)
     try:
