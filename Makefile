@@ -5,13 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: devnet test bench sim bitcoind clean help
+.PHONY: devnet test bench sim bitcoind verifier-wheel clean help
 
 help:
 	@echo "make devnet   set up, then run a local validator network with live status"
 	@echo "make test     set up, then run the whole test suite"
 	@echo "make bench    benchmarks (prints figures; not part of the tests)"
 	@echo "make sim      long simulator runs: 1000 seeds n=4 f=1, 300 seeds n=7 f=2"
+	@echo "make verifier-wheel  build dist/pantheon_verify-*.whl, the auditor's package (proof/ + pantheon-verify)"
 	@echo "make clean    remove the virtualenv and caches"
 
 $(STAMP): pyproject.toml
@@ -19,6 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
+
+# The auditor's wheel: stdlib build backend, nothing fetched.
+verifier-wheel:
+	$(PYTHON) -m pip wheel --no-index --no-deps --wheel-dir dist ./verifier
 
 # Finds bitcoind on PATH (or $$PANTHEON_BITCOIND), else installs Bitcoin Knots into the user cache.
 bitcoind: $(STAMP)
