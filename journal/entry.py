@@ -104,8 +104,8 @@ def _size(text: str) -> int:
 def _check_text(value: object, what: str, size_max: int) -> None:
     if not isinstance(value, str) or not 0 < _size(value) <= size_max:
         raise EntryError(f"{what} must be 1..{size_max} bytes of text")
-    if not value.isprintable():
-        raise EntryError(f"{what} {value!r} holds control characters")
+    if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in value):
+        raise EntryError(f"{what} {value!r} holds control characters (U+0000..U+001F, U+007F..U+009F)")
 
 
 def _check_uint(value: object, what: str) -> None:

@@ -15,7 +15,7 @@ from journal.writer import JOURNAL_FILE, Journal
 from proof.bundle import Bundle
 from proof.mldsa import SigningKey
 from tests import merkle_reference
-from tests.chain_fixtures import TestChain, make_chain
+from tests import chain_fixtures
 
 TIME_BASE_MS = 1_767_225_600_000
 
@@ -63,7 +63,7 @@ def resign(entry: Entry, key: SigningKey, **changes) -> Entry:
 class ProvedChain:
     """A one-validator chain whose blocks log journal heads, for pending bundles without a node."""
 
-    chain: TestChain
+    chain: chain_fixtures.TestChain
     logged: list[bytes] = field(default_factory=list)
 
     @property
@@ -83,4 +83,4 @@ class ProvedChain:
 
 
 def proved_chain() -> ProvedChain:
-    return ProvedChain(make_chain(1, name="journal-tests"))
+    return ProvedChain(chain_fixtures.make_chain(1, name="journal-tests"))
