@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -138,11 +138,12 @@ def error(status: int, message: str, *, retry_after_s: int | None = None) -> JSO
 
 
 def parse_root(text: str) -> bytes:
+    """32 bytes from exactly 64 hex digits (``bytes.fromhex`` would also skip spaces)."""
     if len(text) != 2 * ROOT_SIZE:
         raise BadRequest(f"a root is {2 * ROOT_SIZE} hex digits, got {len(text)} characters")
     try:
-        return bytes.fromhex(text)
-    except ValueError:
+        return binascii.unhexlify(text)
+    except (binascii.Error, ValueError):
         raise BadRequest(f"root {text[:16]!r}... is not hex") from None
 
 
@@ -233,7 +234,10 @@ def build_app(
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
         if content_type not in ("application/json", "application/octet-stream"):
             return error(415, f"content type {content_type!r}: use application/json or application/octet-stream")
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the client hung up mid-body: nobody to answer, nothing to log
+            return Response(status_code=400)
         try:
             roots = parse_submission(body, content_type, roots_per_request_max)
         except TooManyRoots as exc:

@@ -60,8 +60,9 @@ LEVELDB_FILES_MAX = 1000
 """LevelDB's default ``max_open_files`` (plyvel passes it through unchanged)."""
 DESCRIPTORS_RESERVED = LEVELDB_FILES_MAX + 256
 """Descriptors kept out of the API's reach: LevelDB, p2p links and handshakes, logs, bitcoind."""
-REFUSED_LOG_INTERVAL_S = 60.0
-"""Refused connections are logged at most this often (an attack must not flood the log)."""
+ABUSE_LOG_INTERVAL_S = 60.0
+"""Refused connections and reset slow readers are logged at most this often each (an attack
+must not flood the log); the line carries the count so far."""
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
 
@@ -136,18 +137,16 @@ class ConnectionGuard:
         self.write_timeouts = 0
         self.abort_at = math.inf
         self.writes: set[trio.CancelScope] = set()
-        self._refused_logged_at = -math.inf
+        self._logged_at: dict[str, float] = {}
 
     def try_acquire(self, source: str) -> bool:
         held = self.by_source.get(source, 0)
         if self.total >= self.settings.connections_max or held >= self.settings.connections_per_source_max:
             self.refused += 1
-            now = trio.current_time()
-            if now - self._refused_logged_at >= REFUSED_LOG_INTERVAL_S:
-                self._refused_logged_at = now
-                event(log, logging.WARNING, "API connections refused at the cap", source=source, held=held,
-                      total=self.total, refused_so_far=self.refused,
-                      caps=f"{self.settings.connections_per_source_max}/source, {self.settings.connections_max} total")
+            self._log_now_and_then("API connections refused at the cap", source=source, held=held,
+                                   total=self.total, refused_so_far=self.refused,
+                                   caps=f"{self.settings.connections_per_source_max}/source, "
+                                        f"{self.settings.connections_max} total")
             return False
         self.total += 1
         self.by_source[source] = held + 1
@@ -160,6 +159,17 @@ class ConnectionGuard:
             self.by_source[source] = left
         else:
             del self.by_source[source]
+
+    def note_write_timeout(self, source: str) -> None:
+        self.write_timeouts += 1
+        self._log_now_and_then("API client reset: it did not take its response within the write timeout",
+                               source=source, resets_so_far=self.write_timeouts)
+
+    def _log_now_and_then(self, message: str, **fields: object) -> None:
+        now = trio.current_time()
+        if now - self._logged_at.get(message, -math.inf) >= ABUSE_LOG_INTERVAL_S:
+            self._logged_at[message] = now
+            event(log, logging.WARNING, message, **fields)
 
     def write_deadline(self) -> float:
         return min(trio.current_time() + self.settings.write_timeout_s, self.abort_at)
@@ -205,7 +215,7 @@ class GuardedStream(trio.abc.HalfCloseableStream):
             finally:
                 self._guard.writes.discard(scope)
             if scope.cancelled_caught:
-                self._guard.write_timeouts += 1
+                self._guard.note_write_timeout(self._source)
                 _reset_on_close(self._inner.socket)
                 self._release()
                 self._inner.socket.close()

@@ -66,6 +66,8 @@ U64_OVERFLOW = str(2**64)  # 20 digits
         "/v1/consistency?size1=1&size2=²",
         "/v1/consistency?size1=%EF%BC%91",  # fullwidth digit one
         "/v1/roots/" + "²" * 64,
+        "/v1/roots/" + "%20" * 62 + "00",  # bytes.fromhex skips spaces: a 1-byte "root"
+        "/v1/proofs/" + "00%20" * 21 + "0",
         "/v1/proofs/" + "0" * 63 + "g",
         "/v1/checkpoints/latest?format=xml",
         "/v1/evidence?limit=-1",

@@ -113,6 +113,7 @@ def test_clients_that_never_read_are_capped_per_source_and_dropped_after_the_wri
     dropped_after_s = time.monotonic() - started
     assert healthz_from(node.port, "127.0.0.1") == 200
     assert "Traceback" not in node.log_text()
+    assert "API client reset: it did not take its response" in node.log_text()
     print(f"80 stuck clients: {held} descriptors held, all dropped {dropped_after_s + 1.0:.1f} s after they stalled")
     for sock in clients:
         sock.close()

@@ -86,3 +86,29 @@ async def test_plaintext_on_all_addresses_is_warned_about(caplog):
 async def test_plaintext_on_loopback_is_not_warned_about(caplog):
     assert await serve_once(settings(), caplog) == 200
     assert not any("plaintext" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_client_that_hangs_up_mid_body_leaves_no_error_in_the_log(caplog, tmp_path):
+    from node.api import build_app
+    from node.tokens import add_token, load_tokens
+
+    token = add_token(tmp_path / "tokens.toml", "p")
+    app = build_app(StandIn(load_tokens(tmp_path / "tokens.toml")), roots_per_request_max=4, body_bytes_max=10_000)
+    stop = trio.Event()
+    with caplog.at_level(logging.DEBUG):
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(lambda task_status: serve_api(app, settings(), shutdown_trigger=stop.wait,
+                                                                       task_status=task_status))
+            port = int(binds[0].rsplit(":", 1)[1])
+            for _ in range(3):
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                await stream.send_all(
+                    b"POST /v1/roots HTTP/1.1\r\nHost: n\r\nContent-Type: application/json\r\n"
+                    b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: 5000\r\n\r\n" + b"{" * 10
+                )
+                await trio.sleep(0.1)
+                await stream.aclose()
+            await trio.sleep(0.3)
+            stop.set()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors[0].getMessage()
