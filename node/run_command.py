@@ -9,6 +9,7 @@ import trio
 
 from node.config import load_config
 from node.logs import setup_logging
+from proof.errors import PantheonError
 
 
 def cmd_node_run(args: argparse.Namespace) -> int:
@@ -17,8 +18,26 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args.log_level or config.node.log_level)
     node = Node(config)
-    trio.run(run_until_signalled, node)
+    try:
+        trio.run(run_until_signalled, node)
+    except BaseExceptionGroup as group:
+        raise operator_error_of(group) or group from None
     return 0
+
+
+def operator_error_of(group: BaseExceptionGroup) -> PantheonError | None:
+    """The first error of a failed start or run when every error in ``group`` is one the
+    operator can act on (a PantheonError, e.g. an API address in use or a descriptor limit
+    too low): printed as one line, not as the nurseries' traceback. None otherwise, so a
+    bug keeps its traceback."""
+    matched, rest = group.split(PantheonError)
+    if matched is None or rest is not None:
+        return None
+    first: BaseException = matched
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    assert isinstance(first, PantheonError)
+    return first
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

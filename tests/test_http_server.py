@@ -112,3 +112,11 @@ async def test_a_client_that_hangs_up_mid_body_leaves_no_error_in_the_log(caplog
             stop.set()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, errors[0].getMessage()
+
+
+def test_a_failed_start_is_one_operator_line_and_a_bug_keeps_its_traceback():
+    from node.run_command import operator_error_of
+
+    cause = HTTPServerError("api.listen 127.0.0.1:8700 cannot be bound: Address already in use")
+    assert operator_error_of(BaseExceptionGroup("node", [ExceptionGroup("serve", [cause])])) is cause
+    assert operator_error_of(BaseExceptionGroup("node", [cause, KeyError("bug")])) is None
