@@ -42,7 +42,7 @@ from proof.bundle import (
 )
 from proof.chain import BlockHeader, Genesis
 from proof.errors import DecodeError, PantheonError, ProofError
-from proof.spv import hash_to_hex
+from proof.spv import TEST_NETWORKS, hash_to_hex
 
 HTTP_TIMEOUT_S = 30.0
 RESPONSE_SIZE_MAX = BUNDLE_SIZE_MAX
@@ -481,7 +481,9 @@ def _audit_anchors(
         summary.latest_anchor = (
             f"block {record.height} in {claim.network} block {hash_to_hex(claim.btc_block_hash)} "
             f"(height {record.btc_height} per the node, {claim.confirmations} "
-            f"confirmation{'s' if claim.confirmations != 1 else ''} by headers)"
+            f"confirmation{'s' if claim.confirmations != 1 else ''} by headers"
+            + (f"; {claim.network} is a test network: the Bitcoin part proves nothing about time)"
+               if claim.network in TEST_NETWORKS else ")")
         )
         height = record.height + 1
     summary.anchors_without_material = len(set(refs) - served)

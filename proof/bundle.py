@@ -279,11 +279,15 @@ class Bundle:
 
 @dataclass(frozen=True)
 class Claim:
-    """Exactly what a valid bundle proves. The Bitcoin fields are None for a pending bundle.
+    """Exactly what a valid bundle proves. The Bitcoin fields are None (or empty) for a pending bundle.
 
     ``txid`` and ``btc_block_hash`` are in internal byte order (``to_json`` prints them
-    the way bitcoind does). The Bitcoin block's height is not here: its header does not
-    commit to it; ask a Bitcoin node (``pantheon verify --bitcoind``).
+    the way bitcoind does). ``btc_headers`` is the evidence to judge: the anchor's block
+    and every further header with its bits and work; ``final_depth`` is the genesis's
+    ``anchor_depth``, which the claim compares with, never requires (a :class:`Policy`
+    does). The Bitcoin block's height is not here: its header does not commit to it; ask
+    a Bitcoin node (``pantheon verify --bitcoind``). Two bundles may differ in bytes and
+    verify to one claim (docs/proof-format.md section 7): the claim is what is unique.
     """
 
     root: bytes
