@@ -710,6 +710,11 @@ def add_coverage(add: Callable[..., None], chain4: VectorChain, valid: dict[str,
         "a valid notarize certificate (kind 1) of the block where a finalize certificate belongs")
     # step 2
     other_vset = replace(h4, validator_set=seeded("another-validator-set"))
+    other_chain = replace(h4, chain_id=seeded("another-chain"))
+    add("header-names-another-chain",
+        pending_with(FinalizationProof((), chain4.certificate(other_chain, (0, 1, 2), sig)), other_chain),
+        ProofError, "chain: the bundle's block belongs to another chain",
+        "the header names another chain id, and the genesis validators signed it for this chain")
     add("header-names-another-validator-set",
         pending_with(FinalizationProof((), chain4.certificate(other_vset, (0, 1, 2), sig)), other_vset),
         ProofError, "chain: the block names another validator set",
@@ -747,8 +752,14 @@ def add_coverage(add: Callable[..., None], chain4: VectorChain, valid: dict[str,
     too_much = serialize_tx([outpoint], [(0, encode_script(h4.hash)), (MONEY_MAX_SAT + 1, b"\x51")])
     add("tx-value-above-21-million", anchor_in_block(too_much, "value"), DecodeError, "above 21 million BTC",
         "the change output is worth 21,000,000 BTC and 1 sat")
-    add("tx-trailing-bytes", anchor_in_block(plain + b"\x00", "trail"), DecodeError,
-        "trailing bytes after the lock time", "one byte after the anchor transaction's lock time")
+    trail = block_with(plain, 1, 3, "trail", BITS_VECTOR)
+    add("tx-trailing-bytes", with_bitcoin(BitcoinAnchor("regtest", plain + plain[-4:], 1, tuple(trail.branch),
+                                                         trail.header, ())), DecodeError,
+        "trailing bytes after the lock time",
+        "the anchor transaction's lock time written twice (the block holds the txid of the transaction without the copy)")
+    witness = anchor_tx(h4.hash, "witness-in-block", witness=True)
+    add("transaction-with-witness-in-its-block", anchor_in_block(witness, "witness-in-block"), DecodeError,
+        "carries a witness", "the anchor in witness serialization, in a block that holds its txid")
     add("tx-no-outputs", anchor_in_block(serialize_tx([outpoint], []), "no-out"), DecodeError,
         "transaction has no outputs", "a transaction without outputs")
     sixty_four = serialize_tx([(seeded("64/prevout"), 0, b"\x51\x51\x51\x51", 0)], [(0, b"")])
