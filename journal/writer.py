@@ -97,6 +97,8 @@ def load(directory: Path, *, first_key: bytes | None = None) -> Loaded:
 
 
 def _verified(scanned: Scan, first_key: bytes | None) -> Loaded:
+    if not scanned.payloads:
+        raise ChainError(0, "first-entry", "the journal holds no complete entry (entry 0 introduces the producer key)")
     walker = ChainWalker(first_key=first_key)
     entries = []
     for position, payload in enumerate(scanned.payloads):
@@ -183,17 +185,23 @@ class Journal:
         path = directory / JOURNAL_FILE
         if path.exists():
             raise JournalFileError(f"{directory} already holds a journal")
+        if (directory / KEY_FILE).exists():
+            raise JournalFileError(f"{directory} holds a producer key but no journal (an interrupted init?); "
+                                   f"remove {directory / KEY_FILE} to start over")
         directory.mkdir(parents=True, exist_ok=True)
         key = key or SigningKey.generate()
-        write_key_file(directory / KEY_FILE, key)
         first = sign_entry(key, seq=0, prev=ZERO_HASH, time_ms=clock_ms(), kind=Kind.KEY_ROTATION,
                            action=INIT_ACTION, inputs={}, meta=meta, pubkey=key.public_key)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        write_key_file(directory / KEY_FILE, key)
+        # Written whole under a temporary name, then renamed: a journal file always holds entry 0.
+        tmp = directory / (JOURNAL_FILE + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             _write_all(fd, MAGIC + frame(first.encode()))
             os.fsync(fd)
         finally:
             os.close(fd)
+        os.replace(tmp, path)
         _fsync_directory(directory)
         return cls.open(directory, clock_ms=clock_ms)
 

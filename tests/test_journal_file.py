@@ -116,3 +116,18 @@ def test_a_reopened_journal_continues_the_chain(journal_dir):
     with Journal.open(journal_dir) as journal:
         entry = journal.append(Kind.NOTE, "resumed")
     assert entry.seq == 8 and entry.prev == head
+
+
+def test_a_journal_file_without_any_complete_entry_is_refused(journal_dir):
+    (journal_dir / JOURNAL_FILE).write_bytes(MAGIC)
+    with pytest.raises(ChainError) as caught:
+        load(journal_dir)
+    assert (caught.value.seq, caught.value.reason) == (0, "first-entry")
+
+
+def test_an_interrupted_init_is_named_and_not_overwritten(tmp_path):
+    directory = tmp_path / "journal"
+    Journal.create(directory).close()
+    (directory / JOURNAL_FILE).unlink()
+    with pytest.raises(JournalFileError, match="interrupted init"):
+        Journal.create(directory)
