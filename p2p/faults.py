@@ -67,6 +67,10 @@ class FaultyStream(trio.abc.Stream):
             raise ValueError("corrupt a byte not yet sent, with a non-zero one-byte mask")
         self._corruptions[offset] = mask
 
+    @property
+    def is_cut(self) -> bool:
+        return self._cut
+
     def cut(self) -> None:
         self._cut = True
         self._resumed.set()

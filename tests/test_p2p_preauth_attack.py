@@ -63,7 +63,7 @@ class DialedStreams:
         return stream
 
     def cut_all(self) -> int:
-        live = [stream for stream in self.streams if not stream._cut]
+        live = [stream for stream in self.streams if not stream.is_cut]
         for stream in live:
             stream.cut()
         return len(live)
