@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -122,6 +125,52 @@ class ProofSource(Protocol):
     def checkpoint_note(self) -> str | None: ...
 
 
+class SubmitterQuota:
+    """Roots each submitter (token) may submit to this node: a bucket of ``burst_roots``
+    refilled at ``roots_per_s``; ``roots_per_s == 0`` meters nothing.
+
+    Why: without it one token could fill the mempool and the permanent log, and every other
+    producer's roots waited behind its backlog (issue 14). Past its quota a token gets 429
+    with the ``Retry-After`` at which its request would fit. Buckets are per node and there
+    is one per token in the tokens file, so the table is bounded by the operator.
+    """
+
+    def __init__(self, roots_per_s: int, burst_roots: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.roots_per_s = roots_per_s
+        self.burst_roots = burst_roots
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, submitter: str, count: int) -> float:
+        """0.0 when ``count`` roots fit now (they are taken), else the seconds until they would."""
+        if self.roots_per_s == 0:
+            return 0.0
+        now = self._clock()
+        level = self._level(submitter, now)
+        if level >= count:
+            self._buckets[submitter] = (level - count, now)
+            return 0.0
+        self._buckets[submitter] = (level, now)
+        return (count - level) / self.roots_per_s
+
+    def refund(self, submitter: str, count: int) -> None:
+        """Give back roots the node did not take (mempool full, node busy)."""
+        if self.roots_per_s == 0:
+            return
+        now = self._clock()
+        self._buckets[submitter] = (min(self.burst_roots, self._level(submitter, now) + count), now)
+
+    def _level(self, submitter: str, now: float) -> float:
+        level, at = self._buckets.get(submitter, (float(self.burst_roots), now))
+        return min(float(self.burst_roots), level + (now - at) * self.roots_per_s)
+
+
+def quota_of(service: NodeService) -> SubmitterQuota:
+    """The submitter quota of a service that has one (``service.quota``), else none metered."""
+    quota = getattr(service, "quota", None)
+    return quota if isinstance(quota, SubmitterQuota) else SubmitterQuota(0, 0)
+
+
 def proof_source_of(service: NodeService) -> ProofSource | None:
     """The proof source of a service that wraps a real node (``service.node``), else None."""
     node = getattr(service, "node", None)
@@ -214,9 +263,11 @@ def build_app(
     body_bytes_max: int,
     proofs: ProofSource | None = None,
 ) -> Starlette:
-    """The API app. ``proofs`` defaults to one built on ``service.node`` when there is one."""
+    """The API app. ``proofs`` defaults to one built on ``service.node`` when there is one;
+    submissions are metered by ``service.quota`` when the service has one."""
     if proofs is None:
         proofs = proof_source_of(service)
+    quota = quota_of(service)
 
     def submitter_of(request: Request) -> str | None:
         header = request.headers.get("authorization", "")
@@ -242,11 +293,22 @@ def build_app(
             roots = parse_submission(body, content_type, roots_per_request_max)
         except TooManyRoots as exc:
             return error(413, str(exc))
+        count = len(roots) // ROOT_SIZE
+        wait_s = quota.take(submitter, count)
+        if wait_s:
+            return error(
+                429,
+                f"submitter {submitter!r} is past its quota of {quota.roots_per_s} roots/s "
+                f"(burst {quota.burst_roots}) on this node",
+                retry_after_s=max(1, math.ceil(wait_s)),
+            )
         try:
             receipts = await service.submit(roots, submitter)
         except MempoolFull as exc:
+            quota.refund(submitter, count)
             return error(503, str(exc), retry_after_s=RETRY_AFTER_FULL_S)
         except Overloaded as exc:
+            quota.refund(submitter, count)
             return error(429, str(exc), retry_after_s=RETRY_AFTER_BUSY_S)
         return JSONResponse(
             {"receipts": [r.to_json(service.node_name) for r in receipts]}, status_code=202

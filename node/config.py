@@ -71,6 +71,8 @@ class APISection:
     read_timeout_ms: int = _key(30_000, "a connection that sends nothing this long while a request is open is closed (0: no limit)")
     keep_alive_timeout_ms: int = _key(5_000, "an idle connection (also one with an unfinished request head) is closed after this")
     shutdown_timeout_ms: int = _key(2_000, "at shutdown, requests in flight and pending writes get this long, then are cut")
+    token_roots_per_s: int = _key(5_000, "roots per second one submitter token may submit to this node (429 + Retry-After past it); 0: unmetered")
+    token_burst_roots: int = _key(50_000, "roots a token may submit at once above its rate (at least roots_per_request_max)")
     tls_cert_file: str = _key("", "PEM certificate chain: serve HTTPS (with tls_key_file); empty: plain HTTP, keep it on loopback or behind a TLS proxy")
     tls_key_file: str = _key("", "PEM private key of tls_cert_file (mode 0600)")
 
@@ -197,6 +199,11 @@ def _check_api(config: Config) -> None:
     api, path = config.api, config.path
     if bool(api.tls_cert_file) != bool(api.tls_key_file):
         raise ConfigError(f"{path}: api.tls_cert_file and api.tls_key_file go together; set both or neither")
+    if api.token_roots_per_s and api.token_burst_roots < api.roots_per_request_max:
+        raise ConfigError(
+            f"{path}: api.token_burst_roots ({api.token_burst_roots}) must be at least api.roots_per_request_max "
+            f"({api.roots_per_request_max}), or a full request could never be admitted"
+        )
     for key in ("connections_max", "connections_per_source_max", "write_timeout_ms", "keep_alive_timeout_ms"):
         if getattr(api, key) == 0:
             raise ConfigError(f"{path}: api.{key} must be at least 1")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from node import bundles
-from node.api import Page, Receipt
+from node.api import Page, Receipt, SubmitterQuota
 from proof.chain import BlockHeader
 from proof.spv import hash_to_hex
 from storage.anchor_store import checkpoint_json
@@ -52,6 +52,8 @@ class NodeAPIService:
         self.node = node
         self.node_name = node.name
         self.tokens = node.tokens
+        api = node.config.api
+        self.quota = SubmitterQuota(api.token_roots_per_s, api.token_burst_roots)
 
     async def submit(self, roots: bytes, submitter: str) -> list[Receipt]:
         return await self.node.submit(roots, submitter)

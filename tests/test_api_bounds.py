@@ -51,6 +51,12 @@ class Proofs:
 U64_OVERFLOW = str(2**64)  # 20 digits
 
 
+def fake_node(**parts):
+    """What NodeAPIService reads from a node, plus ``parts``."""
+    config = SimpleNamespace(api=SimpleNamespace(token_roots_per_s=0, token_burst_roots=0))
+    return SimpleNamespace(name="v0", tokens=None, config=config, **parts)
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -170,7 +176,7 @@ class FakeChain:
 
 def test_service_reads_one_bounded_page_of_evidence_from_storage():
     records = [os.urandom(8) for _ in range(120)]
-    node = SimpleNamespace(name="v0", tokens=None, chain=FakeChain(records))
+    node = fake_node(chain=FakeChain(records))
     service = NodeAPIService(node)
     page = service.evidence(100, 50)
     assert [bytes.fromhex(i["cbor"]) for i in page.items] == records[100:]
@@ -203,7 +209,7 @@ def node_with_anchoring(anchoring):
     status = {"validator": 0, "chain_id": "ab" * 32, "height": 7, "view": 9, "log_size": 3,
               "log_root": "cd" * 32, "block_hash": "ef" * 32, "mempool_roots": 0, "peers": 3,
               "anchoring": anchoring}
-    return SimpleNamespace(name="v0", tokens=None, status=lambda: status)
+    return fake_node(status=lambda: status)
 
 
 @pytest.mark.parametrize(
@@ -260,8 +266,7 @@ class FakeAnchorer:
 
 
 def test_service_anchors_merge_recorded_and_own_into_exact_pages_without_error_text():
-    node = SimpleNamespace(name="v0", tokens=None, anchor_store=FakeAnchorStore([10, 20, 30, 40]),
-                           anchorer=FakeAnchorer([15, 40, 50]))
+    node = fake_node(anchor_store=FakeAnchorStore([10, 20, 30, 40]), anchorer=FakeAnchorer([15, 40, 50]))
     service = NodeAPIService(node)
     seen, cursor = [], 0
     while cursor is not None:

@@ -1,0 +1,135 @@
+"""Issue 14, finding 4 (first part): one submitter token cannot take the whole node.
+
+Each token has a bucket of roots per node (``api.token_roots_per_s``, ``api.token_burst_roots``);
+past it the token gets 429 with the ``Retry-After`` at which its request fits, while other
+tokens are served as before. Shown on the app with a fake clock, and on a real validator:
+one producer floods, the other's root still certifies at once.
+"""
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from node.api import SubmitterQuota, build_app
+from node.mempool import MempoolFull
+from node.tokens import add_token, load_tokens
+from tests.network_harness import wait_until
+from tests.test_api import StandIn
+from tests.test_http_limits import RunningNode, running, start_node  # noqa: F401  (running is a fixture)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def two_producers(tmp_path: Path):
+    path = tmp_path / "tokens.toml"
+    flood, quiet = add_token(path, "flood"), add_token(path, "quiet")
+    service = StandIn(load_tokens(path))
+    clock = Clock()
+    service.quota = SubmitterQuota(roots_per_s=4, burst_roots=8, clock=clock)
+    app = build_app(service, roots_per_request_max=4, body_bytes_max=10_000)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node")
+    return client, service, clock, flood, quiet
+
+
+def post(client, token, count=4):
+    return client.post("/v1/roots", content=os.urandom(32 * count),
+                       headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
+
+
+async def test_a_flooding_token_gets_429_with_retry_after_and_another_token_is_still_served(two_producers):
+    client, service, clock, flood, quiet = two_producers
+    assert [(await post(client, flood)).status_code for _ in range(2)] == [202, 202]
+    refused = await post(client, flood)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert "'flood' is past its quota of 4 roots/s" in refused.json()["error"]
+    assert (await post(client, quiet)).status_code == 202
+    clock.now += 1.0
+    assert (await post(client, flood)).status_code == 202
+    assert [submitter for _roots, submitter in service.submitted].count("flood") == 3
+
+
+async def test_retry_after_says_when_the_request_fits(two_producers):
+    client, _service, clock, flood, _quiet = two_producers
+    await post(client, flood)
+    await post(client, flood)
+    clock.now += 0.25  # one root back
+    refused = await post(client, flood)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"  # 3 roots at 4/s: 0.75 s
+
+
+async def test_roots_the_node_refused_are_given_back_to_the_quota(two_producers):
+    client, service, _clock, flood, _quiet = two_producers
+    service.fail_with = MempoolFull("full")
+    assert [(await post(client, flood)).status_code for _ in range(3)] == [503, 503, 503]
+    service.fail_with = None
+    assert [(await post(client, flood)).status_code for _ in range(2)] == [202, 202]
+
+
+def test_an_unmetered_quota_admits_everything():
+    quota = SubmitterQuota(0, 0)
+    assert all(quota.take("a", 1000) == 0.0 for _ in range(100))
+
+
+def test_a_real_validator_keeps_serving_the_quiet_producer_while_another_floods(tmp_path, running):  # noqa: F811
+    node = start_node(tmp_path / "devnet", {"token_roots_per_s": 2_000, "token_burst_roots": 4_000})
+    running.append(node)
+    tokens_file = Path(node.entry.config).parent / "tokens.toml"
+    quiet = add_token(tokens_file, "quiet")
+    from devnet import cluster
+
+    cluster.stop(node.state)
+    cluster.start(node.state)
+    wait_until(lambda: node.log_text().count(" ready ") >= 2, deadline_s=60, what="the node to restart")
+    url = f"http://127.0.0.1:{node.port}"
+    stop = threading.Event()
+    counts = {202: 0, 429: 0, "other": 0}
+
+    def flood() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                response = client.post(f"{url}/v1/roots", content=os.urandom(32 * 1000), headers={
+                    "Authorization": f"Bearer {node.state.token}", "Content-Type": "application/octet-stream"})
+                key = response.status_code if response.status_code in counts else "other"
+                counts[key] += 1
+                if response.status_code == 429:
+                    assert int(response.headers["Retry-After"]) >= 1
+
+    threads = [threading.Thread(target=flood) for _ in range(3)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    latencies = []
+    try:
+        with httpx.Client(timeout=10) as client:
+            for _ in range(5):
+                root = os.urandom(32)
+                sent = time.monotonic()
+                response = client.post(f"{url}/v1/roots", json={"roots": [root.hex()]},
+                                       headers={"Authorization": f"Bearer {quiet}"})
+                assert response.status_code == 202, response.text
+                wait_until(lambda: client.get(f"{url}/v1/roots/{root.hex()}").json().get("state") == "certified",
+                           deadline_s=20, what="the quiet producer's root to be certified", poll_s=0.05)
+                latencies.append(time.monotonic() - sent)
+                time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    elapsed = time.monotonic() - started
+    flood_rate = counts[202] * 1000 / elapsed
+    print(f"flood: {counts[202]} batches acknowledged ({flood_rate:,.0f} roots/s), {counts[429]} refused with 429; "
+          f"quiet producer: certified in {', '.join(f'{t:.2f}' for t in latencies)} s")
+    assert counts[429] > 0 and counts["other"] == 0
+    assert flood_rate <= 2_000 + 4_000 / elapsed + 500
+    assert max(latencies) < 5.0
