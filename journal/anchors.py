@@ -149,10 +149,6 @@ class Sidecar:
     def bundles(self) -> list[StoredBundle]:
         return [StoredBundle(seq, head, path) for seq, head, path in self._listed(BUNDLE_SUFFIX)]
 
-    def bundle(self, seq: int, head: bytes) -> StoredBundle | None:
-        path = self._path(seq, head, BUNDLE_SUFFIX)
-        return StoredBundle(seq, head, path) if path.exists() else None
-
     # ------------------------------------------------------------------ genesis
 
     @property
@@ -228,14 +224,6 @@ class AnchorStatus:
         """The bundle an export of entries up to ``seq`` should carry: anchored if possible, then the earliest."""
         candidates = [b for b in self.verified if b.seq >= seq]
         return min(candidates, key=lambda b: (not b.claim.anchored, b.seq), default=None)
-
-    def covers(self, seq: int) -> str:
-        """'anchored', 'certified' or 'not anchored' for the entry ``seq``."""
-        if self.anchored is not None and seq <= self.anchored.seq:
-            return "anchored"
-        if self.certified is not None and seq <= self.certified.seq:
-            return "certified"
-        return "not anchored"
 
 
 def check_sidecar(sidecar: Sidecar, walker: ChainWalker) -> AnchorStatus:
