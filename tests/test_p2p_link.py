@@ -60,6 +60,15 @@ async def test_a_silent_peer_times_the_handshake_out(autojump_clock: trio.testin
     assert trio.current_time() == pytest.approx(TIMEOUT_S)
 
 
+async def test_with_an_idle_timeout_a_silent_peer_is_refused_as_idle_long_before_the_handshake_timeout(
+        autojump_clock: trio.testing.MockClock) -> None:
+    a, _silent = trio.testing.memory_stream_pair()
+    with pytest.raises(HandshakeError) as excinfo:
+        await establish(a, identity(1), DIRECTORY, peer_index=None, timeout_s=TIMEOUT_S, idle_timeout_s=1.0)
+    assert excinfo.value.reason is HandshakeFailure.IDLE
+    assert trio.current_time() == pytest.approx(1.0)
+
+
 async def test_a_trickling_peer_cannot_stretch_the_handshake_past_its_timeout(
         autojump_clock: trio.testing.MockClock) -> None:
     a, b = trio.testing.memory_stream_pair()

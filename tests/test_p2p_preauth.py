@@ -172,13 +172,15 @@ async def test_a_source_past_its_share_is_closed_while_its_first_connections_sta
             await stream.aclose()
 
 
-async def test_many_sources_filling_every_slot_do_not_lock_a_validator_out() -> None:
+@pytest.mark.parametrize(("sources_count", "per_source"), [(16, 8), (100, 1)])
+async def test_many_sources_filling_every_slot_do_not_lock_a_validator_out(sources_count: int,
+                                                                           per_source: int) -> None:
     settings = TransportSettings()
-    sources = [f"127.0.0.{n}" for n in range(2, 2 + settings.pending_handshakes_max // 4)]
+    assert sources_count * per_source > settings.pending_handshakes_max
+    sources = [f"127.0.{n // 250}.{2 + n % 250}" for n in range(sources_count)]
     async with responder_node(settings) as node:
         assert node.listen_port is not None
-        held = [await connect_from(source, node.listen_port) for source in sources
-                for _ in range(settings.pending_handshakes_per_source_max)]
+        held = [await connect_from(source, node.listen_port) for source in sources for _ in range(per_source)]
         await trio.sleep(0.1)
         with trio.fail_after(DEADLINE_S):
             assert await handshake_as(2, LOOPBACK, node.listen_port) == 0
