@@ -286,6 +286,11 @@ def build(signatures: gen.Signatures) -> dict[str, Any]:
     invalid["first-entry-not-rotation"] = Invalid(
         replaced(0, forged(entries[0], producer, kind=Kind.NOTE, pubkey=None)),
         "entry 0 is a note, introducing no key", "ChainError", "first-entry", 0)
+    invalid["first-entry-signed-by-another-key"] = Invalid(
+        replaced(0, forged(entries[0], outsider)), "entry 0 introduces the producer key but is signed by another",
+        "ChainError", "key-unknown", 0)
+    invalid["empty-chain"] = Invalid(dataclasses.replace(one, chain=(), keys=()).encode(), "no entries at all",
+                                     "PackageError", "empty")
     one_chain = list(one.chain)
     invalid["withheld-digest-altered"] = Invalid(
         with_chain(one, [one_chain[0], b"\x00" + one_chain[1][1:], *one_chain[2:]]),
