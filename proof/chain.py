@@ -231,11 +231,11 @@ class BlockHeader:
             _check_hash(getattr(self, name), f"header {name}")
         for name in ("height", "view", "timestamp_ms", "proposer", "log_size"):
             _check_uint(getattr(self, name), f"header {name}")
-        if self.height < 1:
+        if self.height < 1 and enforced("record.header-height"):
             raise ChainRecordError("header height must be at least 1 (the genesis is not a block)")
-        if (self.height == 1) != (self.parent == GENESIS_PARENT):
+        if (self.height == 1) != (self.parent == GENESIS_PARENT) and enforced("record.genesis-parent"):
             raise ChainRecordError("exactly the block at height 1 has the genesis parent (32 zero bytes)")
-        if self.proposer >= VALIDATORS_MAX:
+        if self.proposer >= VALIDATORS_MAX and enforced("record.proposer"):
             raise ChainRecordError(f"header proposer {self.proposer} is not below {VALIDATORS_MAX}")
         if not isinstance(self.anchors, tuple) or len(self.anchors) > ANCHORS_PER_BLOCK_MAX:
             raise ChainRecordError(f"header anchors must be a tuple of at most {ANCHORS_PER_BLOCK_MAX}")
@@ -327,7 +327,7 @@ class Certificate:
             raise ChainRecordError(f"certificate kind must be a VoteKind, got {self.kind!r}")
         _check_uint(self.view, "certificate view")
         _check_hash(self.block_hash, "certificate block hash")
-        if (self.kind == VoteKind.NULLIFY) != (self.block_hash == ZERO_HASH):
+        if (self.kind == VoteKind.NULLIFY) != (self.block_hash == ZERO_HASH) and enforced("record.nullify-zero"):
             raise ChainRecordError("exactly nullify certificates carry the zero block hash")
         if not isinstance(self.signatures, tuple) or not 1 <= len(self.signatures) <= VALIDATORS_MAX:
             raise ChainRecordError(f"certificate must hold 1..{VALIDATORS_MAX} signatures")
@@ -337,11 +337,13 @@ class Certificate:
                 raise ChainRecordError("certificate signatures must be (index, signature) pairs")
             index, signature = entry
             _check_uint(index, "certificate signer index")
-            if index <= previous:
+            if index <= previous and enforced("record.signer-order"):
                 raise ChainRecordError("certificate signer indices must be strictly increasing")
-            if index >= VALIDATORS_MAX:
+            if index >= VALIDATORS_MAX and enforced("record.signer-bound"):
                 raise ChainRecordError(f"certificate signer index {index} is not below {VALIDATORS_MAX}")
-            if not isinstance(signature, bytes) or not 0 < len(signature) <= SIGNATURE_SIZE:
+            if not isinstance(signature, bytes):
+                raise ChainRecordError("certificate signature must be bytes")
+            if not 0 < len(signature) <= SIGNATURE_SIZE and enforced("record.signature-size"):
                 raise ChainRecordError(f"certificate signature must be 1..{SIGNATURE_SIZE} bytes")
             previous = index
 
@@ -367,12 +369,15 @@ class Certificate:
             pair = cbor.expect_list(item, f"certificate sig {position}", max_items=2)
             if len(pair) != 2:
                 raise DecodeError(f"certificate sig {position}: expected [index, signature]")
-            pairs.append(
-                (
-                    cbor.expect_uint(pair[0], f"certificate sig {position} index", max_value=VALIDATORS_MAX - 1),
-                    cbor.expect_bytes(pair[1], f"certificate sig {position} signature", max_size=SIGNATURE_SIZE),
+            index = cbor.expect_uint(pair[0], f"certificate sig {position} index")
+            if index >= VALIDATORS_MAX and enforced("record.signer-bound"):
+                raise DecodeError(f"certificate sig {position} index: {index} is outside 0 .. {VALIDATORS_MAX - 1}")
+            signature = cbor.expect_bytes(pair[1], f"certificate sig {position} signature")
+            if len(signature) > SIGNATURE_SIZE and enforced("record.signature-size"):
+                raise DecodeError(
+                    f"certificate sig {position} signature: {len(signature)} bytes exceeds the maximum of {SIGNATURE_SIZE}"
                 )
-            )
+            pairs.append((index, signature))
         return _decoded(
             lambda: cls(
                 kind=_expect_kind(fields["kind"], "certificate kind"),
@@ -406,7 +411,7 @@ def verify_certificate_with(
         raise ProofError(f"certificate has {len(cert.signatures)} signatures, quorum is {quorum}")
     previous = -1
     for index, _ in cert.signatures:
-        if index <= previous:
+        if index <= previous and enforced("record.signer-order"):
             raise ProofError("certificate signers are duplicated or not in increasing order")
         if index >= validator_count and enforced("finality.signer-known"):
             raise ProofError(f"certificate signer {index} is not one of the {validator_count} validators")

@@ -37,6 +37,13 @@ CHECKS: dict[str, str] = {
     "record.version": "1: bundle v is 1",
     "record.unknown-field": "1: no unknown field in any record",
     "record.witness": "1: the Bitcoin tx is stored without witness",
+    "record.header-height": "1: header height at least 1",
+    "record.genesis-parent": "1: the zero parent exactly at height 1",
+    "record.proposer": "1: header proposer below 100",
+    "record.nullify-zero": "1: a certificate's block hash is zero exactly for nullify",
+    "record.signer-order": "1: signer indices strictly increasing (no validator counted twice)",
+    "record.signer-bound": "1: signer indices below 100",
+    "record.signature-size": "1: signatures of 1..3309 bytes",
     "record.finality-kind": "1: the finalization certificate has kind 3 (finalize)",
     # step 2
     "chain.id": "2: header.chain is the genesis chain id",

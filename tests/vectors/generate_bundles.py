@@ -43,6 +43,7 @@ from proof import cbor
 from proof.anchor_payload import encode_script
 from proof.spv import MONEY_MAX_SAT
 from proof.bundle import BitcoinAnchor, Bundle, Policy, verify_bundle
+from proof.checks import switched_off
 from proof.chain import AnchorRef, BlockHeader, Certificate, FinalizationProof, Genesis, VoteKind, vote_message
 from proof.compact import CompactRange
 from proof.errors import DecodeError, PantheonError, ProofError
@@ -688,10 +689,19 @@ def add_coverage(add: Callable[..., None], chain4: VectorChain, valid: dict[str,
         "bundle root: expected 32 bytes, got 31", "a 31-byte root")
     add("record-txi-out-of-range", tweak(base, lambda v: v["bitcoin"].__setitem__("txi", 1 << 24)), DecodeError,
         "bundle bitcoin txi: 16777216 is outside 0 .. 16777215", "the Bitcoin position 2^24")
-    add("record-header-height-0", tweak(base, lambda v: v["header"].__setitem__("height", 0)), DecodeError,
-        "header height must be at least 1", "a header at height 0")
-    add("record-proposer-100", tweak(base, lambda v: v["header"].__setitem__("proposer", 100)), DecodeError,
-        "header proposer 100 is not below 100", "a proposer index of 100")
+    def signed_despite(check: str, **fields: Any) -> bytes:
+        """A pending bundle of a header that breaks ``check``, certified by the genesis validators."""
+        with switched_off(check):
+            broken = replace(h4, **fields)
+            return pending_with(FinalizationProof((), chain4.certificate(broken, (0, 1, 2), sig)), broken)
+
+    add("record-header-height-0", signed_despite("record.header-height", height=0), DecodeError,
+        "header height must be at least 1", "a header at height 0, certified by the validators")
+    add("record-zero-parent-above-height-1", signed_despite("record.genesis-parent", parent=bytes(32)), DecodeError,
+        "exactly the block at height 1 has the genesis parent",
+        "the header at height 4 names the zero parent, certified by the validators")
+    add("record-proposer-100", signed_despite("record.proposer", proposer=100), DecodeError,
+        "header proposer 100 is not below 100", "a proposer index of 100, certified by the validators")
     add("record-finalize-with-zero-block", tweak(base, lambda v: v["finality"]["cert"].__setitem__("block", bytes(32))),
         DecodeError, "exactly nullify certificates carry the zero block hash", "a finalize certificate for 32 zero bytes")
     add("record-signature-too-long",
