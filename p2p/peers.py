@@ -364,9 +364,9 @@ class PeerManager:
                                         admit_proof=lambda: self._proof_budget.take(source, trio.current_time()))
         admitted = self._admission.admit(source, lambda: handshake.peer_proven)
         if isinstance(admitted, HandshakeFailure):
-            await trio.aclose_forcefully(stream)
             self._refused_inbound(remote, admitted, f"{self._admission.pending_from(source)} handshakes pending "
                                   f"from {source}, {self._admission.pending} in all")
+            await trio.aclose_forcefully(stream)
             return
         if admitted.evicted is not None:
             self._pending[admitted.evicted].cancel()
