@@ -296,3 +296,23 @@ def test_proof_upgrade_of_an_anchored_bundle_with_nothing_newer_leaves_it(capsys
     run(["proof", "get", node.roots[0].hex(), "--node", url, "-o", path], capsys)
     code, out = run(["proof", "upgrade", path, "--node", url], capsys)
     assert code == 0 and "nothing newer" in out and not (tmp_path / "p.cbor.bak").exists()
+
+
+def test_a_main_claim_reads_as_anchored_with_its_work_and_floor():
+    """No main vector can be mined here, so the rendering of a main claim is checked on a claim built from one."""
+    from dataclasses import replace
+
+    from proof.bundle import verify_bundle
+    from proof.chain import Genesis
+    from proof.spv import main_work_floor
+    from proof.verify_cli import describe_claim
+
+    genesis = Genesis.decode(GENESIS4.read_bytes())
+    claim = replace(verify_bundle(ANCHORED.read_bytes(), genesis=genesis), bitcoin_network="main",
+                    work_floor=main_work_floor(0))
+    lines = describe_claim(claim, genesis)
+    assert lines[0] == "VALID anchored bundle"
+    assert claim.to_json()["bitcoin_security"] == "proof-of-work"
+    assert any("security      proof of work: 2^18.58 expected hashes in all" in line and "difficulty 1e+12" in line
+               for line in lines)
+    assert "test network" not in claim.summary()
