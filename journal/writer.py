@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from proof.errors import DecodeError
 from proof.mldsa import SigningKey
 
 from journal.entry import (
@@ -104,7 +105,7 @@ def _verified(scanned: Scan, first_key: bytes | None) -> Loaded:
     for position, payload in enumerate(scanned.payloads):
         try:
             entry = Entry.decode(payload)
-        except ValueError as exc:
+        except DecodeError as exc:
             raise ChainError(position, "decode", str(exc)) from None
         walker.add_entry(entry)
         entries.append(entry)
