@@ -172,13 +172,13 @@ def quota_of(service: NodeService) -> SubmitterQuota:
 
 
 def proof_source_of(service: NodeService) -> ProofSource | None:
-    """The proof source of a service that wraps a real node (``service.node``), else None."""
-    node = getattr(service, "node", None)
-    if node is None:
-        return None
-    from node.bundles import NodeProofs
+    """The proof source the service offers (``service.proof_source()``), else None.
 
-    return NodeProofs(node)
+    The service builds it: the HTTP layer depends on the service interface, never on
+    the node's modules behind it (node.bundles, node.runtime).
+    """
+    offer = getattr(service, "proof_source", None)
+    return offer() if callable(offer) else None
 
 
 def error(status: int, message: str, *, retry_after_s: int | None = None) -> JSONResponse:
@@ -263,7 +263,7 @@ def build_app(
     body_bytes_max: int,
     proofs: ProofSource | None = None,
 ) -> Starlette:
-    """The API app. ``proofs`` defaults to one built on ``service.node`` when there is one;
+    """The API app. ``proofs`` defaults to the service's ``proof_source()`` when it has one;
     submissions are metered by ``service.quota`` when the service has one."""
     if proofs is None:
         proofs = proof_source_of(service)

@@ -76,6 +76,10 @@ class NodeAPIService:
     def proof_bundle(self, root: bytes) -> bytes | None:
         return bundles.proof_bundle(self.node, root)
 
+    def proof_source(self) -> bundles.NodeProofs:
+        """The CBOR proof routes' material (certified blocks, consistency, anchors, the note)."""
+        return bundles.NodeProofs(self.node)
+
     def checkpoint(self) -> dict[str, Any]:
         status = self.node.status()
         tip = self.node.chain.tip_header

@@ -125,7 +125,7 @@ def stored_node(directory: Path, *, validators: int = 4, blocks: tuple[int, ...]
 
 
 class Service:
-    """The NodeService part the proof routes need; ``node`` is what build_app wires NodeProofs to."""
+    """The NodeService part the proof routes need, offering NodeProofs over ``node`` as a real service does."""
 
     node_name = "stored"
     tokens = None
@@ -137,6 +137,11 @@ class Service:
         from node.bundles import proof_bundle
 
         return proof_bundle(self.node, root)  # type: ignore[arg-type]
+
+    def proof_source(self) -> object:
+        from node.bundles import NodeProofs
+
+        return NodeProofs(self.node)  # type: ignore[arg-type]
 
     def checkpoint(self) -> dict[str, Any]:
         tip = self.node.chain.tip_header
