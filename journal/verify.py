@@ -83,76 +83,112 @@ class ChainWalker:
         position = self.length
         if len(entry_digest) != HASH_SIZE:
             raise ChainError(position, "withheld-digest", f"a withheld entry digest is {HASH_SIZE} bytes")
-        if position == 0:
-            raise ChainError(0, "first-entry", "entry 0 introduces the producer key and is never withheld")
+        self._check_withheld_position(position)
         self._advance(entry_digest, _WITHHELD)
 
     def add_entry(self, entry: Entry) -> None:
+        """Check one disclosed entry, in the order of docs/journal-format.md section 7."""
         position = self.length
-        if entry.seq != position:
-            raise ChainError(
-                position, "seq", f"entry at position {position} says seq {entry.seq} (an entry deleted, inserted or moved)"
-            )
-        if entry.prev != self._head:
-            raise ChainError(
-                position, "prev",
-                f"prev {entry.prev.hex()[:16]}… is not the chain hash of the entry before ({self._head.hex()[:16]}…)",
-            )
-        if entry.time_ms < self._time_ms:
-            raise ChainError(position, "time", f"time {entry.time_ms} ms is before the previous entry's {self._time_ms} ms")
-        key = self._signing_key(entry)
-        if not mldsa_verify(key, entry.signed_message, entry.signature):
-            raise ChainError(position, "signature", "the ML-DSA-65 signature does not verify (entry edited after signing)")
+        self._check_seq(entry, position)
+        self._check_prev(entry)
+        self._check_time(entry)
+        if position == 0:
+            self._check_first_entry(entry)
+            self._check_first_key(entry)
+            key = entry.pubkey
+        else:
+            key = self._check_active_key(entry)
+        assert key is not None
+        self._check_signature(entry, key)
+        if entry.kind == Kind.KEY_ROTATION:
+            self._check_new_key(entry)
+        elif entry.kind == Kind.OUTCOME:
+            self._check_outcome(entry)
         self._apply(entry)
         self._time_ms = entry.time_ms
         self._advance(entry.digest, _DISCLOSED)
 
-    def _signing_key(self, entry: Entry) -> bytes:
-        position = entry.seq
+    # ------------------------------------------------------------------ the checks, one rule each
+
+    def _check_withheld_position(self, position: int) -> None:
         if position == 0:
-            if entry.kind != Kind.KEY_ROTATION or entry.pubkey is None:
-                raise ChainError(0, "first-entry", f"entry 0 must be a key-rotation entry introducing the producer key, "
-                                                   f"not {entry.kind}")
-            if entry.signer != key_fingerprint(entry.pubkey):
-                raise ChainError(0, "key-unknown", "entry 0 must be signed by the key it introduces")
-            if self._first_key is not None and entry.signer != self._first_key:
-                raise ChainError(0, "first-key", f"the producer key is {entry.signer.hex()[:16]}…, "
-                                                 f"not the expected {self._first_key.hex()[:16]}…")
-            return entry.pubkey
+            raise ChainError(0, "first-entry", "entry 0 introduces the producer key and is never withheld")
+
+    def _check_seq(self, entry: Entry, position: int) -> None:
+        if entry.seq != position:
+            raise ChainError(
+                position, "seq", f"entry at position {position} says seq {entry.seq} (an entry deleted, inserted or moved)"
+            )
+
+    def _check_prev(self, entry: Entry) -> None:
+        if entry.prev != self._head:
+            raise ChainError(
+                entry.seq, "prev",
+                f"prev {entry.prev.hex()[:16]}… is not the chain hash of the entry before ({self._head.hex()[:16]}…)",
+            )
+
+    def _check_time(self, entry: Entry) -> None:
+        if entry.time_ms < self._time_ms:
+            raise ChainError(entry.seq, "time",
+                             f"time {entry.time_ms} ms is before the previous entry's {self._time_ms} ms")
+
+    def _check_first_entry(self, entry: Entry) -> None:
+        if entry.kind != Kind.KEY_ROTATION or entry.pubkey is None:
+            raise ChainError(0, "first-entry",
+                             f"entry 0 must be a key-rotation entry introducing the producer key, not {entry.kind}")
+        if entry.signer != key_fingerprint(entry.pubkey):
+            raise ChainError(0, "key-unknown", "entry 0 must be signed by the key it introduces")
+
+    def _check_first_key(self, entry: Entry) -> None:
+        if self._first_key is not None and entry.signer != self._first_key:
+            raise ChainError(0, "first-key", f"the producer key is {entry.signer.hex()[:16]}…, "
+                                             f"not the expected {self._first_key.hex()[:16]}…")
+
+    def _check_active_key(self, entry: Entry) -> bytes:
+        """The active key, which must be the one the entry names as its signer."""
         active = self.active_key
         assert active is not None, "entry 0 is disclosed, so a key is active"
         if entry.signer != key_fingerprint(active):
             raise ChainError(
-                position, "key-unknown",
+                entry.seq, "key-unknown",
                 f"signed by key {entry.signer.hex()[:16]}…, but the active producer key is "
                 f"{key_fingerprint(active).hex()[:16]}… (re-signed with another key, or a key rotation withheld)",
             )
         return active
 
-    def _apply(self, entry: Entry) -> None:
-        if entry.kind == Kind.KEY_ROTATION:
-            assert entry.pubkey is not None
-            fingerprint = key_fingerprint(entry.pubkey)
-            if fingerprint in self._fingerprints:
-                raise ChainError(entry.seq, "key-reused", "a key rotation must introduce a key not used before")
-            self._fingerprints.add(fingerprint)
-            self._keys.append(entry.pubkey)
-        elif entry.kind == Kind.INTENT:
-            self._open[entry.seq] = OpenIntent(entry.seq, entry.action, entry.time_ms)
-        elif entry.kind == Kind.OUTCOME:
-            self._close(entry)
+    def _check_signature(self, entry: Entry, key: bytes) -> None:
+        if not mldsa_verify(key, entry.signed_message, entry.signature):
+            raise ChainError(entry.seq, "signature",
+                             "the ML-DSA-65 signature does not verify (entry edited after signing)")
 
-    def _close(self, entry: Entry) -> None:
+    def _check_new_key(self, entry: Entry) -> None:
+        assert entry.pubkey is not None
+        if key_fingerprint(entry.pubkey) in self._fingerprints:
+            raise ChainError(entry.seq, "key-reused", "a key rotation must introduce a key not used before")
+
+    def _check_outcome(self, entry: Entry) -> None:
         assert entry.ref is not None
         intent = self._open.get(entry.ref)
         if intent is not None:
             if intent.action != entry.action:
                 raise ChainError(entry.seq, "outcome-mismatch",
                                  f"outcome of {entry.action!r} closes intent {entry.ref}, which is {intent.action!r}")
-            del self._open[entry.ref]
         elif self._shown[entry.ref] == _DISCLOSED:
             raise ChainError(entry.seq, "outcome-ref",
                              f"ref {entry.ref} is not an intent awaiting its outcome (not an intent, or already closed)")
+
+    # ------------------------------------------------------------------ state
+
+    def _apply(self, entry: Entry) -> None:
+        if entry.kind == Kind.KEY_ROTATION:
+            assert entry.pubkey is not None
+            self._fingerprints.add(key_fingerprint(entry.pubkey))
+            self._keys.append(entry.pubkey)
+        elif entry.kind == Kind.INTENT:
+            self._open[entry.seq] = OpenIntent(entry.seq, entry.action, entry.time_ms)
+        elif entry.kind == Kind.OUTCOME:
+            assert entry.ref is not None
+            self._open.pop(entry.ref, None)
 
     def _advance(self, entry_digest: bytes, shown: int) -> None:
         self._head = chain_hash(self._head, entry_digest)

@@ -11,6 +11,7 @@ import pytest
 
 from journal.errors import ChainError, PackageError
 from journal.package import verify_package
+from journal.verify import ChainWalker
 from journal.writer import JOURNAL_FILE, load
 from proof.errors import DecodeError, ProofError
 from tests.vectors.journal import generate_journal
@@ -29,6 +30,25 @@ REQUIRED_INVALID = {
 
 def expected(path: Path) -> dict:
     return json.loads(path.with_suffix(".json").read_text())
+
+
+def pin(doc: dict) -> bytes | None:
+    return bytes.fromhex(doc["producer"]) if "producer" in doc else None
+
+
+def verdict(path: Path) -> tuple[str, str]:
+    """(error class, reason code or "") of a package vector, ("valid", "") if it verifies.
+
+    Any exception counts: with a check switched off, a later invariant (an assertion) may be what stops it.
+    """
+    try:
+        verify_package(path.read_bytes(), producer=pin(expected(path)))
+    except Exception as exc:
+        return type(exc).__name__, getattr(exc, "reason", "")
+    return "valid", ""
+
+
+CHECKS = sorted(name for name in vars(ChainWalker) if name.startswith("_check_"))
 
 
 def test_the_invalid_set_covers_edit_delete_reorder_insert_truncate_and_re_signing():
@@ -53,7 +73,7 @@ def test_valid_package_is_pinned_to_its_chain(path):
 def test_invalid_package_fails_with_its_class_and_reason(path):
     doc = expected(path)
     with pytest.raises(ERRORS[doc["error"]]) as caught:
-        verify_package(path.read_bytes())
+        verify_package(path.read_bytes(), producer=pin(doc))
     error = caught.value
     assert getattr(error, "reason", None) == doc["reason"] or doc["reason"] in str(error), str(error)
     if "seq" in doc:
@@ -83,3 +103,14 @@ def test_the_generator_reproduces_every_vector_byte_for_byte(tmp_path):
     assert made == shipped
     for relative in sorted(shipped):
         assert (tmp_path / relative).read_bytes() == (VECTORS / relative).read_bytes(), relative
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_switching_off_any_chain_check_changes_the_verdict_of_some_vector(check, monkeypatch):
+    baseline = {path.stem: verdict(path) for path in INVALID}
+    if check == "_check_active_key":
+        monkeypatch.setattr(ChainWalker, check, lambda self, entry: self.active_key)
+    else:
+        monkeypatch.setattr(ChainWalker, check, lambda self, *args: None)
+    changed = [path.stem for path in INVALID if verdict(path) != baseline[path.stem]]
+    assert changed, f"no vector depends on {check}"

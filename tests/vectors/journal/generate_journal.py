@@ -20,7 +20,8 @@ Files (see docs/journal-format.md section 11):
 - ``genesis.cbor``: the chain of every package;
 - ``packages/valid/*.cbor`` + ``.json`` ``{"description", "claim"}`` (the package claim
   as ``pantheon journal verify --json`` prints it, without the entry listing);
-- ``packages/invalid/*.cbor`` + ``.json`` ``{"description", "error", "reason", "seq"?}``;
+- ``packages/invalid/*.cbor`` + ``.json`` ``{"description", "error", "reason", "seq"?, "producer"?}``
+  (``producer``: the first-key fingerprint to pin when verifying);
 - ``journals/*.pjl`` + ``.json`` ``{"description", "valid", ...}``: journal files (the
   record framing of section 5) with ``length``/``head``/``open_intents``/``torn`` when valid,
   ``error``/``reason``/``seq`` when not.
@@ -181,6 +182,8 @@ class Invalid:
     error: str
     reason: str
     seq: int | None = None
+    producer: bytes | None = None
+    """The producer fingerprint the auditor pins (``verify_package(..., producer=)``), if any."""
 
 
 def tweak(package: Package, change: Callable[[dict[str, Any]], None]) -> bytes:
@@ -289,6 +292,9 @@ def build(signatures: gen.Signatures) -> dict[str, Any]:
     invalid["first-entry-signed-by-another-key"] = Invalid(
         replaced(0, forged(entries[0], outsider)), "entry 0 introduces the producer key but is signed by another",
         "ChainError", "key-unknown", 0)
+    invalid["another-producer-pinned"] = Invalid(
+        one.encode(), "a valid package, verified by an auditor who expects another producer key", "ChainError",
+        "first-key", 0, producer=tagged("pantheon/journal-key/v1", outsider.public_key))
     invalid["empty-chain"] = Invalid(dataclasses.replace(one, chain=(), keys=()).encode(), "no entries at all",
                                      "PackageError", "empty")
     one_chain = list(one.chain)
@@ -383,7 +389,7 @@ def check(built: dict[str, Any]) -> None:
         assert agrees(claim, doc["claim"]), (name, claim, doc["claim"])
     for name, case in built["invalid"].items():
         try:
-            verify_package(case.data)
+            verify_package(case.data, producer=case.producer)
         except classes[case.error] as exc:
             assert getattr(exc, "reason", None) == case.reason or case.reason in str(exc), (name, exc)
             assert case.seq is None or exc.seq == case.seq, (name, exc)
@@ -405,6 +411,8 @@ def write(out: Path, signatures: gen.Signatures) -> None:
         doc = {"description": case.description, "error": case.error, "reason": case.reason}
         if case.seq is not None:
             doc["seq"] = case.seq
+        if case.producer is not None:
+            doc["producer"] = case.producer.hex()
         (out / "packages" / "invalid" / f"{name}.cbor").write_bytes(case.data)
         (out / "packages" / "invalid" / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     for name, (data, doc) in built["journals"].items():
