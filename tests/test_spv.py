@@ -501,3 +501,15 @@ def test_header_chain_reports_bits_and_work_of_every_header():
 def test_every_test_network_is_named_and_main_is_not_one():
     assert TEST_NETWORKS == {"test", "testnet4", "signet", "regtest"}
     assert set(POW_LIMITS) == TEST_NETWORKS | {"main"}
+
+
+def test_the_spec_pins_the_same_floors_as_the_verifier():
+    """docs/proof-format.md step 5.5 and MAIN_WORK_FLOORS are one table: an auditor reads the spec."""
+    import re
+    from pathlib import Path
+
+    spec = (Path(__file__).parent.parent / "docs" / "proof-format.md").read_text()
+    rows = re.findall(r"^\s*\| [^|]+ \| (\d+) \| ([0-9.]+ \* )?10\^(\d+) \|", spec, re.MULTILINE)
+    pinned = [(int(since), round(float(mantissa[:-3]) * 10 ** int(exponent)) if mantissa else 10 ** int(exponent))
+              for since, mantissa, exponent in rows]
+    assert pinned == [(floor.since_ms, floor.difficulty) for floor in MAIN_WORK_FLOORS]
