@@ -250,6 +250,8 @@ def run_verify(args: argparse.Namespace, out: TextIO) -> int:
     path = Path(args.path)
     producer = _fingerprint(args.producer, "--producer")
     if path.is_dir():
+        if args.chain is not None:
+            raise UsageError("--chain pins the genesis of an audit package; a journal directory keeps its own")
         return _verify_journal(path, producer, args.json, out)
     return _verify_package(path, producer, _fingerprint(args.chain, "--chain"), args.json, out)
 
