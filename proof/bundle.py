@@ -44,7 +44,7 @@ from proof import cbor
 from proof.checks import enforced
 from proof.anchor_payload import anchored_block_hash
 from proof.chain import BlockHeader, FinalizationProof, Genesis, verify_finalization
-from proof.errors import DecodeError, ProofError
+from proof.errors import DecodeError, PantheonError, ProofError
 from proof.hashing import HASH_SIZE
 from proof.merkle import leaf_hash, verify_consistency, verify_inclusion
 from proof.spv import (
@@ -198,6 +198,10 @@ def verify_anchor(anchor: BitcoinAnchor, block_hash: bytes, *, floor_at_ms: int)
     )
 
 
+class PolicyError(PantheonError, ValueError):
+    """A policy that cannot be applied: an unknown network name or a minimum below 1."""
+
+
 @dataclass(frozen=True)
 class Policy:
     """What an auditor demands beyond validity: a network and a number of confirmations.
@@ -212,9 +216,9 @@ class Policy:
 
     def __post_init__(self) -> None:
         if self.require_network is not None and self.require_network not in POW_LIMITS:
-            raise ValueError(f"unknown Bitcoin network {self.require_network!r}; known: {', '.join(POW_LIMITS)}")
+            raise PolicyError(f"unknown Bitcoin network {self.require_network!r}; known: {', '.join(POW_LIMITS)}")
         if self.min_confirmations is not None and self.min_confirmations < 1:
-            raise ValueError(f"min_confirmations must be at least 1, got {self.min_confirmations}")
+            raise PolicyError(f"the minimum of confirmations must be at least 1, got {self.min_confirmations}")
 
     def confirmations_needed(self, genesis: Genesis) -> int | None:
         if self.min_confirmations is not None:

@@ -30,8 +30,8 @@ from proof.errors import DecodeError, PantheonError, ProofError
 from proof.spv import POW_LIMITS, hash_to_hex
 
 
-class InputFileError(PantheonError):
-    """A bundle or genesis file that cannot be read as one."""
+class InputError(PantheonError):
+    """A file or option the verifier cannot use (not a verdict on the bundle: exit 1 with ``error:``)."""
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +48,9 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def policy_from(args: argparse.Namespace) -> Policy | None:
+    """The policy the options ask for (PolicyError, an ``error:``, for a minimum below 1)."""
     if args.require_network is None and args.min_confirmations is None:
         return None
-    if args.min_confirmations is not None and args.min_confirmations < 1:
-        raise InputFileError(f"--min-confirmations must be at least 1, got {args.min_confirmations}")
     return Policy(require_network=args.require_network, min_confirmations=args.min_confirmations)
 
 
@@ -59,20 +58,20 @@ def read_genesis_file(path: Path) -> Genesis:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InputFileError(f"cannot read genesis {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read genesis {path}: {exc.strerror}") from None
     try:
         return Genesis.decode(data)
     except DecodeError as exc:
-        raise InputFileError(f"{path} is not a valid genesis: {exc}") from None
+        raise InputError(f"{path} is not a valid genesis: {exc}") from None
 
 
 def read_bundle_file(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InputFileError(f"cannot read bundle {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read bundle {path}: {exc.strerror}") from None
     if len(data) > BUNDLE_SIZE_MAX:
-        raise InputFileError(f"{path} is {len(data)} bytes, larger than any bundle ({BUNDLE_SIZE_MAX})")
+        raise InputError(f"{path} is {len(data)} bytes, larger than any bundle ({BUNDLE_SIZE_MAX})")
     return data
 
 
@@ -84,7 +83,7 @@ def chain_id_from(text: str | None) -> bytes | None:
     except ValueError:
         chain_id = b""
     if len(chain_id) != 32:
-        raise InputFileError(f"--chain {text[:70]!r} must be the 64-hex-digit chain id (genesis hash)")
+        raise InputError(f"--chain {text[:70]!r} must be the 64-hex-digit chain id (genesis hash)")
     return chain_id
 
 

@@ -316,3 +316,8 @@ def test_a_main_claim_reads_as_anchored_with_its_work_and_floor():
     assert any("security      proof of work: 2^18.58 expected hashes in all" in line and "difficulty 1e+12" in line
                for line in lines)
     assert "test network" not in claim.summary()
+
+
+def test_a_minimum_of_zero_confirmations_is_an_error_not_a_verdict(capsys):
+    code, out = run(["verify", ANCHORED, "--genesis", GENESIS4, "--min-confirmations", "0"], capsys)
+    assert code == 1 and out.startswith("error: the minimum of confirmations must be at least 1")
