@@ -24,9 +24,6 @@ from __future__ import annotations
 import binascii
 import json
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -34,6 +31,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from node.interface import Page, Receipt, SubmitterQuota
 from node.mempool import MempoolFull
 from node.tokens import TokenTable
 from proof.errors import PantheonError
@@ -59,33 +57,6 @@ class Overloaded(PantheonError):
 
 class BadRequest(PantheonError):
     """A path, query or body the API cannot use; answered 400 with this message."""
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a list endpoint: its items and the cursor of the next page (None: last)."""
-
-    items: list[dict[str, Any]]
-    next: int | None
-
-
-@dataclass(frozen=True)
-class Receipt:
-    root: bytes
-    state: str
-    received_at_ms: int
-    index: int | None = None
-
-    def to_json(self, node: str) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "root": self.root.hex(),
-            "state": self.state,
-            "received_at_ms": self.received_at_ms,
-            "node": node,
-        }
-        if self.index is not None:
-            body["index"] = self.index
-        return body
 
 
 class NodeService(Protocol):
@@ -123,46 +94,6 @@ class ProofSource(Protocol):
     def anchor_record(self, height: int) -> bytes | None: ...
 
     def checkpoint_note(self) -> str | None: ...
-
-
-class SubmitterQuota:
-    """Roots each submitter (token) may submit to this node: a bucket of ``burst_roots``
-    refilled at ``roots_per_s``; ``roots_per_s == 0`` meters nothing.
-
-    Why: without it one token could fill the mempool and the permanent log, and every other
-    producer's roots waited behind its backlog (issue 14). Past its quota a token gets 429
-    with the ``Retry-After`` at which its request would fit. Buckets are per node and there
-    is one per token in the tokens file, so the table is bounded by the operator.
-    """
-
-    def __init__(self, roots_per_s: int, burst_roots: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.roots_per_s = roots_per_s
-        self.burst_roots = burst_roots
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def take(self, submitter: str, count: int) -> float:
-        """0.0 when ``count`` roots fit now (they are taken), else the seconds until they would."""
-        if self.roots_per_s == 0:
-            return 0.0
-        now = self._clock()
-        level = self._level(submitter, now)
-        if level >= count:
-            self._buckets[submitter] = (level - count, now)
-            return 0.0
-        self._buckets[submitter] = (level, now)
-        return (count - level) / self.roots_per_s
-
-    def refund(self, submitter: str, count: int) -> None:
-        """Give back roots the node did not take (mempool full, node busy)."""
-        if self.roots_per_s == 0:
-            return
-        now = self._clock()
-        self._buckets[submitter] = (min(self.burst_roots, self._level(submitter, now) + count), now)
-
-    def _level(self, submitter: str, now: float) -> float:
-        level, at = self._buckets.get(submitter, (float(self.burst_roots), now))
-        return min(float(self.burst_roots), level + (now - at) * self.roots_per_s)
 
 
 def quota_of(service: NodeService) -> SubmitterQuota:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from node import bundles
-from node.api import Page, Receipt, SubmitterQuota
+from node.interface import Page, Receipt, SubmitterQuota
 from proof.chain import BlockHeader
 from proof.spv import hash_to_hex
 from storage.anchor_store import checkpoint_json
