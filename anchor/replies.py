@@ -39,6 +39,8 @@ PSBT_SIZE_MAX = 1024 * 1024
 # Wallet errors listed by signrawtransactionwithwallet or psbtbumpfee, kept for the message.
 ERRORS_LISTED_MAX = 16
 TEXT_SIZE_MAX = 500
+# Characters of a reply's value quoted in an error message.
+CLIP_SIZE = 60
 KNOWN_CHAINS = frozenset({"main", "test", "testnet4", "signet", "regtest"})
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -121,12 +123,19 @@ def _amount(value: object, what: str) -> Decimal:
 
 
 def _texts(value: object, what: str) -> tuple[str, ...]:
-    """A list of messages (wallet errors), or the objects bitcoind lists them in, as text."""
+    """Wallet errors for a message: a list of strings (psbtbumpfee) or of objects with an
+    "error" string (signrawtransactionwithwallet); anything else is described, not printed."""
     if value is None:
         return ()
     if not isinstance(value, list):
         raise ReplyShapeError(f"{what} is {_kind(value)}, expected a list")
-    return tuple(_clip(item) for item in value[:ERRORS_LISTED_MAX])
+    return tuple(_text_of(item) for item in value[:ERRORS_LISTED_MAX])
+
+
+def _text_of(item: object) -> str:
+    if isinstance(item, dict) and isinstance(item.get("error"), str):
+        item = item["error"]
+    return _clip(item) if isinstance(item, str) else _kind(item)
 
 
 def _kind(value: object) -> str:
@@ -146,8 +155,11 @@ def _kind(value: object) -> str:
 
 
 def _clip(value: object) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
+    """A short printable form of a string or number from a reply, cut before it is copied."""
+    if isinstance(value, str):
+        return repr(value[:CLIP_SIZE]) + (f"... ({len(value)} characters)" if len(value) > CLIP_SIZE else "")
+    text = str(value)
+    return text if len(text) <= CLIP_SIZE else text[:CLIP_SIZE] + f"... ({len(text)} digits)"
 
 
 # --------------------------------------------------------------------------- node calls

@@ -334,3 +334,11 @@ def test_a_body_cut_short_of_its_content_length_is_reply_invalid():
         rpc = BitcoindRPC(server.port, user=server.user, password=server.password, timeout_s=2)
         with pytest.raises(BitcoindReplyInvalid, match="cut short after 14 of the 64 bytes it announced"):
             rpc.call("getbestblockhash")
+
+
+def test_wallet_errors_are_kept_short_for_the_message_whatever_their_shape():
+    errors = [{"txid": T, "vout": 0, "error": "Input not found or already spent"}, "x" * 10_000, {"deep": [[1]]}]
+    signed = replies.parse_signed_tx({"hex": RAW_TX.hex(), "complete": False, "errors": errors})
+    assert signed.errors[0] == "'Input not found or already spent'"
+    assert signed.errors[1].endswith("... (10000 characters)") and len(signed.errors[1]) < 100
+    assert signed.errors[2] == "an object"
