@@ -15,6 +15,7 @@ Byzantine validator could keep a laggard behind:
   the peer is chosen here, preferring peers that delivered blocks before, then in
   rotation, skipping benched peers. A peer that keeps delivering is asked again at
   once, so a partial answer continues where it came from.
+- **Never stuck.** When every peer is benched, the one benched longest ago is asked.
 - **Bounded.** One request, one score and one bench time per validator.
 """
 
@@ -125,10 +126,18 @@ class CatchUpClient:
         self._benched_until_ms[peer] = now_ms + bench_ms
 
     def _choose(self, now_ms: int) -> int | None:
-        """Among peers not benched: the ones that delivered most, then the next in rotation."""
-        candidates = [peer for peer in self.peers if not self.benched(peer, now_ms)]
-        if not candidates:
+        """Among peers not benched: the ones that delivered most, then the next in rotation.
+
+        When every peer is benched (a long partition makes every request time out), the
+        one whose bench ends first: a laggard always has someone to ask.
+        """
+        peers = self.peers
+        if not peers:
             return None
+        candidates = [peer for peer in peers if not self.benched(peer, now_ms)]
+        if not candidates:
+            soonest = min(self._benched_until_ms[peer] for peer in peers)
+            candidates = [peer for peer in peers if self._benched_until_ms[peer] == soonest]
         best = max(self._delivered[peer] for peer in candidates)
         ordered = [(self._rotation + step) % self._n for step in range(1, self._n + 1)]
         for peer in ordered:

@@ -176,6 +176,28 @@ class CoreConfig:
         return min(self.base_timeout_ms * self.timeout_backoff**steps, self.max_timeout_ms)
 
 
+@dataclass(frozen=True)
+class Footprint:
+    """What a core holds in memory, for checking its documented bounds (docs/consensus.md).
+
+    With W = VIEWS_RETAINED_MAX + FUTURE_VIEWS_MAX + 1 views in the window and n
+    validators: ``votes`` <= 3 * n * W, ``certificates`` <= 3 * W, ``proposals`` <= W,
+    ``window_blocks`` <= 3 * W (a proposal and a notarized and a finalized block per
+    view), ``chain_blocks`` the unfinalized ancestors older than the window (one per
+    notarized height, while finalization is starved), ``block_bytes`` <= blocks *
+    block_roots_max * 32, ``evidence`` <= EVIDENCE_KEPT_MAX.
+    """
+
+    views: int
+    votes: int
+    certificates: int
+    proposals: int
+    window_blocks: int
+    chain_blocks: int
+    block_bytes: int
+    evidence: int
+
+
 @dataclass
 class FinalizedTip:
     """The last finalized block's header (None: nothing finalized yet) and the log's compact range there."""
@@ -237,7 +259,7 @@ class Core:
         self._proposal_requested_view = -1
         self._consecutive_nullified = 0
         self._tip_certificate: Certificate | None = None
-        for block in blocks[-VIEWS_RETAINED_MAX:]:
+        for block in blocks:
             if block.header.height > self.finalized_height and block.header.chain_id == self.validators.chain_id:
                 self._blocks[block.hash] = block
         self._pending_finalization: Certificate | None = None
@@ -275,6 +297,20 @@ class Core:
     @property
     def index(self) -> int | None:
         return None if self.signer is None else self.signer.index
+
+    def footprint(self) -> Footprint:
+        floor = max(self.finalized_view + 1, self.view - VIEWS_RETAINED_MAX)
+        in_window = sum(1 for block in self._blocks.values() if block.header.view >= floor)
+        return Footprint(
+            views=len(self._votes),
+            votes=sum(len(by_signer) for kinds in self._votes.values() for by_signer in kinds.values()),
+            certificates=sum(len(certificates) for certificates in self._certificates.values()),
+            proposals=len(self._proposals),
+            window_blocks=in_window,
+            chain_blocks=len(self._blocks) - in_window,
+            block_bytes=sum(len(block.roots) for block in self._blocks.values()),
+            evidence=len(self.evidence),
+        )
 
     # ------------------------------------------------------------------ entry point
 
@@ -958,7 +994,31 @@ class Core:
         for view in [v for v in self._proposals if v < floor]:
             del self._proposals[view]
         self._evidence_keys = {key for key in self._evidence_keys if key[2] >= floor}
-        stale = [h for h, b in self._blocks.items() if b.header.view < floor or b.header.height <= self.finalized_height]
+        blocks = self._blocks
+        finalized_height = self.finalized_height
+        kept = {
+            block_hash
+            for block_hash, block in blocks.items()
+            if block.header.view >= floor and block.header.height > finalized_height
+        }
+        # A notarized block keeps its whole unfinalized chain, however old: finalizing it
+        # commits every ancestor, which must still be here. Only notarized chains are
+        # kept past the window (a Byzantine leader's private fork is not), and they grow
+        # by one block per notarized view, only while finalization is starved.
+        notarized = [cert.block_hash for cert in self._certificates[VoteKind.NOTARIZE].values()]
+        if self.safety.lock is not None:
+            notarized.append(self.safety.lock.block_hash)
+        walked: set[bytes] = set()
+        for block_hash in notarized:
+            cursor: bytes | None = block_hash
+            while cursor is not None and cursor not in walked:
+                ancestor = blocks.get(cursor)
+                if ancestor is None or ancestor.header.height <= finalized_height:
+                    break
+                walked.add(cursor)
+                cursor = ancestor.header.parent
+        kept |= walked
+        stale = [block_hash for block_hash in blocks if block_hash not in kept]
         for block_hash in stale:
             del self._blocks[block_hash]
             self._edges.pop(block_hash, None)

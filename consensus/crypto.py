@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from proof.chain import Genesis
-from proof.mldsa import PUBLIC_KEY_SIZE, SigningKey
+from proof.mldsa import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SigningKey
 from proof.mldsa import verify as mldsa_verify
 
 SIM_SIGNATURE_SIZE = 32
@@ -60,26 +60,34 @@ class MLDSAVerifier:
 
 
 class SimSigner:
-    """HMAC-SHA256 under a per-validator seed: deterministic signatures for simulation."""
+    """HMAC-SHA256 under a per-validator seed: deterministic signatures for simulation.
 
-    def __init__(self, index: int, seed: bytes) -> None:
+    ``signature_size`` pads the tag with zeros (up to ML-DSA-65's 3,309 bytes) so that a
+    simulated certificate weighs what a real one does on the wire.
+    """
+
+    def __init__(self, index: int, seed: bytes, signature_size: int = SIM_SIGNATURE_SIZE) -> None:
+        if not SIM_SIGNATURE_SIZE <= signature_size <= SIGNATURE_SIZE:
+            raise ValueError(f"signature_size must be {SIM_SIGNATURE_SIZE}..{SIGNATURE_SIZE}")
         self.index = index
         self._seed = bytes(seed)
+        self._padding = bytes(signature_size - SIM_SIGNATURE_SIZE)
 
     def sign(self, message: bytes) -> bytes:
-        return hmac.new(self._seed, message, hashlib.sha256).digest()
+        return hmac.new(self._seed, message, hashlib.sha256).digest() + self._padding
 
 
 class SimVerifier:
     """Checks SimSigner signatures, given every validator's seed (index = position)."""
 
-    def __init__(self, seeds: Sequence[bytes]) -> None:
+    def __init__(self, seeds: Sequence[bytes], signature_size: int = SIM_SIGNATURE_SIZE) -> None:
         self._seeds = tuple(bytes(seed) for seed in seeds)
+        self._padding = bytes(signature_size - SIM_SIGNATURE_SIZE)
 
     def verify(self, index: int, message: bytes, signature: bytes) -> bool:
-        if not 0 <= index < len(self._seeds) or len(signature) != SIM_SIGNATURE_SIZE:
+        if not 0 <= index < len(self._seeds) or len(signature) != SIM_SIGNATURE_SIZE + len(self._padding):
             return False
-        expected = hmac.new(self._seeds[index], message, hashlib.sha256).digest()
+        expected = hmac.new(self._seeds[index], message, hashlib.sha256).digest() + self._padding
         return hmac.compare_digest(expected, signature)
 
 
@@ -100,8 +108,10 @@ def sim_public_key(seed: bytes) -> bytes:
     return stream[:PUBLIC_KEY_SIZE]
 
 
-def sim_validators(n: int, salt: bytes = b"") -> tuple[list[SimSigner], SimVerifier, tuple[bytes, ...]]:
+def sim_validators(
+    n: int, salt: bytes = b"", signature_size: int = SIM_SIGNATURE_SIZE
+) -> tuple[list[SimSigner], SimVerifier, tuple[bytes, ...]]:
     """Signers, the shared verifier and placeholder public keys for ``n`` simulated validators."""
     seeds = [sim_seed(index, salt) for index in range(n)]
-    signers = [SimSigner(index, seed) for index, seed in enumerate(seeds)]
-    return signers, SimVerifier(seeds), tuple(sim_public_key(seed) for seed in seeds)
+    signers = [SimSigner(index, seed, signature_size) for index, seed in enumerate(seeds)]
+    return signers, SimVerifier(seeds, signature_size), tuple(sim_public_key(seed) for seed in seeds)

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 
 from consensus.sim.byzantine import BEHAVIOURS
 from consensus.sim.faults import FaultMixError, parse_fault_mix
-from consensus.sim.runner import DEFAULT_GST_MS, DEFAULT_STEPS_MAX, RunResult, SimConfig, run_seed
+from consensus.sim.runner import (
+    DEFAULT_GST_MS,
+    DEFAULT_STEPS_MAX,
+    REAL_SIZES_SHARE,
+    SIZES,
+    RunResult,
+    SimConfig,
+    run_seed,
+)
 from consensus.sim.rng import SEED_MAX
 
 SEEDS_MAX = 10_000_000
@@ -43,6 +51,9 @@ class Summary:
     steps: int = 0
     hops_per_ms: list[float] = field(default_factory=list)
     failures: list[RunResult] = field(default_factory=list)
+    real_size_seeds: int = 0
+    rejoin_worst_ms: int = 0
+    catchup_blocks: int = 0
 
     def add(self, result: RunResult) -> None:
         self.seeds += 1
@@ -55,6 +66,9 @@ class Summary:
         self.decode_rejected += result.honest_counters.get("decode_rejected", 0)
         self.invalid_proposals += result.invalid_blocks
         self.steps += result.steps
+        self.real_size_seeds += result.real_sizes
+        self.rejoin_worst_ms = max(self.rejoin_worst_ms, result.rejoin_worst_ms)
+        self.catchup_blocks += result.catchup_blocks
         if result.mean_link_delay_ms > 0:
             self.hops_per_ms.append(1.0 / result.mean_link_delay_ms)
         if result.violation is not None:
@@ -72,6 +86,8 @@ class Summary:
             f"median_finality_hops={median * hops_per_ms:.1f} views={self.views} msgs={self.messages} "
             f"dropped={self.dropped} evidence={self.evidence} garbage_rejected={self.decode_rejected} "
             f"invalid_proposals={self.invalid_proposals} steps={self.steps} "
+            f"real_size_seeds={self.real_size_seeds} catchup_blocks={self.catchup_blocks} "
+            f"rejoin_worst_ms={self.rejoin_worst_ms} "
             f"sec_per_seed={seconds / max(1, self.seeds):.3f}"
         )
 
@@ -99,6 +115,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"Byzantine behaviours to draw from (default all: {','.join(BEHAVIOURS)})",
     )
     parser.add_argument("--real-crypto", action="store_true", help="sign with ML-DSA-65 (slow; traces differ)")
+    parser.add_argument(
+        "--sizes", choices=SIZES, default="mixed",
+        help="small: tiny blocks and signatures; real: full 10,000-root blocks, ML-DSA-65-sized signatures "
+        f"and a validator down for most of the time before GST; mixed (default): real in {REAL_SIZES_SHARE:.0%} "
+        "of the seeds",
+    )
     parser.add_argument("--verbose", action="store_true", help="one line per seed")
     parser.add_argument(
         "--quorum-override", type=int, default=None, metavar="Q",
@@ -138,6 +160,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         steps_max=args.steps,
         real_crypto=args.real_crypto,
         quorum_override=args.quorum_override,
+        sizes=args.sizes,
     )
 
 
@@ -156,6 +179,7 @@ def replay_command(args: argparse.Namespace, config: SimConfig, seed: int) -> st
         parts.append(f"--horizon-ms {args.horizon_ms}")
     if config.real_crypto:
         parts.append("--real-crypto")
+    parts.append(f"--sizes {config.sizes}")
     if config.quorum_override is not None:
         parts.append(f"--quorum-override {config.quorum_override}")
     parts.append("--verbose")
@@ -197,6 +221,8 @@ def _seed_line(result: RunResult) -> str:
         f"seed={result.seed} {verdict} height={result.height_min}..{result.height_max} "
         f"views={result.views_max} steps={result.steps} t={result.time_ms}ms byzantine={byzantine} "
         f"crashes={result.crashes} partitions={result.partitions} evidence={result.evidence_against or '-'} "
+        f"sizes={'real' if result.real_sizes else 'small'} catchup_blocks={result.catchup_blocks} "
+        f"rejoin_worst_ms={result.rejoin_worst_ms} "
         f"trace={result.trace_hash[:16]}"
     )
 

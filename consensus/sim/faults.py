@@ -141,3 +141,20 @@ def plan_faults(
             crashes.append(crash)
     crashes.sort(key=lambda c: (c.at_ms, c.node))
     return FaultPlan(tuple(partitions), tuple(crashes))
+
+
+def with_laggard(plan: FaultPlan, seed: int, honest: tuple[int, ...], downtime_ms: int, gst_ms: int) -> FaultPlan:
+    """``plan`` with one honest validator down for ``downtime_ms`` right before GST instead of its crashes.
+
+    It comes back far behind, so that rejoining means fetching many blocks (the other
+    crashes of that validator are dropped so that its downtimes never overlap).
+    """
+    if downtime_ms >= gst_ms:
+        return plan
+    node = derive_rng(seed, "faults", "laggard").choice(honest)
+    at_ms = gst_ms - downtime_ms - 1
+    others = [
+        crash for crash in plan.crashes if crash.node != node and (crash.restart_ms <= at_ms or crash.at_ms >= gst_ms)
+    ]
+    crashes = sorted([*others, Crash(node, at_ms, at_ms + downtime_ms)], key=lambda c: (c.at_ms, c.node))
+    return FaultPlan(plan.partitions, tuple(crashes))

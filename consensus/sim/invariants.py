@@ -50,6 +50,8 @@ INVARIANTS: tuple[str, ...] = (
     "frame-size",
 )
 GENESIS_PARENT = bytes(32)
+LOGS_MEMO_MAX = 1_024
+"""Logs after recently checked blocks, kept so that n nodes finalizing one block hash its roots once."""
 ROOT_SIZE = 32
 
 
@@ -121,11 +123,14 @@ class InvariantChecker:
         self.rejoin_bound_ms = progress_bound_ms if rejoin_bound_ms is None else rejoin_bound_ms
         self.up_since_ms: dict[int, int] = {}
         self._rejoin_reported: dict[int, int] = {}
+        self.rejoin_worst_ms = 0
+        """Longest any honest validator that was up stayed a height behind after GST."""
         self.canonical: dict[int, CanonicalEntry] = {}
         self.finalized_roots: set[bytes] = set()
         self.invalid_blocks: set[bytes] = set()
         self.last_progress_ms = 0
         self._logs: dict[int, _NodeLog] = {}
+        self._log_after: dict[bytes, CompactRange] = {}
         self._pending: list[Violation] = []
         self.step = 0
         self.now_ms = 0
@@ -229,6 +234,8 @@ class InvariantChecker:
             if entry is None or self._rejoin_reported.get(node) == height:
                 continue
             lagging_ms = self.now_ms - max(entry.time_ms, self.gst_ms, up_ms)
+            if lagging_ms > self.rejoin_worst_ms:
+                self.rejoin_worst_ms = lagging_ms
             if lagging_ms > self.rejoin_bound_ms:
                 self._rejoin_reported[node] = height
                 self._violate(
@@ -260,8 +267,18 @@ class InvariantChecker:
                 f"finalized block {_hex(state.tip_hash)}",
             )
             return
+        known = self._log_after.get(header.hash)
+        if known is not None:
+            # Another node already checked this block on this same parent: a parent hash
+            # fixes the parent's log size and root, so the log after it is the same.
+            state.log = known.copy()
+            return
         state.log.extend_roots(block.roots)
-        if state.log.size != header.log_size or state.log.root() != header.log_root:
+        if state.log.size == header.log_size and state.log.root() == header.log_root:
+            self._log_after[header.hash] = state.log.copy()
+            if len(self._log_after) > LOGS_MEMO_MAX:
+                del self._log_after[next(iter(self._log_after))]
+        else:
             self._violate(
                 "prefix",
                 node,

@@ -16,13 +16,14 @@ ROOT_SIZE = 32
 class RootStream:
     """Fresh random roots for one node, fixed by the run seed and the node index."""
 
-    def __init__(self, seed: int, node: int, *, roots_per_block_max: int) -> None:
+    def __init__(self, seed: int, node: int, *, roots_per_block_max: int, full: bool = False) -> None:
         if roots_per_block_max < 1:
             raise ValueError(f"roots_per_block_max must be >= 1, got {roots_per_block_max}")
         self._rng = derive_rng(seed, "mempool", node)
         self._roots_per_block_max = roots_per_block_max
+        self._full = full
 
     def next_batch(self) -> bytes:
-        """Between 0 and ``roots_per_block_max`` new roots, concatenated."""
-        count = self._rng.randint(0, self._roots_per_block_max)
+        """Between 0 and ``roots_per_block_max`` new roots, concatenated (always the most when ``full``)."""
+        count = self._roots_per_block_max if self._full else self._rng.randint(0, self._roots_per_block_max)
         return self._rng.randbytes(ROOT_SIZE * count)

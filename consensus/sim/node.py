@@ -41,7 +41,7 @@ from consensus.actions import (
 )
 from consensus.block import ROOT_SIZE, Block, build_block
 from consensus.catchup import ServeLimiter, build_response
-from consensus.core import VIEWS_RETAINED_MAX, Core, CoreConfig, FinalizedTip
+from consensus.core import Core, CoreConfig, FinalizedTip
 from consensus.crypto import Signer, Verifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
 from consensus.messages import MESSAGE_SIZE_MAX, CatchUpRequest, Message, Proposal, Vote
@@ -90,28 +90,38 @@ class Disk:
     safety_state: SafetyState | None = None  # the decoded form of ``safety``, for checkers
     blocks: list[tuple[Block, Certificate]] = field(default_factory=list)
     descendants: list[tuple[BlockHeader, ...]] = field(default_factory=list)
-    log: CompactRange = field(default_factory=CompactRange)
     roots: set[bytes] = field(default_factory=set)
     persists: int = 0
     unfinalized: dict[bytes, Block] = field(default_factory=dict)
+    _log: CompactRange = field(default_factory=CompactRange)
+    _log_height: int = 0
 
     @property
     def height(self) -> int:
         return len(self.blocks)
 
+    @property
+    def log(self) -> CompactRange:
+        """The log's compact range at the tip, brought up to date only when asked (at boot).
+
+        The core already hashed every finalized root to check its block; hashing them
+        again per commit would double a run's cost with full-size blocks.
+        """
+        for block, _ in self.blocks[self._log_height :]:
+            self._log.extend_roots(block.roots)
+        self._log_height = len(self.blocks)
+        return self._log
+
     def keep(self, block: Block) -> None:
         """Store a block this node is about to vote for or propose, until it is finalized.
 
-        An honest node checks or builds at most one block per view and the core looks
-        back only VIEWS_RETAINED_MAX views, so beyond that many blocks the one of the
-        oldest view is dropped (what bounds the disk while nothing is finalized).
+        Nothing is dropped before finalization: a notarized chain that finalization
+        starved for longer than the core's view window is still one chain, and its
+        finalization needs every block of it (as node.runtime keeps them in LevelDB).
         """
         if block.header.height <= self.height or block.hash in self.unfinalized:
             return
         self.unfinalized[block.hash] = block
-        if len(self.unfinalized) > VIEWS_RETAINED_MAX:
-            oldest = min(self.unfinalized.values(), key=lambda kept: (kept.header.view, kept.hash))
-            del self.unfinalized[oldest.hash]
 
     def kept(self) -> list[Block]:
         """The kept blocks above the finalized tip, lowest first (what ``Core(blocks=)`` takes)."""
@@ -126,7 +136,6 @@ class Disk:
     def commit(self, block: Block, certificate: Certificate, descendants: tuple[BlockHeader, ...] = ()) -> None:
         self.blocks.append((block, certificate))
         self.descendants.append(descendants)
-        self.log.extend_roots(block.roots)
         roots = block.roots
         self.roots.update(roots[i : i + ROOT_SIZE] for i in range(0, len(roots), ROOT_SIZE))
         height = self.height

@@ -21,12 +21,12 @@ from typing import Any
 
 from consensus.actions import Evidence, Finalized
 from consensus.core import CoreConfig
-from consensus.crypto import MLDSASigner, MLDSAVerifier, Signer, Verifier, sim_validators
+from consensus.crypto import SIM_SIGNATURE_SIZE, MLDSASigner, MLDSAVerifier, Signer, Verifier, sim_validators
 from consensus.events import Event
 from consensus.messages import MESSAGE_SIZE_MAX, Message, Vote, decode_message
 from consensus.safety import SafetyState
 from consensus.sim.byzantine import BEHAVIOURS, ByzantineNode
-from consensus.sim.faults import FaultMix, plan_faults
+from consensus.sim.faults import FaultMix, plan_faults, with_laggard
 from consensus.sim.invariants import INVARIANTS, InvariantChecker, Violation
 from consensus.sim.mempool import RootStream
 from consensus.sim.network import LINK_DELAY_MS_MAX, STALL_MS_MAX, LinkStats, Network
@@ -35,7 +35,7 @@ from consensus.sim.rng import derive_rng
 from consensus.sim.scheduler import Scheduler
 from proof.errors import DecodeError
 from proof.chain import FinalizationProof, Genesis, VoteKind, verify_finalization
-from proof.mldsa import SigningKey
+from proof.mldsa import SIGNATURE_SIZE, SigningKey
 from proof.mldsa import verify as mldsa_verify
 
 # Core timing for simulated runs: a WAN-like network (20-140 ms one way) with
@@ -43,6 +43,13 @@ from proof.mldsa import verify as mldsa_verify
 SIM_BASE_TIMEOUT_MS = 600
 SIM_MAX_TIMEOUT_MS = 2_400
 SIM_BLOCK_ROOTS_MAX = 16
+# Seeds with the runtime's sizes: full blocks of the node's default roots bound, signatures
+# of ML-DSA-65's size, and one validator down for most of the time before GST, so that
+# its catch-up has to span several frames (what small blocks never exercise).
+SIZES = ("small", "real", "mixed")
+REAL_SIZES_SHARE = 0.03
+REAL_BLOCK_ROOTS_MAX = 10_000
+REAL_LAGGARD_DOWNTIME_MS = 4_500
 # Virtual-time shape of a run: faults until GST, then a synchronous network for the
 # progress bound plus this long, so a stall after GST is always seen.
 DEFAULT_GST_MS = 5_000
@@ -75,9 +82,14 @@ class SimConfig:
     invariants: tuple[str, ...] = INVARIANTS
     base_timeout_ms: int = SIM_BASE_TIMEOUT_MS
     max_timeout_ms: int = SIM_MAX_TIMEOUT_MS
+    sizes: str = "mixed"
+    """``small``: tiny blocks and signatures (fast); ``real``: the runtime's sizes; ``mixed``:
+    real in a seeded share (REAL_SIZES_SHARE) of the seeds."""
 
     def __post_init__(self) -> None:
         n = self.validators
+        if self.sizes not in SIZES:
+            raise ValueError(f"--sizes must be one of {', '.join(SIZES)}, got {self.sizes!r}")
         if not 1 <= n <= VALIDATORS_MAX or (n - 1) % 3:
             raise ValueError(f"--validators must be 3f+1 (1, 4, 7, ...) and at most {VALIDATORS_MAX}, got {n}")
         if not 0 <= self.byzantine <= (n - 1) // 3:
@@ -101,11 +113,17 @@ class SimConfig:
         """Byzantine validators actually run: none when the fault mix excludes them."""
         return self.byzantine if self.faults.byzantine else 0
 
-    def core_config(self) -> CoreConfig:
+    def real_sizes(self, seed: int) -> bool:
+        """Whether ``seed`` runs with the runtime's block and signature sizes."""
+        if self.sizes != "mixed":
+            return self.sizes == "real"
+        return derive_rng(seed, "sizes").random() < REAL_SIZES_SHARE
+
+    def core_config(self, real_sizes: bool = False) -> CoreConfig:
         return CoreConfig(
             base_timeout_ms=self.base_timeout_ms,
             max_timeout_ms=self.max_timeout_ms,
-            block_roots_max=SIM_BLOCK_ROOTS_MAX,
+            block_roots_max=REAL_BLOCK_ROOTS_MAX if real_sizes else SIM_BLOCK_ROOTS_MAX,
             quorum_override=self.quorum_override,
         )
 
@@ -145,6 +163,9 @@ class RunResult:
     partitions: int
     mean_link_delay_ms: float
     signers_seen: set[int]
+    real_sizes: bool = False
+    rejoin_worst_ms: int = 0
+    catchup_blocks: int = 0
 
 
 class Simulation:
@@ -155,13 +176,16 @@ class Simulation:
         self.seed = seed
         n = config.validators
         self.scheduler: Scheduler[tuple[Any, ...]] = Scheduler()
-        self.genesis, signers, self.verifier, self._verify_sig = _keys(config, seed)
+        self.real_sizes = config.real_sizes(seed)
+        self.genesis, signers, self.verifier, self._verify_sig = _keys(config, seed, self.real_sizes)
         picked = derive_rng(seed, "byzantine", "pick")
         self.byzantine = tuple(sorted(picked.sample(range(n), config.byzantine_count)))
         self.honest = tuple(i for i in range(n) if i not in self.byzantine)
         self.plan = plan_faults(
             seed, mix=config.faults, n=n, f=config.f, honest=self.honest, gst_ms=config.gst_ms
         )
+        if self.real_sizes and config.faults.crash and self.honest:
+            self.plan = with_laggard(self.plan, seed, self.honest, REAL_LAGGARD_DOWNTIME_MS, config.gst_ms)
         self.network = Network(seed=seed, n=n, mix=config.faults, plan=self.plan, gst_ms=config.gst_ms)
         self.checker = InvariantChecker(
             honest=self.honest,
@@ -170,7 +194,8 @@ class Simulation:
             progress_bound_ms=config.progress_bound_ms,
             enabled=config.invariants,
         )
-        core_config = config.core_config()
+        core_config = config.core_config(self.real_sizes)
+        roots_per_block_max = core_config.block_roots_max
         choose = derive_rng(seed, "byzantine", "behaviour")
         self.nodes: list[SimNode] = []
         self.behaviour_of: dict[int, str] = {}
@@ -181,7 +206,7 @@ class Simulation:
                 signer=signers[index],
                 verifier=self.verifier,
                 config=core_config,
-                mempool=RootStream(seed, index, roots_per_block_max=SIM_BLOCK_ROOTS_MAX),
+                mempool=RootStream(seed, index, roots_per_block_max=roots_per_block_max, full=self.real_sizes),
                 host=self,
             )
             if index in self.byzantine:
@@ -398,6 +423,9 @@ class Simulation:
             partitions=len(self.plan.partitions),
             mean_link_delay_ms=self.network.mean_healthy_delay_ms(),
             signers_seen=self.signers_seen,
+            real_sizes=self.real_sizes,
+            rejoin_worst_ms=self.checker.rejoin_worst_ms,
+            catchup_blocks=core_totals.get("catchup_blocks", 0),
         )
 
 
@@ -417,7 +445,7 @@ def _covers(persisted: SafetyState | None, vote: Vote) -> bool:
     return False
 
 
-def _keys(config: SimConfig, seed: int) -> tuple[Genesis, list[Signer], Verifier, Any]:
+def _keys(config: SimConfig, seed: int, real_sizes: bool) -> tuple[Genesis, list[Signer], Verifier, Any]:
     """The genesis, signers, verifier and a (key, message, signature) check for a run."""
     n = config.validators
     salt = seed.to_bytes(8, "big")
@@ -425,7 +453,9 @@ def _keys(config: SimConfig, seed: int) -> tuple[Genesis, list[Signer], Verifier
         keys = [SigningKey(hashlib.sha256(b"pantheon-sim-key" + salt + bytes([i])).digest()) for i in range(n)]
         genesis = _genesis(tuple(key.public_key for key in keys))
         return genesis, [MLDSASigner(key, i) for i, key in enumerate(keys)], MLDSAVerifier(genesis), mldsa_verify
-    signers, verifier, placeholders = sim_validators(n, salt=salt)
+    signers, verifier, placeholders = sim_validators(
+        n, salt=salt, signature_size=SIGNATURE_SIZE if real_sizes else SIM_SIGNATURE_SIZE
+    )
     genesis = _genesis(placeholders)
     index_of = {key: index for index, key in enumerate(placeholders)}
 

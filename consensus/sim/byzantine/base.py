@@ -14,7 +14,7 @@ from typing import Any
 
 from consensus.actions import RequestProposal
 from consensus.block import Block, build_block
-from consensus.messages import Message, Proposal, Vote
+from consensus.messages import CatchUpRequest, Message, Proposal, Vote
 from consensus.sim.node import SimNode
 from proof.chain import VoteKind, vote_message
 
@@ -49,6 +49,10 @@ class Behaviour:
     def send(self, to: int, message: Message, now_ms: int) -> None:
         self.node.transmit(to, message.encode())
 
+    def serve_catch_up(self, to: int, request: CatchUpRequest, now_ms: int) -> None:
+        """A peer asked us for finalized blocks: answer as an honest driver does."""
+        SimNode.serve_catch_up(self.node, to, request, now_ms)
+
     def stats(self) -> dict[str, int]:
         return {"committed": self.committed}
 
@@ -65,6 +69,9 @@ class ByzantineNode(SimNode):
 
     def send(self, to: int, message: Message, now_ms: int) -> None:
         self.behaviour.send(to, message, now_ms)
+
+    def serve_catch_up(self, to: int, request: CatchUpRequest, now_ms: int) -> None:
+        self.behaviour.serve_catch_up(to, request, now_ms)
 
     def propose(self, action: RequestProposal, now_ms: int) -> None:
         self.behaviour.requested(action)
