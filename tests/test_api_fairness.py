@@ -14,12 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devnet import cluster
 from node.api import SubmitterQuota, build_app
 from node.mempool import MempoolFull
 from node.tokens import add_token, load_tokens
 from tests.network_harness import wait_until
 from tests.test_api import StandIn
-from tests.test_http_limits import RunningNode, running, start_node  # noqa: F401  (running is a fixture)
+from tests.test_http_limits import running, start_node  # noqa: F401  (running is a fixture)
 
 
 class Clock:
@@ -86,8 +87,6 @@ def test_a_real_validator_keeps_serving_the_quiet_producer_while_another_floods(
     running.append(node)
     tokens_file = Path(node.entry.config).parent / "tokens.toml"
     quiet = add_token(tokens_file, "quiet")
-    from devnet import cluster
-
     cluster.stop(node.state)
     cluster.start(node.state)
     wait_until(lambda: node.log_text().count(" ready ") >= 2, deadline_s=60, what="the node to restart")

@@ -14,6 +14,7 @@ buffer: the node's response write blocks once the socket buffers are full.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import signal
 import socket
@@ -161,8 +162,6 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
-    import ipaddress
-
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
