@@ -227,11 +227,16 @@ def build_app(
         count = len(roots) // ROOT_SIZE
         wait_s = quota.take(submitter, count)
         if wait_s:
+            refill_per_s = quota.refill_per_s()
+            slowed = (
+                f"; its refill is slowed to {refill_per_s:.0f} roots/s while this node's backlog drains"
+                if refill_per_s < quota.roots_per_s else ""
+            )
             return error(
                 429,
                 f"submitter {submitter!r} is past its quota of {quota.roots_per_s} roots/s "
-                f"(burst {quota.burst_roots}) on this node",
-                retry_after_s=max(1, math.ceil(wait_s)),
+                f"(burst {quota.burst_roots}) on this node{slowed}",
+                retry_after_s=max(1, math.ceil(min(wait_s, RETRY_AFTER_FULL_S))),
             )
         try:
             receipts = await service.submit(roots, submitter)

@@ -72,7 +72,8 @@ class APISection:
     keep_alive_timeout_ms: int = _key(5_000, "an idle connection (also one with an unfinished request head) is closed after this")
     shutdown_timeout_ms: int = _key(2_000, "at shutdown, requests in flight and pending writes get this long, then are cut")
     token_roots_per_s: int = _key(5_000, "roots per second one submitter token may submit to this node (429 + Retry-After past it); 0: unmetered")
-    token_burst_roots: int = _key(50_000, "roots a token may submit at once above its rate (at least roots_per_request_max)")
+    token_burst_roots: int = _key(10_000, "roots a token may submit at once above its rate (at least roots_per_request_max)")
+    token_backlog_roots: int = _key(20_000, "every token's refill slows as this node's mempool fills towards this many roots and stops there, so a flooding token waits while a quiet one still gets its burst; 0: steady refill")
     tls_cert_file: str = _key("", "PEM certificate chain: serve HTTPS (with tls_key_file); empty: plain HTTP, keep it on loopback or behind a TLS proxy")
     tls_key_file: str = _key("", "PEM private key of tls_cert_file (mode 0600)")
 

@@ -9,6 +9,7 @@ without importing the HTTP layer.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,33 +51,58 @@ class SubmitterQuota:
     producer's roots waited behind its backlog (issue 14). Past its quota a token gets 429
     with the ``Retry-After`` at which its request would fit. Buckets are per node and there
     is one per token in the tokens file, so the table is bounded by the operator.
+
+    The refill slows as this node's ``backlog()`` (roots waiting in its mempool) nears
+    ``backlog_roots``, and stops there: a token that keeps its bucket empty then waits while
+    the backlog drains, so admission follows what the chain finalizes, while a producer
+    that submits now and then still finds its burst and is not held behind the flood.
+    ``backlog_roots == 0`` keeps the refill steady.
     """
 
-    def __init__(self, roots_per_s: int, burst_roots: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        roots_per_s: int,
+        burst_roots: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        backlog: Callable[[], int] = lambda: 0,
+        backlog_roots: int = 0,
+    ) -> None:
         self.roots_per_s = roots_per_s
         self.burst_roots = burst_roots
+        self.backlog_roots = backlog_roots
         self._clock = clock
+        self._backlog = backlog
         self._buckets: dict[str, tuple[float, float]] = {}
 
+    def refill_per_s(self) -> float:
+        """The refill rate now: ``roots_per_s``, less in proportion to the backlog."""
+        if not self.backlog_roots:
+            return float(self.roots_per_s)
+        return self.roots_per_s * max(0.0, 1.0 - self._backlog() / self.backlog_roots)
+
     def take(self, submitter: str, count: int) -> float:
-        """0.0 when ``count`` roots fit now (they are taken), else the seconds until they would."""
+        """0.0 when ``count`` roots fit now (they are taken), else the seconds until they would
+        at today's refill rate (infinite while the backlog is at its bound)."""
         if self.roots_per_s == 0:
             return 0.0
         now = self._clock()
-        level = self._level(submitter, now)
+        rate = self.refill_per_s()
+        level = self._level(submitter, now, rate)
         if level >= count:
             self._buckets[submitter] = (level - count, now)
             return 0.0
         self._buckets[submitter] = (level, now)
-        return (count - level) / self.roots_per_s
+        return (count - level) / rate if rate > 0 else math.inf
 
     def refund(self, submitter: str, count: int) -> None:
         """Give back roots the node did not take (mempool full, node busy)."""
         if self.roots_per_s == 0:
             return
         now = self._clock()
-        self._buckets[submitter] = (min(self.burst_roots, self._level(submitter, now) + count), now)
+        level = self._level(submitter, now, self.refill_per_s())
+        self._buckets[submitter] = (min(self.burst_roots, level + count), now)
 
-    def _level(self, submitter: str, now: float) -> float:
+    def _level(self, submitter: str, now: float, rate: float) -> float:
         level, at = self._buckets.get(submitter, (float(self.burst_roots), now))
-        return min(float(self.burst_roots), level + (now - at) * self.roots_per_s)
+        return min(float(self.burst_roots), level + (now - at) * rate)

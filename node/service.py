@@ -53,7 +53,10 @@ class NodeAPIService:
         self.node_name = node.name
         self.tokens = node.tokens
         api = node.config.api
-        self.quota = SubmitterQuota(api.token_roots_per_s, api.token_burst_roots)
+        self.quota = SubmitterQuota(
+            api.token_roots_per_s, api.token_burst_roots,
+            backlog=lambda: len(node.mempool), backlog_roots=api.token_backlog_roots,
+        )
 
     async def submit(self, roots: bytes, submitter: str) -> list[Receipt]:
         return await self.node.submit(roots, submitter)

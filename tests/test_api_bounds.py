@@ -53,7 +53,7 @@ U64_OVERFLOW = str(2**64)  # 20 digits
 
 def fake_node(**parts):
     """What NodeAPIService reads from a node, plus ``parts``."""
-    config = SimpleNamespace(api=SimpleNamespace(token_roots_per_s=0, token_burst_roots=0))
+    config = SimpleNamespace(api=SimpleNamespace(token_roots_per_s=0, token_burst_roots=0, token_backlog_roots=0))
     return SimpleNamespace(name="v0", tokens=None, config=config, **parts)
 
 

@@ -132,3 +132,31 @@ def test_a_real_validator_keeps_serving_the_quiet_producer_while_another_floods(
     assert counts[429] > 0 and counts["other"] == 0
     assert flood_rate <= 2_000 + 4_000 / elapsed + 500
     assert max(latencies) < 5.0
+
+
+def test_while_the_backlog_is_at_its_bound_a_token_that_keeps_submitting_waits_and_a_quiet_one_does_not():
+    clock, backlog = Clock(), [0]
+    quota = SubmitterQuota(roots_per_s=1000, burst_roots=2000, clock=clock, backlog=lambda: backlog[0],
+                           backlog_roots=10_000)
+    assert quota.take("flood", 2000) == 0.0
+    backlog[0] = 10_000  # the node's mempool at the bound: no token's bucket refills
+    clock.now += 60.0
+    assert quota.take("flood", 1000) == float("inf")
+    assert quota.take("quiet", 1) == 0.0
+    backlog[0] = 5_000  # half way: refill at half rate
+    clock.now += 1.0
+    assert quota.take("flood", 500) == 0.0
+    assert quota.take("flood", 500) > 0.0
+
+
+async def test_retry_after_is_bounded_while_the_backlog_drains(tmp_path):
+    path = tmp_path / "tokens.toml"
+    flood = add_token(path, "flood")
+    service = StandIn(load_tokens(path))
+    service.quota = SubmitterQuota(roots_per_s=4, burst_roots=4, clock=Clock(), backlog=lambda: 100, backlog_roots=100)
+    app = build_app(service, roots_per_request_max=4, body_bytes_max=10_000)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+        assert (await post(client, flood)).status_code == 202
+        refused = await post(client, flood)
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 5
+    assert "backlog" in refused.json()["error"]
