@@ -8,14 +8,16 @@ would hold tens of megabytes per Byzantine leader while finality stalls.
 
 from __future__ import annotations
 
-from consensus.block import build_block
+from consensus.block import BLOCK_ROOTS_MAX, build_block
 from consensus.core import FUTURE_VIEWS_MAX
 from consensus.messages import Message, Proposal
 from consensus.sim.byzantine.base import Behaviour
 
 ROOT_SIZE = 32
 FAT_FACTOR = 64
-"""How many times over the core's roots bound each fat block is."""
+"""How many times over the core's roots bound each fat block is (up to the wire bound)."""
+FAT_BYTES_PER_PROPOSAL_MAX = 4 * 1024 * 1024
+"""Fat bytes sent per own proposal, which bounds what the simulation spends building them."""
 
 
 class Fat(Behaviour):
@@ -30,8 +32,11 @@ class Fat(Behaviour):
         if request is None:
             return
         n = node.genesis.n
-        roots_count = node.config.block_roots_max * FAT_FACTOR
-        for view in range(message.vote.view + n, message.vote.view + FUTURE_VIEWS_MAX, n):
+        roots_count = min(node.config.block_roots_max * FAT_FACTOR, BLOCK_ROOTS_MAX)
+        if roots_count <= node.config.block_roots_max:
+            return
+        views = range(message.vote.view + n, message.vote.view + FUTURE_VIEWS_MAX, n)
+        for view in views[: max(1, FAT_BYTES_PER_PROPOSAL_MAX // (roots_count * ROOT_SIZE))]:
             block = build_block(
                 genesis=node.genesis,
                 view=view,
