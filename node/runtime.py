@@ -21,6 +21,7 @@ as a whole and says why, it never keeps running with a dead part.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import signal
@@ -51,6 +52,7 @@ from consensus.safety import SafetyState
 from anchor.rpc import BitcoindError
 from node.anchoring import Anchorer, AnchorRefInvalid
 from node.api import Overloaded, Receipt, build_app
+from node.byte_budget import ByteBudget
 from node.commands import read_genesis
 from node.config import Config
 from node.http_server import HTTPSettings, serve_api
@@ -72,6 +74,8 @@ from storage.merkle_log import MerkleLog
 log = logging.getLogger("pantheon.node")
 
 EVENTS_MAX = 4096
+PEER_EVENTS_BYTES_MAX = 64 * 1024 * 1024
+"""Bytes of decoded peer messages waiting for the consensus loop (node.byte_budget)."""
 # How often a waiting leader looks for confirmed anchors to propose (roots wake it at once).
 BUILDER_POLL_S = 1.0
 GOSSIP_ROOTS_PER_FRAME_MAX = (MAX_FRAME_BYTES - 1024) // 32
@@ -151,6 +155,8 @@ class Node:
             listen=PeerAddress.parse(config.p2p.listen),
         )
         self._events_send, self._events_recv = trio.open_memory_channel[Event](EVENTS_MAX)
+        self._peer_events_budget = ByteBudget(PEER_EVENTS_BYTES_MAX)
+        self._peer_event_sizes: collections.deque[int] = collections.deque()
         self._stop = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         self._builder_scope: trio.CancelScope | None = None
@@ -212,6 +218,9 @@ class Node:
             if isinstance(message, CatchUpRequest):
                 self._serve_catch_up(received.peer_index, message)
             elif message is not None:
+                size = len(received.payload)
+                await self._peer_events_budget.acquire(size)
+                self._peer_event_sizes.append(size)
                 await self._events_send.send(MessageReceived(received.peer_index, message))
 
     def _decode(self, received: Received) -> Message | None:
@@ -241,6 +250,8 @@ class Node:
     async def _consensus_loop(self) -> None:
         async for ev in self._events_recv:
             actions = self.core.handle(ev, now_ms())
+            if isinstance(ev, MessageReceived):
+                await self._peer_events_budget.release(self._peer_event_sizes.popleft())
             await self._execute(actions)
             self.metrics.view.set(self.core.view)
 
