@@ -91,7 +91,6 @@ from storage.chain_store import ChainStore
 log = logging.getLogger("pantheon.anchoring")
 
 # The node's [bitcoin] network names -> bitcoind's chain names (getblockchaininfo "chain").
-CHAIN_NAMES = {"mainnet": "main", "testnet": "test", "testnet4": "testnet4", "signet": "signet", "regtest": "regtest"}
 # Own anchors in flight (not final, or final but not yet recorded) before new ones wait.
 OWN_ACTIVE_MAX = 64
 # Recorded anchors followed per tick (their Bitcoin block checked, SPV material refreshed).
@@ -245,7 +244,7 @@ class Anchorer:
         self.genesis = genesis
         self.index = index
         self.config = config
-        self.network = CHAIN_NAMES[config.network]
+        self.network = config.network  # bitcoind's own chain names, as in bundles and `verify --require-network`
         self.anchors = anchors
         self.chain = chain
         self.rpc = rpc_from_config(config, resolve, timeout_ms=config.rpc_timeout_ms)

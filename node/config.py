@@ -94,7 +94,7 @@ class ConsensusSection:
 @dataclass(frozen=True)
 class BitcoinSection:
     enabled: bool = _key(False, "anchor the chain into Bitcoin through the bitcoind below")
-    network: str = _key("regtest", "bitcoin network: mainnet, testnet, testnet4, signet or regtest", choices=("mainnet", "testnet", "testnet4", "signet", "regtest"))
+    network: str = _key("regtest", "bitcoin network, as bitcoind names it: main, test, testnet4, signet or regtest", choices=("main", "test", "testnet4", "signet", "regtest"))
     rpc_url: str = _key("http://127.0.0.1:18443", "bitcoind JSON-RPC URL")
     rpc_cookie_file: str = _key("", "bitcoind .cookie file for RPC auth (empty: use rpc_user/rpc_password)")
     rpc_user: str = _key("", "RPC user name when not using the cookie file")

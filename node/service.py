@@ -170,7 +170,8 @@ PUBLIC_OWN_RECORD_KEYS = (
 """Of this validator's own anchor record, what is on Bitcoin or a fixed word; not ``last_error``
 (bitcoind's error text, which can name its address and wallet)."""
 PUBLIC_ANCHORING_COUNTS = ("anchors_pending", "anchors_confirmed", "anchors_recorded", "last_anchored_height", "btc_height")
-PUBLIC_NETWORKS = ("mainnet", "testnet", "testnet4", "signet", "regtest")
+PUBLIC_NETWORKS = ("main", "test", "testnet4", "signet", "regtest")
+"""bitcoind's chain names, the one vocabulary of the config, bundles and `verify --require-network`."""
 _ALERT_CODE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _TXID = re.compile(r"[0-9a-f]{64}")
 
