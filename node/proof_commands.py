@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
-from anchor.rpc import BitcoindRPC, BitcoindRPCError
+from anchor.rpc import BitcoindRPC, BitcoindWrongNetwork
 from node.commands import read_genesis
 from proof import verify_cli
 from proof.bundle import (
@@ -49,7 +49,6 @@ RESPONSE_SIZE_MAX = BUNDLE_SIZE_MAX
 AUDIT_BLOCKS_MAX = 10_000_000
 """Heights one audit walks at most: a bound on the loop, far above any real chain."""
 AUDIT_ANCHORS_MAX = 1_000_000
-RPC_INVALID_ADDRESS_OR_KEY = -5
 
 
 class FetchError(PantheonError):
@@ -216,24 +215,25 @@ def bitcoind_from(url: str | None, cookie: Path | None) -> BitcoindRPC | None:
 
 
 def check_best_chain(rpc: BitcoindRPC, claim: Claim) -> BestChainCheck:
-    """Ask the auditor's own bitcoind whether the anchor's block is on its best chain."""
+    """Ask the auditor's own bitcoind whether the anchor's block is on its best chain.
+
+    The replies go through anchor.rpc's typed parsers: a bitcoind that answers nonsense is
+    a BitcoindError the command reports, never a crash of the verifier.
+    """
     assert claim.btc_block_hash is not None
-    chain = rpc.call("getblockchaininfo").get("chain")
-    if chain != claim.bitcoin_network:
-        raise ProofError(
-            f"bitcoind at {rpc.address} follows {chain!r}, the bundle's anchor is on {claim.bitcoin_network!r}"
-        )
-    block = hash_to_hex(claim.btc_block_hash)
     try:
-        header = rpc.call("getblockheader", block)
-    except BitcoindRPCError as exc:
-        if exc.code == RPC_INVALID_ADDRESS_OR_KEY:
-            raise ProofError(f"bitcoind at {rpc.address} does not know Bitcoin block {block}") from None
-        raise
-    confirmations = int(header.get("confirmations", -1))
-    if confirmations < 1:
+        rpc.chain_info(claim.bitcoin_network)
+    except BitcoindWrongNetwork as exc:
+        raise ProofError(
+            f"bitcoind at {rpc.address} follows {exc.chain!r}, the bundle's anchor is on {claim.bitcoin_network!r}"
+        ) from None
+    block = hash_to_hex(claim.btc_block_hash)
+    header = rpc.header_info(claim.btc_block_hash)
+    if header is None:
+        raise ProofError(f"bitcoind at {rpc.address} does not know Bitcoin block {block}")
+    if not header.on_best_chain:
         raise ProofError(f"Bitcoin block {block} is not on the best chain of bitcoind at {rpc.address} (stale)")
-    return BestChainCheck(node=rpc.address, height=int(header["height"]), confirmations=confirmations)
+    return BestChainCheck(node=rpc.address, height=header.height, confirmations=header.confirmations)
 
 
 def run_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -140,9 +140,12 @@ class FakeBitcoind:
                     return
                 call = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if call["method"] == "getblockchaininfo":
-                    reply = {"result": {"chain": fake.chain}, "error": None, "id": call["id"]}
+                    info = {"chain": fake.chain, "blocks": 900, "bestblockhash": "ab" * 32}
+                    reply = {"result": info, "error": None, "id": call["id"]}
                 elif call["params"][0] in fake.blocks:
-                    reply = {"result": fake.blocks[call["params"][0]], "error": None, "id": call["id"]}
+                    block_hash = call["params"][0]
+                    header = {"hash": block_hash, "previousblockhash": "cd" * 32, **fake.blocks[block_hash]}
+                    reply = {"result": header, "error": None, "id": call["id"]}
                 else:
                     reply = {"result": None, "error": {"code": -5, "message": "Block not found"}, "id": call["id"]}
                 body = json.dumps(reply).encode()
