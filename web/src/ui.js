@@ -1,0 +1,151 @@
+// The page: drop an audit package, or a bundle and its genesis; read what was proved, or which
+// check failed. Everything shown from a file is set as text, never parsed as HTML.
+
+import { decode } from './cbor.js';
+import { verify, verifyPackage } from './api.js';
+
+const $ = (id) => document.getElementById(id);
+const held = { bundle: null, genesis: null };
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** What a file is, by the keys of its top-level map: "package", "bundle", "genesis" or "unknown". */
+function kindOf(data) {
+  try {
+    const value = decode(data, { maxSize: 64 * 1024 * 1024, maxItems: 1 << 22 });
+    if (value instanceof Map && value.has('chain') && value.has('keys')) return 'package';
+    if (value instanceof Map && value.has('validators')) return 'genesis';
+    if (value instanceof Map && value.has('root') && value.has('header')) return 'bundle';
+  } catch {
+    return 'unknown';
+  }
+  return 'unknown';
+}
+
+function options() {
+  const minimum = $('min-confirmations').value.trim();
+  return {
+    chainId: $('chain-id').value.trim() || null,
+    producer: $('producer').value.trim() || null,
+    requireNetwork: $('require-network').value || null,
+    minConfirmations: minimum === '' ? null : Number(minimum),
+  };
+}
+
+/** Headline, tone and badge of a verified result: test network and pending are never read as "anchored". */
+function standing(result, isPackage) {
+  const bundle = isPackage ? result.claim.bundle : result.claim;
+  const what = isPackage ? 'VALID audit package' : result.verdict;
+  if (bundle.state === 'pending') {
+    return { tone: 'pending', headline: what, badge: 'PENDING: certified by the validators, not yet anchored in Bitcoin' };
+  }
+  if (bundle.bitcoin_security === 'none') {
+    return { tone: 'test', headline: what, badge: `TEST NETWORK (${bundle.bitcoin.network}): the Bitcoin part proves nothing about time` };
+  }
+  return { tone: 'valid', headline: what, badge: `ANCHORED in Bitcoin ${bundle.bitcoin.network}, ${bundle.bitcoin.confirmations} confirmation(s) by headers` };
+}
+
+function showFiles(names) {
+  $('files-read').textContent = names.length ? `Read: ${names.join(', ')}` : '';
+}
+
+function showResult(result, isPackage, names) {
+  const box = $('result');
+  box.replaceChildren();
+  showFiles(names);
+  if (result.ok) {
+    const { tone, headline, badge } = standing(result, isPackage);
+    box.dataset.state = 'valid';
+    box.className = `result ${tone}`;
+    box.append(element('h2', 'verdict', headline), element('p', 'badge', badge));
+    box.append(element('h3', null, 'What was proved (as pantheon verify prints it)'), element('pre', 'words', result.text.join('\n')));
+    if (isPackage) box.append(journalTable(result.journal, result.claim.open_intents));
+  } else {
+    box.dataset.state = 'invalid';
+    box.className = 'result invalid';
+    const { error } = result;
+    const failed = error.reason ? `${error.class}, reason ${error.reason}` : error.class;
+    box.append(element('h2', 'verdict', 'INVALID'));
+    box.append(element('p', 'badge', `Failed check: ${error.prefix || '(before any step) '}${failed}${error.seq !== undefined ? `, at entry ${error.seq}` : ''}`));
+    box.append(element('pre', 'words', error.message));
+  }
+}
+
+function showWaiting(message) {
+  const box = $('result');
+  box.replaceChildren(element('p', null, message));
+  box.dataset.state = 'waiting';
+  box.className = 'result waiting';
+}
+
+function journalTable(journal, openIntents) {
+  const wrap = element('div', 'journal');
+  wrap.append(element('h3', null, `Journal: ${journal.length} entries, ${journal.filter((p) => p.withheld).length} withheld`));
+  const table = element('table');
+  const head = element('tr');
+  for (const title of ['seq', 'time (UTC)', 'kind', 'action', 'details']) head.append(element('th', null, title));
+  table.append(head);
+  for (const position of journal) {
+    const row = element('tr', position.withheld ? 'withheld' : 'disclosed');
+    if (position.withheld) {
+      row.append(element('td', null, String(position.seq)), element('td', 'tag', 'WITHHELD'));
+      const cell = element('td', null, `shown only by its entry digest ${position.digest}`);
+      cell.colSpan = 3;
+      row.append(cell);
+    } else {
+      const entry = position.entry;
+      const details = [];
+      if (entry.ref !== undefined) details.push(`for intent ${entry.ref}`);
+      if (Object.keys(entry.in).length) details.push(`in ${Object.entries(entry.in).map(([k, v]) => `${k}=${v.slice(0, 12)}…`).join(', ')}`);
+      if (entry.out) details.push(`out ${Object.entries(entry.out).map(([k, v]) => `${k}=${v.slice(0, 12)}…`).join(', ')}`);
+      if (Object.keys(entry.meta).length) details.push(`meta ${JSON.stringify(entry.meta)}`);
+      if (entry.introduces_key) details.push(`introduces key ${entry.introduces_key.slice(0, 16)}…`);
+      if (openIntents.includes(position.seq)) details.push('started, no recorded outcome among the disclosed entries');
+      row.append(...[String(entry.seq), new Date(entry.time_ms).toISOString(), entry.kind, entry.action, details.join('; ')]
+        .map((text) => element('td', null, text)));
+    }
+    table.append(row);
+  }
+  wrap.append(table);
+  return wrap;
+}
+
+async function readFiles(fileList) {
+  const files = [...fileList];
+  const read = await Promise.all(files.map(async (file) => ({ name: file.name, data: new Uint8Array(await file.arrayBuffer()) })));
+  for (const file of read) file.kind = kindOf(file.data);
+  const pkg = read.find((f) => f.kind === 'package') ?? (read.length === 1 && read[0].kind === 'unknown' ? read[0] : null);
+  if (pkg) {
+    showResult(await verifyPackage(pkg.data, options()), true, [pkg.name]);
+    return;
+  }
+  for (const file of read) {
+    const kind = file.kind !== 'unknown' ? file.kind : /genesis/i.test(file.name) ? 'genesis' : 'bundle';
+    held[kind] = file;
+  }
+  if (!held.bundle || !held.genesis) {
+    showWaiting(held.bundle ? `Bundle ${held.bundle.name} read: now drop the chain's genesis file.` : `Genesis ${held.genesis.name} read: now drop a proof bundle.`);
+    return;
+  }
+  showResult(await verify(held.bundle.data, held.genesis.data, options()), false, [held.bundle.name, held.genesis.name]);
+}
+
+export function startPage() {
+  const zone = $('drop');
+  zone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    zone.classList.add('over');
+  });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    zone.classList.remove('over');
+    readFiles(event.dataTransfer.files);
+  });
+  $('files').addEventListener('change', (event) => readFiles(event.target.files));
+}
