@@ -2,8 +2,9 @@
 
 Reads are public; writes need ``Authorization: Bearer <token>``. Every request is
 bounded (body bytes, roots per request, one page of a list) and every overload reaches
-the client as a status it can act on: 429 (this node is busy, retry soon) or 503 (the
-mempool is full, retry later), both with ``Retry-After``. Errors are JSON
+the client as a status it can act on: 429 (this node is busy, or this token is past its
+rate or holds its share of the mempool: retry soon) or 503 (the mempool is full, retry
+later), all with ``Retry-After``. Errors are JSON
 ``{"error": "..."}``. A malformed path, query or body is always a 400 naming the part
 that is wrong (:class:`BadRequest`), never a 500: a client's mistake must not reach the
 error log with a traceback, or anyone could flood the log.
@@ -32,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from node.interface import Page, Receipt, SubmitterQuota
-from node.mempool import MempoolFull
+from node.mempool import MempoolFull, ShareExceeded
 from node.tokens import TokenTable
 from proof.errors import PantheonError
 
@@ -240,6 +241,9 @@ def build_app(
             )
         try:
             receipts = await service.submit(roots, submitter)
+        except ShareExceeded as exc:
+            quota.refund(submitter, count)
+            return error(429, f"submitter {exc}", retry_after_s=RETRY_AFTER_FULL_S)
         except MempoolFull as exc:
             quota.refund(submitter, count)
             return error(503, str(exc), retry_after_s=RETRY_AFTER_FULL_S)

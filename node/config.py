@@ -57,6 +57,8 @@ class P2PSection:
     peers: dict[str, str] = _table(dict, 'validator index -> "host:port" of every other validator, e.g. { "1" = "10.0.0.2:7700" }')
     send_queue_frames_max: int = _key(1024, "frames queued per peer before the oldest are dropped")
     reconnect_max_ms: int = _key(30_000, "longest wait between reconnection attempts (backoff cap)")
+    gossip_roots_per_s: int = _key(20_000, "roots per second each peer's gossip may bring into this node's mempool; the rest of a frame is dropped (the peer still proposes them); 0: unmetered")
+    gossip_burst_roots: int = _key(40_000, "roots one peer's gossip may bring at once above gossip_roots_per_s")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,12 @@ class APISection:
 @dataclass(frozen=True)
 class MempoolSection:
     roots_max: int = _key(1_000_000, "pending roots held before submissions get 503 + Retry-After")
+    submitter_share_percent: int = _key(25, "most of roots_max one submitter token (or one peer's gossip) may hold; past it its submissions get 429 + Retry-After while the others are still admitted (1-100)")
+
+    @property
+    def share_roots_max(self) -> int:
+        """``submitter_share_percent`` of ``roots_max`` in roots, at least one."""
+        return max(1, self.roots_max * self.submitter_share_percent // 100)
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,7 @@ def load_config(path: Path) -> Config:
         sections[name] = section_type(**checked)
     config = Config(path=path.resolve(), **sections)
     _check_api(config)
+    _check_mempool(config)
     return dataclasses.replace(config, bitcoin=_checked_bitcoin(config, file_info))
 
 
@@ -208,6 +217,15 @@ def _check_api(config: Config) -> None:
     for key in ("connections_max", "connections_per_source_max", "write_timeout_ms", "keep_alive_timeout_ms"):
         if getattr(api, key) == 0:
             raise ConfigError(f"{path}: api.{key} must be at least 1")
+
+
+def _check_mempool(config: Config) -> None:
+    """A share of 0 would refuse every root; over 100 would mean no share at all, silently."""
+    if not 1 <= config.mempool.submitter_share_percent <= 100:
+        raise ConfigError(
+            f"{config.path}: mempool.submitter_share_percent must be from 1 to 100, "
+            f"got {config.mempool.submitter_share_percent}"
+        )
 
 
 def _checked_bitcoin(config: Config, file_info: os.stat_result) -> BitcoinSection:

@@ -49,6 +49,7 @@ from hypercorn.utils import wrap_app
 from node.config import Config
 from node.keyfiles import KeyFileError, read_secret_file
 from node.logs import event
+from node.metrics import NodeMetrics
 from proof.errors import PantheonError
 
 log = logging.getLogger("pantheon.http")
@@ -127,10 +128,12 @@ def is_loopback(host: str) -> bool:
 
 class ConnectionGuard:
     """Counts open connections per source address and in total; knows every write in
-    progress, so shutdown can cut them all at one deadline."""
+    progress, so shutdown can cut them all at one deadline. Refusals and resets go to
+    ``metrics`` as they happen (the log shows them only now and then)."""
 
-    def __init__(self, settings: HTTPSettings) -> None:
+    def __init__(self, settings: HTTPSettings, metrics: NodeMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.total = 0
         self.by_source: dict[str, int] = {}
         self.refused = 0
@@ -143,6 +146,9 @@ class ConnectionGuard:
         held = self.by_source.get(source, 0)
         if self.total >= self.settings.connections_max or held >= self.settings.connections_per_source_max:
             self.refused += 1
+            if self.metrics is not None:
+                cap = "total" if self.total >= self.settings.connections_max else "source"
+                self.metrics.api_connections_refused.labels(cap=cap).inc()
             self._log_now_and_then("API connections refused at the cap", source=source, held=held,
                                    total=self.total, refused_so_far=self.refused,
                                    caps=f"{self.settings.connections_per_source_max}/source, "
@@ -162,6 +168,8 @@ class ConnectionGuard:
 
     def note_write_timeout(self, source: str) -> None:
         self.write_timeouts += 1
+        if self.metrics is not None:
+            self.metrics.api_connections_reset.inc()
         self._log_now_and_then("API client reset: it did not take its response within the write timeout",
                                source=source, resets_so_far=self.write_timeouts)
 
@@ -329,10 +337,12 @@ async def serve_api(
     settings: HTTPSettings,
     *,
     shutdown_trigger: Callable[[], Awaitable[object]],
+    metrics: NodeMetrics | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns, then stop within
-    ``shutdown_timeout_s`` whatever clients do. Reports the bound URLs to ``task_status``.
+    ``shutdown_timeout_s`` whatever clients do. Reports the bound URLs to ``task_status``;
+    counts refused and reset connections in ``metrics``.
     The app declares no lifespan (``build_app`` makes none), so none is run."""
     descriptors = ensure_descriptors(settings.connections_max)
     tls = tls_context(settings)
@@ -345,7 +355,7 @@ async def serve_api(
         raw = await trio.open_tcp_listeners(settings.port, host=settings.host)
     except OSError as exc:
         raise HTTPServerError(f"api.listen {settings.host}:{settings.port} cannot be bound: {exc.strerror}") from None
-    guard = ConnectionGuard(settings)
+    guard = ConnectionGuard(settings, metrics)
     listeners = [GuardedListener(listener, guard, tls) for listener in raw]
     scheme = "https" if tls is not None else "http"
     binds = [_url(scheme, listener.socket.getsockname()) for listener in listeners]

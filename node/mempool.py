@@ -2,18 +2,32 @@
 
 A submitted root is written to LevelDB with a synced batch *before* the HTTP
 receipt goes out, so an acknowledged root survives kill -9 and power loss. The
-in-memory index (insertion-ordered: oldest first into blocks) is rebuilt from the
-store at start. Roots leave the mempool in the same atomic batch that appends
-their finalized block to the log, so a root is always in exactly one of the two.
+in-memory index is rebuilt from the store at start. Roots leave the mempool in the
+same atomic batch that appends their finalized block to the log, so a root is always
+in exactly one of the two.
 
-Roots travel as one ``bytes`` of n*32 concatenated digests: no per-root objects
-beyond one dict entry.
+Every root has an *owner*: the submitter (token name) that posted it here, or
+``peer:<index>`` for a root a validator gossiped (token names cannot contain ``:``).
+Two rules keep one owner from crowding out the others (issue 14, finding 4):
+
+- **Share.** No owner holds more than ``share_roots_max`` waiting roots; past it a
+  submission is refused with :class:`ShareExceeded` (the API answers 429), while the
+  others are admitted as long as the whole mempool has room.
+- **Fair blocks.** :meth:`Mempool.take` splits a block evenly between the owners that
+  have roots waiting, oldest first within each, and gives room one owner cannot use to
+  the others. A backlog of N roots from one token therefore delays nobody else's root
+  by N / block_roots_max blocks: it only shares each block.
+
+Roots travel as one ``bytes`` of n*32 concatenated digests. In memory each root costs
+one dict entry (its value packs the arrival time and the owner's number) and one slot
+in its owner's queue.
 """
 
 from __future__ import annotations
 
+import collections
 import struct
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 
 from proof.errors import PantheonError
@@ -22,11 +36,26 @@ from storage.db import BatchWriter, Store
 from storage.merkle_log import MerkleLog
 
 ROOT_SIZE = 32
-_ENTRY = struct.Struct(">Q")
+_STAMP = struct.Struct(">Q")
+"""A stored entry: the arrival time in ms, then the owner's name in UTF-8 (empty in entries
+written before owners were kept: they count as one owner, ``""``)."""
+OWNER_BITS = 32
+_OWNER_MASK = (1 << OWNER_BITS) - 1
+QUEUE_SLACK_ROOTS = 1024
+"""An owner's queue is rebuilt when it holds this many more finalized (stale) roots than
+twice its waiting ones: its memory stays within about twice what the owner holds."""
 
 
 class MempoolFull(PantheonError):
     """The mempool holds its configured maximum; the submitter should retry later."""
+
+
+class ShareExceeded(PantheonError):
+    """One owner already holds its share of the mempool; it should retry once its roots are in blocks."""
+
+    def __init__(self, message: str, owner: str) -> None:
+        super().__init__(message)
+        self.owner = owner
 
 
 @dataclass(frozen=True)
@@ -49,18 +78,29 @@ def split_roots(data: bytes) -> list[bytes]:
 
 
 class Mempool:
-    def __init__(self, store: Store, log: MerkleLog, *, roots_max: int) -> None:
+    def __init__(self, store: Store, log: MerkleLog, *, roots_max: int, share_roots_max: int | None = None) -> None:
+        """``share_roots_max``: most roots one owner may hold (None: ``roots_max``, no share)."""
         self._store = store
         self._log = log
         self.roots_max = roots_max
+        self.share_roots_max = roots_max if share_roots_max is None else share_roots_max
         self._pending: dict[bytes, int] = {}
+        """root -> arrival ms << OWNER_BITS | owner number; insertion order is arrival order."""
+        self._owner_names: list[str] = []
+        self._owner_numbers: dict[str, int] = {}
+        self._held: collections.Counter[int] = collections.Counter()
+        self._queues: dict[int, collections.deque[bytes]] = {}
+        """owner number -> its roots in arrival order, finalized ones dropped lazily."""
+        stored: list[tuple[int, bytes, str]] = []
         logged = []
         for key, value in store.iterate(keys.MEMPOOL):
             root = key[len(keys.MEMPOOL) :]
             if log.index_of(root) is None:
-                self._pending[root] = _ENTRY.unpack(value)[0]
+                stored.append((_STAMP.unpack_from(value)[0], root, value[_STAMP.size :].decode("utf-8", "replace")))
             else:
                 logged.append(key)
+        for received_at_ms, root, owner in sorted(stored):
+            self._add(root, received_at_ms, self._number_of(owner))
         if logged:
             with store.batch(sync=True) as batch:
                 for key in logged:
@@ -72,8 +112,18 @@ class Mempool:
     def __contains__(self, root: bytes) -> bool:
         return root in self._pending
 
-    def admit(self, roots: bytes, received_at_ms: int, *, sync: bool = True) -> Admission:
-        """Store every root that is new; classify the rest.
+    def held_by(self, owner: str) -> int:
+        """Roots ``owner`` has waiting here."""
+        number = self._owner_numbers.get(owner)
+        return 0 if number is None else self._held[number]
+
+    def room_for(self, owner: str) -> int:
+        """New roots ``owner`` could add now: within its share and within the whole bound."""
+        return max(0, min(self.share_roots_max - self.held_by(owner), self.roots_max - len(self._pending)))
+
+    def admit(self, roots: bytes, received_at_ms: int, *, owner: str = "", sync: bool = True) -> Admission:
+        """Store every root that is new, as ``owner``'s; classify the rest. All or nothing:
+        :class:`MempoolFull` or :class:`ShareExceeded` leave the mempool as it was.
 
         Durable when this returns with ``sync`` (what a receipt promises). Roots gossiped
         by a peer are admitted without: the peer that acknowledged them holds them synced.
@@ -99,23 +149,43 @@ class Mempool:
                 f"mempool holds {len(self._pending)} of {self.roots_max} roots; "
                 f"{len(fresh)} more do not fit"
             )
+        held = self.held_by(owner)
+        if fresh and held + len(fresh) > self.share_roots_max:
+            raise ShareExceeded(
+                f"{owner!r} holds {held} roots waiting here, its share of {self.share_roots_max} "
+                f"(of {self.roots_max}); {len(fresh)} more do not fit until some are in blocks",
+                owner,
+            )
         if fresh:
-            stamp = _ENTRY.pack(received_at_ms)
+            entry = _STAMP.pack(received_at_ms) + owner.encode("utf-8")
             with self._store.batch(sync=sync) as batch:
                 for root in fresh:
-                    batch.put(keys.MEMPOOL + root, stamp)
+                    batch.put(keys.MEMPOOL + root, entry)
+            number = self._number_of(owner)
             for root in fresh:
-                self._pending[root] = received_at_ms
+                self._add(root, received_at_ms, number)
         return Admission(tuple(states), tuple(indices), b"".join(fresh))
 
     def take(self, roots_max: int, exclude: Container[bytes] = frozenset()) -> bytes:
-        """Up to ``roots_max`` oldest roots not in ``exclude`` (roots already in flight)."""
-        chosen = []
-        for root in self._pending:
-            if len(chosen) >= roots_max:
-                break
-            if root not in exclude:
-                chosen.append(root)
+        """Up to ``roots_max`` roots not in ``exclude`` (roots already in flight), split evenly
+        between the owners with roots waiting, oldest first within each; what one owner
+        cannot fill goes to the others. Owners take turns in order of their oldest root."""
+        cursors: dict[int, Iterator[bytes]] = {
+            number: (root for root in queue if root in self._pending and root not in exclude)
+            for number, queue in sorted(self._queues.items(), key=lambda item: self._head_stamp(item[1]))
+            if self._held[number]
+        }
+        chosen: list[bytes] = []
+        while cursors and len(chosen) < roots_max:
+            turn = max(1, (roots_max - len(chosen)) // len(cursors))
+            for number, cursor in list(cursors.items()):
+                want = min(turn, roots_max - len(chosen))
+                got = [root for _, root in zip(range(want), cursor)]
+                chosen.extend(got)
+                if len(got) < want:
+                    del cursors[number]
+                if len(chosen) >= roots_max:
+                    break
         return b"".join(chosen)
 
     def remove(self, roots: bytes, batch: BatchWriter) -> None:
@@ -125,8 +195,43 @@ class Mempool:
 
     def forget(self, roots: bytes) -> None:
         """Drop finalized roots from memory after their batch was written."""
+        touched = set()
         for root in split_roots(roots):
-            self._pending.pop(root, None)
+            value = self._pending.pop(root, None)
+            if value is not None:
+                number = value & _OWNER_MASK
+                self._held[number] -= 1
+                touched.add(number)
+        for number in touched:
+            self._tidy(number)
 
     def oldest_received_at_ms(self) -> int | None:
-        return next(iter(self._pending.values()), None)
+        value = next(iter(self._pending.values()), None)
+        return None if value is None else value >> OWNER_BITS
+
+    def _number_of(self, owner: str) -> int:
+        """The owner's number: bounded by the tokens file and the validator set, plus the owners
+        of entries found at start."""
+        number = self._owner_numbers.get(owner)
+        if number is None:
+            number = self._owner_numbers[owner] = len(self._owner_names)
+            self._owner_names.append(owner)
+            self._queues[number] = collections.deque()
+        return number
+
+    def _add(self, root: bytes, received_at_ms: int, number: int) -> None:
+        self._pending[root] = received_at_ms << OWNER_BITS | number
+        self._held[number] += 1
+        self._queues[number].append(root)
+
+    def _head_stamp(self, queue: collections.deque[bytes]) -> int:
+        return self._pending.get(queue[0], 0) if queue else 0
+
+    def _tidy(self, number: int) -> None:
+        """Drop finalized roots from the head of an owner's queue; rebuild it when finalized
+        roots elsewhere in it (blocks need not take an owner's roots in its order) pile up."""
+        queue = self._queues[number]
+        while queue and queue[0] not in self._pending:
+            queue.popleft()
+        if len(queue) > 2 * self._held[number] + QUEUE_SLACK_ROOTS:
+            self._queues[number] = collections.deque(root for root in queue if root in self._pending)

@@ -48,6 +48,26 @@ class NodeMetrics:
             "pantheon_bitcoind_errors", "Failed anchoring ticks and anchor checks, by kind", ["kind"], registry=r
         )
         self._bitcoind_errors_seen: dict[str, int] = {}
+        self.gossip_roots_dropped = Counter(
+            "pantheon_gossip_roots_dropped",
+            "Gossiped roots not admitted: past the peer's rate, its mempool share, or a full mempool",
+            ["reason"], registry=r,
+        )
+        self.api_connections_refused = Counter(
+            "pantheon_api_connections_refused",
+            "API connections reset on arrival, by cap (total: api.connections_max, source: "
+            "api.connections_per_source_max)",
+            ["cap"], registry=r,
+        )
+        self.api_connections_reset = Counter(
+            "pantheon_api_connections_reset",
+            "API connections reset because the client did not take its response within api.write_timeout_ms",
+            registry=r,
+        )
+        self.handshake_failures = Counter(
+            "pantheon_p2p_handshake_failures", "p2p handshakes refused, by reason (docs/p2p.md)", ["reason"], registry=r
+        )
+        self._handshake_failures_seen: dict[str, int] = {}
         self.finalize_latency = Histogram(
             "pantheon_finalize_latency_seconds",
             "From a root's acceptance to its block's finalization",
@@ -59,11 +79,21 @@ class NodeMetrics:
         """Mirror the anchoring status (node.anchoring.AnchoringStatus), whose worker thread
         owns the error counts: each kind's counter grows by what was added since the last sync."""
         self.bitcoind_healthy.set(1 if healthy else 0)
-        for kind, total in errors_total.items():
-            added = total - self._bitcoind_errors_seen.get(kind, 0)
-            if added > 0:
-                self.bitcoind_errors.labels(kind=kind).inc(added)
-                self._bitcoind_errors_seen[kind] = total
+        _follow(self.bitcoind_errors, "kind", errors_total, self._bitcoind_errors_seen)
+
+    def sync_handshake_failures(self, failures_total: Mapping[str, int]) -> None:
+        """Mirror p2p.peers.PeerManager.handshake_failures (refusal reason -> count), which the
+        transport owns: each reason's counter grows by what was added since the last sync."""
+        _follow(self.handshake_failures, "reason", failures_total, self._handshake_failures_seen)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _follow(counter: Counter, label: str, totals: Mapping[str, int], seen: dict[str, int]) -> None:
+    """Grow ``counter``'s series by what each total gained since ``seen`` (updated)."""
+    for value, total in totals.items():
+        added = total - seen.get(value, 0)
+        if added > 0:
+            counter.labels(**{label: value}).inc(added)
+            seen[value] = total

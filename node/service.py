@@ -160,6 +160,7 @@ class NodeAPIService:
 
     def metrics(self) -> bytes:
         self.node.sync_metrics()
+        self.node.metrics.sync_handshake_failures(self.node.peers.handshake_failures)
         return self.node.metrics.render()
 
 

@@ -1,14 +1,18 @@
-"""Issue 14, finding 4 (first part): one submitter token cannot take the whole node.
+"""Issue 14, finding 4: one submitter token cannot take the whole node.
 
 Each token has a bucket of roots per node (``api.token_roots_per_s``, ``api.token_burst_roots``);
 past it the token gets 429 with the ``Retry-After`` at which its request fits, while other
-tokens are served as before. Shown on the app with a fake clock, and on a real validator:
-one producer floods, the other's root still certifies at once.
+tokens are served as before. Each token also holds at most its share of the mempool
+(``mempool.submitter_share_percent``): past it, 429 again, and blocks take roots from every
+token (node.mempool), so a backlog never queues another producer's root behind it. Shown
+on the app with a fake clock, and on a real validator: one producer floods, the other's root
+still certifies at once.
 """
 
 import os
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -17,11 +21,12 @@ import pytest
 from devnet import cluster
 from node.api import SubmitterQuota, build_app
 from node.keyfiles import write_secret_file
-from node.mempool import MempoolFull
+from node.mempool import MempoolFull, ShareExceeded
+from node.config import render_config
 from node.tokens import TokenTable, add_token, load_tokens, token_hash
 from tests.network_harness import Network, wait_until
 from tests.test_api import StandIn
-from tests.test_http_limits import running, start_node  # noqa: F401  (running is a fixture)
+from tests.test_http_limits import RunningNode, running, start_node  # noqa: F401  (running is a fixture)
 
 
 class Clock:
@@ -76,6 +81,17 @@ async def test_roots_the_node_refused_are_given_back_to_the_quota(two_producers)
     assert [(await post(client, flood)).status_code for _ in range(3)] == [503, 503, 503]
     service.fail_with = None
     assert [(await post(client, flood)).status_code for _ in range(2)] == [202, 202]
+
+
+async def test_a_token_holding_its_share_of_the_mempool_gets_429_with_retry_after_and_its_quota_back(two_producers):
+    client, service, _clock, flood, quiet = two_producers
+    service.fail_with = ShareExceeded("'flood' holds 10 roots waiting here, its share of 10 (of 40)", "flood")
+    refused = await post(client, flood)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "5"
+    assert refused.json()["error"].startswith("submitter 'flood' holds 10 roots waiting here, its share")
+    service.fail_with = None
+    assert [(await post(client, flood)).status_code for _ in range(2)] == [202, 202]  # the 4 roots were refunded
+    assert (await post(client, quiet)).status_code == 202
 
 
 def test_an_unmetered_quota_admits_everything():
@@ -223,3 +239,67 @@ def test_on_four_validators_a_flood_does_not_delay_the_quiet_producer(tmp_path):
     finally:
         network.close()
         cluster.stop(state)
+
+
+def test_with_no_rate_limit_the_mempool_share_and_fair_blocks_keep_the_quiet_producer_served(tmp_path, running):  # noqa: F811
+    """The share alone, rate quota off: three threads flood with one token, which fills its
+    quarter of an 8,000-root mempool and gets 429; the quiet producer is admitted, and fewer than
+    half the flood roots waiting when it was sent are logged before it (oldest-first blocks
+    logged all of them first: up to 2,000 roots, 40 blocks of 50)."""
+    state = cluster.create(tmp_path / "devnet", 1)
+    entry = state.nodes[0]
+    config_path = Path(entry.config)
+    values = tomllib.loads(config_path.read_text())
+    values["api"].update({"token_roots_per_s": 0})
+    values["mempool"] = {"roots_max": 8_000, "submitter_share_percent": 25}
+    values["consensus"] = {**values.get("consensus", {}), "block_roots_max": 50}
+    config_path.write_text(render_config(values))
+    quiet = add_token(config_path.parent / "tokens.toml", "quiet")
+    port = int(values["api"]["listen"].rsplit(":", 1)[1])
+    cluster.start(state)
+    running.append(RunningNode(state, entry, port))
+    wait_until(lambda: "ready" in running[-1].log_text(), deadline_s=60, what="the node to be ready")
+    url = f"http://127.0.0.1:{port}"
+    stop = threading.Event()
+    counts: dict[object, int] = {202: 0, 429: 0, "other": 0}
+    share_refusals: list[str] = []
+
+    def flood() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                response = client.post(f"{url}/v1/roots", content=os.urandom(32 * 500), headers={
+                    "Authorization": f"Bearer {state.token}", "Content-Type": "application/octet-stream"})
+                counts[response.status_code if response.status_code in counts else "other"] += 1
+                if response.status_code == 429:
+                    assert response.headers["Retry-After"] == "5"
+                    share_refusals[:1] = [response.json()["error"]]
+
+    threads = [threading.Thread(target=flood) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    latencies, ahead, waiting = [], [], []
+    try:
+        with httpx.Client(timeout=10) as client:
+            wait_until(lambda: counts[429] > 0, deadline_s=20, what="the flood to reach its share")
+            for _ in range(5):
+                health = client.get(f"{url}/healthz").json()
+                waiting.append(health["mempool_roots"])
+                root = os.urandom(32)
+                sent = time.monotonic()
+                response = client.post(f"{url}/v1/roots", json={"roots": [root.hex()]},
+                                       headers={"Authorization": f"Bearer {quiet}"})
+                assert response.status_code == 202, response.text
+                wait_until(lambda: client.get(f"{url}/v1/roots/{root.hex()}").json().get("state") == "certified",
+                           deadline_s=20, what="the quiet producer's root to be certified", poll_s=0.01)
+                latencies.append(time.monotonic() - sent)
+                ahead.append(client.get(f"{url}/v1/roots/{root.hex()}").json()["index"] - health["log_size"])
+                time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    print(f"flood: {counts[202]} batches of 500 acknowledged, {counts[429]} refused with 429 ({share_refusals[0]}); "
+          f"quiet producer certified in {', '.join(f'{t:.2f}' for t in latencies)} s, "
+          f"{', '.join(map(str, ahead))} roots logged before it of {', '.join(map(str, waiting))} waiting when it was sent")
+    assert counts["other"] == 0 and "its share of 2000" in share_refusals[0]
+    assert all(before < queued / 2 for before, queued in zip(ahead, waiting)) and max(latencies) < 3.0
