@@ -55,6 +55,7 @@ from node.api import Overloaded, Receipt, build_app
 from node.byte_budget import ByteBudget
 from node.commands import read_genesis
 from node.config import Config
+from node.gossip import GossipAdmission
 from node.http_server import HTTPSettings, serve_api
 from node.keyfiles import read_key_file
 from node.logs import event
@@ -108,7 +109,8 @@ class Node:
         self.store = Store(config.resolve(config.node.data_dir))
         self.log = MerkleLog(self.store)
         self.chain = ChainStore(self.store)
-        self.mempool = Mempool(self.store, self.log, roots_max=config.mempool.roots_max)
+        self.mempool = Mempool(self.store, self.log, roots_max=config.mempool.roots_max,
+                               share_roots_max=config.mempool.share_roots_max)
         self.anchor_store = AnchorStore(self.store)
         self.anchorer: Anchorer | None = None
         if config.bitcoin.enabled:
@@ -121,6 +123,8 @@ class Node:
                 chain=self.chain,
             )
         self.metrics = NodeMetrics()
+        self.gossip = GossipAdmission(self.mempool, self.metrics, roots_per_s=config.p2p.gossip_roots_per_s,
+                                      burst_roots=config.p2p.gossip_burst_roots)
         self._serve_limiter = ServeLimiter()
         safety_raw = self.chain.load_safety()
         self._unfinalized: dict[bytes, int] = {}
@@ -203,7 +207,8 @@ class Node:
         )
         settings = HTTPSettings.from_config(self.config)
         binds = await self._nursery.start(
-            lambda task_status: serve_api(app, settings, shutdown_trigger=self._stop.wait, task_status=task_status)
+            lambda task_status: serve_api(app, settings, shutdown_trigger=self._stop.wait, metrics=self.metrics,
+                                      task_status=task_status)
         )
         task_status.started(binds[0] if binds else "")
 
@@ -212,7 +217,7 @@ class Node:
     async def _pump_inbound(self) -> None:
         async for received in self.peers.inbound:
             if received.channel is Channel.GOSSIP:
-                self._on_gossip(received)
+                await self._on_gossip(received)
                 continue
             message = self._decode(received)
             if isinstance(message, CatchUpRequest):
@@ -231,17 +236,10 @@ class Node:
             event(log, logging.WARNING, "dropped malformed message", peer=received.peer_index, error=str(exc)[:200])
             return None
 
-    def _on_gossip(self, received: Received) -> None:
-        payload = received.payload
-        if len(payload) % 32 or not payload:
-            self.metrics.messages_rejected.labels(reason="gossip_malformed").inc()
-            return
-        try:
-            admission = self.mempool.admit(payload, now_ms(), sync=False)
-        except PantheonError as exc:
-            event(log, logging.WARNING, "gossip not admitted", peer=received.peer_index, error=str(exc))
-            return
-        if admission.new_roots:
+    async def _on_gossip(self, received: Received) -> None:
+        """Within the peer's gossip budget, a chunk at a time (node.gossip)."""
+        outcome = await self.gossip.admit(received.peer_index, received.payload, now_ms())
+        if outcome.new_roots:
             self.sync_metrics()
             self._mempool_changed.set()
 
@@ -505,7 +503,7 @@ class Node:
         self._submits_in_flight += 1
         try:
             received_at = now_ms()
-            admission = self.mempool.admit(roots, received_at)
+            admission = self.mempool.admit(roots, received_at, owner=submitter)
         finally:
             self._submits_in_flight -= 1
         if admission.new_roots:
