@@ -135,6 +135,8 @@ JUSTIFICATION_CERTIFICATES_MAX = 32
 """Certificates rebroadcast per timeout (see Core._rebroadcast_justification)."""
 EVIDENCE_KEPT_MAX = 1_024
 """Evidence records kept in ``Core.evidence`` (oldest dropped first); each also left as an Evidence action."""
+RESTORED_VIEW_MARGIN = 3
+"""A restored validator resumes this many views above the highest certificate its peers show (see Core)."""
 
 
 class CoreConfigError(PantheonError, ValueError):
@@ -219,6 +221,7 @@ class Core:
         finalized_tip: FinalizedTip | None = None,
         config: CoreConfig = CoreConfig(),
         blocks: Sequence[Block] = (),
+        restored: bool = False,
     ) -> None:
         """``blocks``: the unfinalized blocks the driver kept across a restart.
 
@@ -226,6 +229,18 @@ class Core:
         block it proposed, until finalized, before answering: the notarize vote that
         follows commits this validator to that block, and if every validator that voted
         for a notarized block lost it in a crash, no child could ever be built on it.
+
+        ``restored``: the safety state may be older than the votes this validator already
+        sent (a restore from backup, a copied data directory). The core then signs
+        nothing until 2f+1 other validators have each sent it a verified certificate,
+        then listens for two more maximal timeouts, and resumes RESTORED_VIEW_MARGIN views
+        above the highest certificate view it heard, with no late nullify vote allowed
+        below. Why that is safe: this validator last voted in some view V it entered
+        through a certificate for V - 1, signed by f+1 honest validators; 2f+1 of the 3f
+        others must include one of them, which is in view V - 1 or later and, within one
+        timeout, sends the certificate it entered its view with (view V - 2 or later):
+        formed as it moves on, or rebroadcast when its view times out. A Byzantine peer
+        cannot inflate the figure, since a certificate needs f+1 honest signers.
         """
         self.genesis = genesis
         if config.quorum_override is not None and config.quorum_override > genesis.n:
@@ -233,7 +248,10 @@ class Core:
         self.validators = ValidatorSet(genesis, quorum=config.quorum_override)
         if signer is not None and not self.validators.is_member(signer.index):
             raise CoreConfigError(f"signer index {signer.index} is not a validator of this genesis")
-        self.signer = signer
+        self.signer = signer if not restored else None
+        self._restored_signer = signer if restored else None
+        self._restored_views: dict[int, int] = {}
+        self._restored_quorum_ms: int | None = None
         self.verifier = verifier
         self.config = config
         tip = finalized_tip if finalized_tip is not None else FinalizedTip()
@@ -268,7 +286,7 @@ class Core:
                 self._certificates[kept.kind][kept.view] = kept
                 if kept.kind == VoteKind.FINALIZE:
                     self._pending_finalization = kept
-        self._catchup = CatchUpClient(n=self.validators.n, me=self.index)
+        self._catchup = CatchUpClient(n=self.validators.n, me=None if signer is None else signer.index)
         self._now_ms = 0
 
     # ------------------------------------------------------------------ read-only views
@@ -296,7 +314,13 @@ class Core:
 
     @property
     def index(self) -> int | None:
-        return None if self.signer is None else self.signer.index
+        signer = self.signer if self.signer is not None else self._restored_signer
+        return None if signer is None else signer.index
+
+    @property
+    def recovering(self) -> bool:
+        """A restored core that has not yet learned from its peers which views are safe to vote in."""
+        return self._restored_signer is not None
 
     def footprint(self) -> Footprint:
         floor = max(self.finalized_view + 1, self.view - VIEWS_RETAINED_MAX)
@@ -318,6 +342,8 @@ class Core:
         """Process one event at the driver's time ``now_ms``; return the actions, in order."""
         self._now_ms = now_ms
         out: list[Action] = []
+        if self._restored_quorum_ms is not None and now_ms - self._restored_quorum_ms >= 2 * self.config.max_timeout_ms:
+            self._resume_after_restore(out)
         if self._catchup.expire(now_ms):
             self.counters["catchup_timeouts"] += 1
             self._request_catch_up(out)
@@ -474,6 +500,8 @@ class Core:
             return
         known = self._certificates[cert.kind].get(cert.view)
         if known is not None and known.block_hash == cert.block_hash:
+            if self._restored_signer is not None:
+                self._learn_safe_view(sender, cert.view, out)  # the same certificate, verified already
             if block is not None and block.hash not in self._blocks and self._block_worth_keeping(block):
                 self._blocks[block.hash] = block  # the certificate naming it is already verified
                 self._rule_notarize(out)
@@ -487,12 +515,40 @@ class Core:
             self.counters["dropped_bad_certificate"] += 1
             return
         self._equivocations_in(cert, out)
+        if self._restored_signer is not None:
+            self._learn_safe_view(sender, cert.view, out)
         if block is not None and self._block_worth_keeping(block):
             self._blocks.setdefault(block.hash, block)
         if known is not None:
             self.counters["conflicting_certificate"] += 1
             return
         self._on_certificate(cert, sender, out)
+
+    def _learn_safe_view(self, sender: int, view: int, out: list[Action]) -> None:
+        """A restored core: note the highest verified certificate ``sender`` has shown (see ``__init__``)."""
+        signer = self._restored_signer
+        assert signer is not None
+        if sender == signer.index:
+            return
+        self._restored_views[sender] = max(view, self._restored_views.get(sender, -1))
+        if self._restored_quorum_ms is None and len(self._restored_views) >= self.validators.quorum:
+            self._restored_quorum_ms = self._now_ms
+
+    def _resume_after_restore(self, out: list[Action]) -> None:
+        signer = self._restored_signer
+        assert signer is not None
+        resume = max(max(self._restored_views.values()) + RESTORED_VIEW_MARGIN, self.view + 1)
+        self._restored_signer = None
+        self._restored_quorum_ms = None
+        self.signer = signer
+        self.safety = SafetyState(
+            view=resume, finalize_votes_from=resume, entry=self.safety.entry, lock=self.safety.lock
+        )
+        self.counters["restored_resumed"] += 1
+        out.append(Persist(self.safety))
+        out.append(SetTimer(resume, self.config.timeout_ms(self._consecutive_nullified)))
+        self._prune()
+        self._after_entering(out)
 
     def _block_worth_keeping(self, block: Block) -> bool:
         """Cheap checks before a peer's block takes memory: above the finalized tip, within the size bound.

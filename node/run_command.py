@@ -17,7 +17,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     setup_logging(args.log_level or config.node.log_level)
-    node = Node(config)
+    node = Node(config, restored=args.restored)
     try:
         trio.run(run_until_signalled, node)
     except BaseExceptionGroup as group:
@@ -47,4 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--config", type=Path, required=True, help="node config file (TOML)")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
                      help="override node.log_level from the config")
+    run.add_argument(
+        "--restored", action="store_true",
+        help="the data directory was restored from a backup or copied: sign nothing until 2f+1 peers have "
+        "shown which views are safe, then resume above them (never equivocates with votes sent before)",
+    )
     run.set_defaults(handler=cmd_node_run)

@@ -94,7 +94,10 @@ def now_ms() -> int:
 class Node:
     """One validator. ``await nursery.start(node.run)`` returns the HTTP API's bound URL."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, restored: bool = False) -> None:
+        """``restored``: the data directory may be older than the votes this validator sent
+        (a restore from backup); it votes again only once its peers showed which views are
+        safe (consensus.core.Core, ``restored``)."""
         self.config = config
         self.genesis = read_genesis(config.resolve(config.node.genesis_file))
         key = read_key_file(config.resolve(config.node.key_file))
@@ -146,7 +149,10 @@ class Node:
                 block_roots_max=config.consensus.block_roots_max,
             ),
             blocks=sorted(kept, key=lambda b: b.header.height),
+            restored=restored,
         )
+        if restored:
+            event(log, logging.WARNING, "restored data directory: not voting until 2f+1 peers show which views are safe")
         peers = {int(index): PeerAddress.parse(address) for index, address in config.p2p.peers.items()}
         self.peers = PeerManager(
             LocalIdentity(chain_id=self.genesis.hash, index=self.index, signing_key=key),
@@ -247,7 +253,11 @@ class Node:
 
     async def _consensus_loop(self) -> None:
         async for ev in self._events_recv:
+            recovering = self.core.recovering
             actions = self.core.handle(ev, now_ms())
+            if recovering and not self.core.recovering:
+                event(log, logging.WARNING, "restored validator: peers showed the safe views, voting again",
+                      view=self.core.view)
             if isinstance(ev, MessageReceived):
                 await self._peer_events_budget.release(self._peer_event_sizes.popleft())
             await self._execute(actions)

@@ -96,11 +96,14 @@ steps = st.lists(st.tuples(events, st.integers(min_value=0, max_value=3_000)), m
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    finalized=st.integers(min_value=0, max_value=len(CHAIN)), steps=steps, index=st.integers(min_value=0, max_value=N - 1)
+    finalized=st.integers(min_value=0, max_value=len(CHAIN)),
+    steps=steps,
+    index=st.integers(min_value=0, max_value=N - 1),
+    restored=st.booleans(),
 )
-def test_no_event_sequence_makes_the_core_raise_or_outgrow_its_bounds(finalized, steps, index) -> None:
+def test_no_event_sequence_makes_the_core_raise_or_outgrow_its_bounds(finalized, steps, index, restored) -> None:
     """``finalized``: how much of CHAIN a quorum has finalized (and announced) before the rest."""
-    core = CAST.core(index=index, config=CoreConfig(block_roots_max=BLOCK_ROOTS_MAX))
+    core = CAST.core(index=index, config=CoreConfig(block_roots_max=BLOCK_ROOTS_MAX), restored=restored)
     now_ms = 0
     core.handle(Start(), now_ms)
     announced = [

@@ -212,3 +212,58 @@ def test_a_peer_that_never_answers_and_keeps_triggering_catch_up_cannot_keep_a_l
             break
     assert core.finalized_height == len(blocks), f"still at height {core.finalized_height} after {now_ms} ms"
     assert now_ms <= 2 * CATCHUP_TIMEOUT_MS
+
+
+# ---------------------------------------------------------------- a validator restored from an old backup
+
+
+def test_a_restored_core_signs_nothing_until_two_f_plus_one_peers_have_shown_a_certificate() -> None:
+    cast = Cast()
+    core = cast.core(index=3, restored=True)
+    actions = core.handle(Start(), 0)
+    block = cast.block(0)
+    actions += core.handle(received(0, cast.proposal(block)), 0)
+    actions += core.handle(TimerFired(0), 1_000)
+    for sender, view in ((0, 0), (1, 1)):
+        actions += core.handle(received(sender, CertificateMessage(cast.certificate(NULLIFY, view))), 1_000)
+    assert votes_in(actions) == [] and core.recovering
+    actions = core.handle(received(2, CertificateMessage(cast.certificate(NULLIFY, 2))), 1_000)
+    listen_ms = 2 * core.config.max_timeout_ms
+    actions += core.handle(TimerFired(core.view), 1_000 + listen_ms - 1)
+    assert votes_in(actions) == [] and core.recovering  # still listening for later certificates
+    actions = core.handle(TimerFired(core.view), 1_000 + listen_ms)
+    assert not core.recovering
+    assert core.view == 2 + 3
+    assert core.safety.finalize_votes_from == core.view  # no late nullify vote below the resumed view
+
+
+def test_a_restored_core_never_votes_again_in_a_view_it_voted_in_before_the_backup() -> None:
+    """The validator voted up to view 5, then its disk was restored to its state at view 1."""
+    cast = Cast()
+    before = cast.core(index=3)
+    before.handle(Start(), 0)
+    backup = None
+    for view in range(6):
+        actions = before.handle(received(0, CertificateMessage(cast.certificate(NOTARIZE, view, bytes([view + 1]) * 32))), 0)
+        if view == 1:
+            backup = of_type(actions, Persist)[0].state
+    voted_views = {vote.view for vote in votes_in(actions)} | set(before.safety.finalize_votes)
+    restored = cast.core(index=3, safety=backup, restored=True)
+    restored.handle(Start(), 0)
+    after = []
+    for sender in (0, 1, 2):  # each peer shows the certificate it entered its current view with
+        after += restored.handle(received(sender, CertificateMessage(cast.certificate(NULLIFY, 4))), 0)
+    after += restored.handle(TimerFired(restored.view), 2 * restored.config.max_timeout_ms)
+    after += restored.handle(TimerFired(restored.view), 3 * restored.config.max_timeout_ms)
+    assert votes_in(after), "the restored core votes again once it has resumed"
+    assert min(vote.view for vote in votes_in(after)) > max(voted_views)
+
+
+def test_a_restored_core_does_not_count_its_own_certificates_or_one_peer_twice() -> None:
+    cast = Cast()
+    core = cast.core(index=3, restored=True)
+    core.handle(Start(), 0)
+    for view in range(3):
+        core.handle(received(3, CertificateMessage(cast.certificate(NULLIFY, view))), 0)
+        core.handle(received(0, CertificateMessage(cast.certificate(NULLIFY, view + 3))), 0)
+    assert core.recovering

@@ -12,6 +12,7 @@ from __future__ import annotations
 from consensus.safety import FINALIZE_VOTES_KEPT_MAX
 from consensus.sim.faults import FaultMix, FaultPlan, Partition, parse_fault_mix
 from consensus.sim.network import Network
+from consensus.sim.node import SimNode
 from consensus.sim.runner import RunResult, SimConfig, Simulation, run_seed
 
 SEEDS = range(4)
@@ -77,3 +78,42 @@ def test_full_size_blocks_and_signatures_fit_the_frame_and_a_long_laggard_rejoin
     result = run_seed(config, 1)
     assert result.violation is None, result.violation.describe()
     assert result.real_sizes and result.catchup_blocks > 0
+
+
+def _run_with_a_restore_from_backup(seed: int, restored: bool) -> RunResult:
+    """Every restart boots from an older persisted safety state (40 persists back), as a
+    restore from a backup does; ``restored`` tells the core so (``pantheon node run --restored``)."""
+    history: dict[int, list] = {}
+    original_persist, original_boot = SimNode.persist, SimNode.boot
+
+    def persist(self, action) -> None:
+        original_persist(self, action)
+        history.setdefault(self.index, []).append((self.disk.safety, self.disk.safety_state))
+
+    def boot(self, now_ms, restored_flag=False) -> None:
+        states = history.get(self.index, [])
+        if self.counters.restarts and len(states) > 4:
+            self.disk.safety, self.disk.safety_state = states[max(0, len(states) - 40)]
+            return original_boot(self, now_ms, restored=restored)
+        return original_boot(self, now_ms)
+
+    SimNode.persist, SimNode.boot = persist, boot
+    try:
+        return Simulation(SimConfig(byzantine=0, faults=parse_fault_mix("delay,crash"), sizes="small"), seed).run()
+    finally:
+        SimNode.persist, SimNode.boot = original_persist, original_boot
+
+
+SEEDS_WITH_ONE_RESTORE = (2, 5, 7)
+
+
+def test_a_validator_restored_from_an_old_backup_equivocates_unless_it_is_told() -> None:
+    caught = [_run_with_a_restore_from_backup(seed, restored=False).violation for seed in SEEDS_WITH_ONE_RESTORE]
+    assert all(violation is not None and violation.invariant == "honest-evidence" for violation in caught), caught
+
+
+def test_a_validator_restored_with_restored_set_never_equivocates_and_votes_again() -> None:
+    for seed in SEEDS_WITH_ONE_RESTORE:
+        result = _run_with_a_restore_from_backup(seed, restored=True)
+        assert result.violation is None, f"seed {seed}: {result.violation.describe()}"
+        assert result.core_counters.get("restored_resumed", 0) == 1

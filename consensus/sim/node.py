@@ -197,8 +197,8 @@ class SimNode:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def boot(self, now_ms: int) -> None:
-        """Start (or restart) from the disk alone."""
+    def boot(self, now_ms: int, *, restored: bool = False) -> None:
+        """Start (or restart) from the disk alone; ``restored``: the disk may be an old backup."""
         safety = SafetyState.decode(self.disk.safety) if self.disk.safety is not None else None
         self.core = Core(
             genesis=self.genesis,
@@ -208,6 +208,7 @@ class SimNode:
             finalized_tip=self.disk.tip(),
             config=self.config,
             blocks=self.disk.kept(),
+            restored=restored,
         )
         self.handle(Start(), now_ms)
 
