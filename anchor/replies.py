@@ -319,6 +319,19 @@ def parse_wallet_tx(value: object, txid: bytes) -> WalletTx:
     )
 
 
+# listtransactions entries read when a node reconciles its wallet with its records at start.
+WALLET_TXS_LISTED_MAX = 10_000
+
+
+def parse_wallet_txids(value: object) -> tuple[bytes, ...]:
+    """listtransactions: the distinct txids of the entries, newest first (bitcoind lists
+    oldest first; one transaction can have several entries, one per output)."""
+    if not isinstance(value, list) or len(value) > WALLET_TXS_LISTED_MAX:
+        raise ReplyShapeError(f"result is {_kind(value)}, expected a list of at most {WALLET_TXS_LISTED_MAX} entries")
+    txids = [_hash(_field(_object(entry, "entry"), "txid"), "txid") for entry in value]
+    return tuple(dict.fromkeys(reversed(txids)))
+
+
 @dataclass(frozen=True)
 class FundedTx:
     """fundrawtransaction: the transaction with the wallet's inputs and change, and its fee."""

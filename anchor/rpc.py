@@ -380,6 +380,12 @@ class BitcoindRPC:
         value = self._call_or_none("gettransaction", hash_to_hex(txid))
         return None if value is None else self._parse("gettransaction", replies.parse_wallet_tx, value, txid)
 
+    def wallet_txids(self, count_max: int) -> tuple[bytes, ...]:
+        """The txids of the wallet's ``count_max`` most recent transaction entries, newest first."""
+        count = min(count_max, replies.WALLET_TXS_LISTED_MAX)
+        value = self.call("listtransactions", "*", count, 0, True)
+        return self._parse("listtransactions", replies.parse_wallet_txids, value)
+
     def fund_raw_transaction(self, raw_tx: bytes, fee_rate_sat_vb: Decimal) -> replies.FundedTx:
         value = self.call(
             "fundrawtransaction", raw_tx.hex(), {"fee_rate": Decimal(fee_rate_sat_vb), "replaceable": True}

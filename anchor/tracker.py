@@ -32,8 +32,10 @@ Errors: BitcoindUnavailable and BitcoindReplyInvalid propagate as they are from 
 BroadcastFailed event, so the record carries the reason and the retry is rate
 limited like any other attempt. ``anchor`` propagates what building the
 transaction raises (BitcoindUnavailable, WalletEmptyError, AnchorTxError): nothing
-exists yet then. Once signed, it always returns a record, BUILT if the first
-broadcast did not go through, so the caller can persist it and poll it on.
+exists yet then. ``build`` only signs: the caller persists the BUILT record, then
+``send`` broadcasts it and always returns a record (BUILT still, with the reason, if
+the broadcast did not go through), so a crash at any point leaves a record that
+knows every transaction the wallet may have sent.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ class AnchorTracker:
         bump_factor_percent: int = BUMP_FACTOR_PERCENT_DEFAULT,
         attempt_interval_ms: int = ATTEMPT_INTERVAL_MS_DEFAULT,
         on_alert: Callable[[Alert], None] = _log_alert,
+        on_sent: Callable[[bytes], None] | None = None,
     ) -> None:
         pow_limit(network)
         self.rpc = rpc
@@ -142,6 +145,9 @@ class AnchorTracker:
             attempt_interval_ms=attempt_interval_ms,
         )
         self.on_alert = on_alert
+        self.on_sent = on_sent
+        """Called with the txid as soon as sendrawtransaction accepted a transaction, before
+        the record says so: the node's crash test hook (node.anchoring.FAULT_KILL_AFTER_SEND_ENV)."""
 
     @property
     def _tx_fee_rate_max_sat_vb(self) -> Decimal:
@@ -150,8 +156,13 @@ class AnchorTracker:
 
     # ----------------------------------------------------------------- public API
 
-    def anchor(self, pantheon_block_hash: bytes, now_ms: int) -> AnchorRecord:
-        """Fund, sign and broadcast an anchor of ``pantheon_block_hash``; its record."""
+    def build(self, pantheon_block_hash: bytes, now_ms: int) -> AnchorRecord:
+        """Fund and sign an anchor of ``pantheon_block_hash``; its BUILT record, nothing sent.
+
+        The caller persists this record before ``send``: a crash between the broadcast
+        and the record would otherwise leave a transaction out that no record knows,
+        and the restarted node would build and pay for a second one.
+        """
         signed = create_anchor(
             self.rpc,
             pantheon_block_hash,
@@ -159,14 +170,44 @@ class AnchorTracker:
             fee_rate_max_sat_vb=self._tx_fee_rate_max_sat_vb,
             send=False,
         )
-        record, actions = built(
+        record, _first_broadcast = built(
             pantheon_block_hash,
             signed.raw_tx,
             fee_rate_sat_kvb=self.policy.fee_rate_sat_kvb,
             fee_sat=signed.fee_sat,
             now_ms=now_ms,
         )
-        return self._execute(record, actions, now_ms, unavailable_fails_broadcast=True)
+        return record
+
+    def send(self, record: AnchorRecord, now_ms: int) -> AnchorRecord:
+        """The first broadcast of a BUILT record (``build``), once the caller has persisted it.
+        A failure leaves it BUILT with the reason; ``poll`` retries it."""
+        if record.state is not AnchorState.BUILT:
+            raise AnchorStateError(f"{record.describe()}: only a built anchor is sent for the first time")
+        return self._execute(record, (Broadcast(record.txid, record.raw_tx),), now_ms, unavailable_fails_broadcast=True)
+
+    def adopt(self, wallet_tx: WalletTx, pantheon_block_hash: bytes, now_ms: int) -> AnchorRecord:
+        """The BUILT record of an anchor the wallet holds but no record knows (its record was
+        lost: a store restored from an older backup, say); ``poll`` then finds where it is,
+        exactly as for a record built before a crash. Raises AnchorTxError unless it is a
+        well-formed anchor of ``pantheon_block_hash`` with a known fee."""
+        check_anchor(wallet_tx.raw_tx, pantheon_block_hash)
+        if wallet_tx.fee_btc is None:
+            raise AnchorTxError(f"the wallet shows {hash_to_hex(wallet_tx.txid)} without the fee it paid")
+        fee_sat = _btc_to_sat(-wallet_tx.fee_btc)
+        fee_rate_sat_kvb = math.ceil(fee_sat * SAT_KVB_PER_SAT_VB / _vsize(wallet_tx.raw_tx))
+        try:
+            record, _rebroadcast = built(
+                pantheon_block_hash, wallet_tx.raw_tx, fee_rate_sat_kvb=fee_rate_sat_kvb, fee_sat=fee_sat, now_ms=now_ms
+            )
+        except AnchorStateError as exc:
+            raise AnchorTxError(f"wallet transaction {hash_to_hex(wallet_tx.txid)} does not fit a record: {exc}") from exc
+        return record
+
+    def anchor(self, pantheon_block_hash: bytes, now_ms: int) -> AnchorRecord:
+        """``build`` then ``send`` with nothing persisted between, for a caller that keeps
+        no store (tests, one-off tools); the node persists the BUILT record in between."""
+        return self.send(self.build(pantheon_block_hash, now_ms), now_ms)
 
     def poll(self, record: AnchorRecord, now_ms: int) -> AnchorRecord:
         """Observe bitcoind once, apply what it shows, carry out what that asks for."""
@@ -291,6 +332,8 @@ class AnchorTracker:
                 # Already in a block: bitcoind has it, the next observation finds where.
                 return Broadcasted(action.txid, now_ms)
             raise
+        if self.on_sent is not None:
+            self.on_sent(txid)
         if txid != action.txid:
             raise AnchorTxError(f"bitcoind accepted {hash_to_hex(txid)} for anchor {hash_to_hex(action.txid)}")
         return Broadcasted(action.txid, now_ms)

@@ -55,6 +55,8 @@ are in the store and the due checkpoint is recomputed from the chain.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -107,6 +109,12 @@ REORG_SCAN_BLOCKS = 12
 ERROR_LOG_INTERVAL_MS = 60 * 1000
 # Error kind of anchoring failures that are not bitcoind's (see BitcoindError.kind for those).
 KIND_ANCHORING = "anchoring"
+# Most recent wallet transaction entries compared with the records at start (reconciliation).
+RECONCILE_WALLET_TXS_MAX = 1000
+# Fault injection for the restart tests: when this names a file that exists at the moment
+# bitcoind accepts one of our transactions, the file is removed and the process SIGKILLs
+# itself, the worst moment for a crash (the transaction is out, nothing says so yet).
+FAULT_KILL_AFTER_SEND_ENV = "PANTHEON_FAULT_KILL_AFTER_SEND"
 
 
 class AnchoringError(PantheonError):
@@ -258,6 +266,7 @@ class Anchorer:
             final_depth=max(genesis.anchor_final_depth, 1),
             attempt_interval_ms=max(config.poll_interval_ms, 1000),
             on_alert=self._on_alert,
+            on_sent=_kill_after_send_hook(os.environ.get(FAULT_KILL_AFTER_SEND_ENV, "")),
         )
         self.status = AnchoringStatus(network=self.network)
         self._lock = threading.Lock()
@@ -269,6 +278,7 @@ class Anchorer:
                 self._active[height] = record
             self.status.last_txid = hash_to_hex(record.txid)
         self._follow_floor = 0
+        self._reconciled = False
         self._logged_kind = ""
         self._logged_at_ms = 0
         self._repeats = 0
@@ -279,6 +289,9 @@ class Anchorer:
         """Ask bitcoind about everything in flight, anchor the due block if on duty."""
         try:
             self.status.btc_height = self.rpc.chain_info(self.network).blocks
+            if not self._reconciled:
+                self._reconcile_wallet(now_ms)
+                self._reconciled = True
             own = self._poll_own(now_ms)
             moved = self._follow_recorded()
             self._ready = tuple(dict.fromkeys([*own, *moved]))[:ANCHORS_PER_BLOCK_MAX]
@@ -337,6 +350,37 @@ class Anchorer:
         """Final, and recorded in the chain (by us or by someone else): nothing left to do."""
         recorded = self.anchors.recorded(height)
         return record.state is AnchorState.FINAL and recorded is not None
+
+    def _reconcile_wallet(self, now_ms: int) -> None:
+        """Adopt every anchor of a finalized block that the wallet sent and no record knows.
+
+        Records are persisted before their first broadcast, so this finds something only
+        when the store lost records the wallet did not (a data directory restored from a
+        backup older than the wallet): the wallet's anchor is then tracked like any other,
+        never built and paid for a second time. Conflicted and replaced transactions are
+        skipped (they never confirm); a transaction anchoring another chain's block, or
+        anything that is not an anchor, is left alone. Runs once, at the first tick that
+        reaches bitcoind, over the wallet's RECONCILE_WALLET_TXS_MAX latest entries.
+        """
+        known: set[bytes] = set()
+        for _height, raw in self.anchors.own_records(count_max=10**6):
+            known.update(decode_record(raw).txids)
+        for txid in self.rpc.wallet_txids(RECONCILE_WALLET_TXS_MAX):
+            if txid in known:
+                continue
+            wallet_tx = self.rpc.wallet_tx(txid)
+            if wallet_tx is None or wallet_tx.confirmations < 0 or wallet_tx.replaced_by is not None:
+                continue
+            anchored = _anchored_block_of(wallet_tx.raw_tx)
+            height = None if anchored is None else self.chain.height_of(anchored)
+            if anchored is None or height is None or self.anchors.own(height) is not None:
+                continue
+            record = self.tracker.adopt(wallet_tx, anchored, now_ms)
+            self.anchors.put_own(height, encode_record(record))
+            self._active[height] = record
+            known.update(record.txids)
+            event(log, logging.WARNING, "anchor adopted from the wallet: it had no record", height=height,
+                  txid=hash_to_hex(record.txid), fee_sat=record.fee_sat)
 
     def _poll_own(self, now_ms: int) -> list[tuple[int, AnchorRef]]:
         """Move own anchors along; the AnchorRefs of those confirmed and not yet recorded."""
@@ -402,7 +446,10 @@ class Anchorer:
         target = self.chain.tip_header
         if target is None or self.anchors.own(target.height) is not None:
             return
-        record = self.tracker.anchor(target.hash, now_ms)
+        record = self.tracker.build(target.hash, now_ms)
+        self.anchors.put_own(target.height, encode_record(record))
+        self._active[target.height] = record
+        record = self.tracker.send(record, now_ms)
         self.anchors.put_own(target.height, encode_record(record))
         self._active[target.height] = record
         self.status.last_txid = hash_to_hex(record.txid)
@@ -601,6 +648,7 @@ def record_json(record: AnchorRecord) -> dict[str, Any]:
         "alerts": list(record.alerts),
         "last_error": record.last_error,
         "reorgs": record.reorgs,
+        "fee_sat": record.fee_sat,
     }
 
 
@@ -609,6 +657,33 @@ def _anchor_vout(raw_tx: bytes, block_hash: bytes) -> int:
         if decode_payload(script) == block_hash:
             return vout
     raise AnchoringError(f"confirmed anchor transaction carries no anchor of {block_hash.hex()[:16]}")
+
+
+def _anchored_block_of(raw_tx: bytes) -> bytes | None:
+    """The Pantheon block hash a transaction's one anchor output carries, or None if it
+    does not parse or has no single Pantheon anchor output."""
+    try:
+        outputs = parse_transaction(raw_tx).op_return_outputs()
+        anchored = [decode_payload(script) for _vout, script in outputs]
+    except DecodeError:
+        return None
+    return anchored[0] if len(anchored) == 1 else None
+
+
+def _kill_after_send_hook(trigger: str) -> Callable[[bytes], None] | None:
+    """The FAULT_KILL_AFTER_SEND_ENV hook, or None when the variable is unset."""
+    if not trigger:
+        return None
+    trigger_path = Path(trigger)
+
+    def kill_if_armed(_txid: bytes) -> None:
+        try:
+            trigger_path.unlink()
+        except FileNotFoundError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return kill_if_armed
 
 
 def _kind_of(exc: PantheonError) -> str:
