@@ -69,11 +69,19 @@ function showResult(result, isPackage, names) {
     box.dataset.state = 'invalid';
     box.className = 'result invalid';
     const { error } = result;
-    const failed = error.reason ? `${error.class}, reason ${error.reason}` : error.class;
     box.append(element('h2', 'verdict', 'INVALID'));
-    box.append(element('p', 'badge', `Failed check: ${error.prefix || '(before any step) '}${failed}${error.seq !== undefined ? `, at entry ${error.seq}` : ''}`));
+    box.append(element('p', 'badge', `Failed check: ${failedCheck(error)}`));
     box.append(element('pre', 'words', error.message));
   }
+}
+
+/** Where verification stopped: the spec's step, the entry and the reason code, and the error class. */
+function failedCheck(error) {
+  const where = [];
+  if (error.prefix) where.push(`step "${error.prefix.replace(/: $/, '')}"`);
+  if (error.seq !== undefined) where.push(`entry ${error.seq}`);
+  if (error.reason) where.push(`reason ${error.reason}`);
+  return `${where.join(', ') || 'the file itself'} (${error.class})`;
 }
 
 function showWaiting(message) {
@@ -147,5 +155,9 @@ export function startPage() {
     zone.classList.remove('over');
     readFiles(event.dataTransfer.files);
   });
-  $('files').addEventListener('change', (event) => readFiles(event.target.files));
+  $('files').addEventListener('change', (event) => {
+    const chosen = [...event.target.files];
+    event.target.value = '';
+    readFiles(chosen);
+  });
 }
