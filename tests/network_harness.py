@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -67,6 +68,22 @@ class Network:
 
     def close(self) -> None:
         self.http.close()
+
+
+@contextmanager
+def running(state: cluster.DevnetState) -> Iterator[Network]:
+    """Start every node of ``state``, wait for a full mesh, and stop them all afterwards."""
+    cluster.start(state)
+    net = Network(state)
+    try:
+        wait_until(net.all_ready, deadline_s=60, what=f"{len(state.nodes)} nodes to answer /healthz")
+        mesh = len(state.nodes) - 1
+        wait_until(lambda: all(net.status(i)["peers"] == mesh for i in range(len(state.nodes))), deadline_s=60,
+                   what="a full mesh of peers")
+        yield net
+    finally:
+        net.close()
+        cluster.stop(state)
 
 
 def _reaped(entry: cluster.NodeEntry) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from devnet import cluster
-from tests.network_harness import Network, random_roots, wait_until
+from tests.network_harness import random_roots, running, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -22,17 +22,8 @@ BATCH = 1_000
 
 @pytest.fixture
 def network(tmp_path):
-    state = cluster.create(tmp_path / "devnet", 4)
-    cluster.start(state)
-    net = Network(state)
-    try:
-        wait_until(net.all_ready, deadline_s=60, what="4 nodes to answer /healthz")
-        wait_until(lambda: all(net.status(i)["peers"] == 3 for i in range(4)), deadline_s=60,
-                   what="a full mesh of peers")
+    with running(cluster.create(tmp_path / "devnet", 4)) as net:
         yield net
-    finally:
-        net.close()
-        cluster.stop(state)
 
 
 def test_ten_thousand_roots_are_certified_with_identical_logs_everywhere(network):

@@ -16,7 +16,7 @@ import pytest
 
 from devnet import cluster
 from proof.wire import MESSAGE_BYTES_MAX
-from tests.network_harness import Network, random_roots, wait_until
+from tests.network_harness import Network, random_roots, running, wait_until
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -50,15 +50,8 @@ def network(tmp_path):
     state = cluster.create(tmp_path / "devnet", 4)
     for entry in state.nodes:
         _with_block_roots_max(entry.config, BLOCK_ROOTS_MAX)
-    cluster.start(state)
-    net = Network(state)
-    try:
-        wait_until(net.all_ready, deadline_s=60, what="4 nodes to answer /healthz")
-        wait_until(lambda: all(net.status(i)["peers"] == 3 for i in range(4)), deadline_s=60, what="a full mesh")
+    with running(state) as net:
         yield net
-    finally:
-        net.close()
-        cluster.stop(state)
 
 
 def test_a_validator_down_for_a_hundred_full_blocks_rejoins_with_the_same_log_and_no_oversize_frame(network):

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from devnet import cluster
 from node.commands import read_genesis
 from p2p.handshake import Hello, record
-from tests.network_harness import Network, wait_until
+from tests.network_harness import running, wait_until
 from tests.test_p2p_preauth_attack import start_attacker, stop_attacker, wait_for_line
 
 pytestmark = pytest.mark.timeout(600)
@@ -32,17 +32,8 @@ REJOIN_DEADLINE_S = 30.0
 
 @pytest.fixture
 def network(tmp_path):
-    state = cluster.create(tmp_path / "devnet", 4)
-    cluster.start(state)
-    net = Network(state)
-    try:
-        wait_until(net.all_ready, deadline_s=60, what="4 nodes to answer /healthz")
-        wait_until(lambda: all(net.status(i)["peers"] == 3 for i in range(4)), deadline_s=60,
-                   what="a full mesh of peers")
+    with running(cluster.create(tmp_path / "devnet", 4)) as net:
         yield net
-    finally:
-        net.close()
-        cluster.stop(state)
 
 
 def public_hello(chain_id: bytes, index: int, identity_key: bytes) -> bytes:
