@@ -5,13 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: devnet test bench sim bitcoind verifier-wheel clean help
+.PHONY: devnet test bench sim bitcoind browser web verifier-wheel clean help
 
 help:
 	@echo "make devnet   set up, then run a local validator network with live status"
 	@echo "make test     set up, then run the whole test suite"
 	@echo "make bench    benchmarks (prints figures; not part of the tests)"
 	@echo "make sim      long simulator runs: 1000 seeds n=4 f=1, 300 seeds n=7 f=2"
+	@echo "make web      rebuild web/verify.html, the offline browser verifier, from web/src/ (npm + esbuild)"
 	@echo "make verifier-wheel  build dist/pantheon_verify-*.whl, the auditor's package (proof/ + pantheon-verify)"
 	@echo "make clean    remove the virtualenv and caches"
 
@@ -32,7 +33,18 @@ bitcoind: $(STAMP)
 devnet: $(STAMP) bitcoind
 	$(BIN)/pantheon devnet up -n 4
 
-test: $(STAMP) bitcoind
+# Debian's chromium and chromedriver for the browser tests (tests/test_web_*.py): installed when
+# missing and running as root; otherwise nothing is done and those tests skip, saying what to install.
+browser:
+	@if [ "$$(id -u)" = 0 ] && ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+		|| echo "could not install chromium chromium-driver: the browser tests will skip"; fi
+
+# The committed web/verify.html, rebuilt from web/src/ with the versions pinned in web/package-lock.json.
+web:
+	cd web && npm ci --no-audit --no-fund && node build.mjs
+
+test: $(STAMP) bitcoind browser
 	$(BIN)/python -m pytest -q -ra
 
 bench: $(STAMP)
@@ -40,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.p2p_bench
 	$(BIN)/python -m bench.verify_bench
 	$(BIN)/python -m bench.network_bench
+	$(BIN)/python -m bench.web_bench
 
 sim: $(STAMP)
 	$(BIN)/pantheon sim --validators 4 --byzantine 1 --seeds 1000
