@@ -157,7 +157,7 @@ class Client:
         inputs = {"update": digest(blob), "base-model": digest(encode(model))}
         with self.journal.action("send-update", inputs, meta={"round": round_no, "samples": samples}) as act:
             self.sent[round_no] = act
-            return Contribution(self.name, blob, samples)
+            return Contribution(self.name, blob, samples)  # the send: the coordinator receives this
 
 
 @dataclass
@@ -165,7 +165,8 @@ class Coordinator:
     journal: Journal
     model: np.ndarray
     evidence: Path
-    """Where the coordinator keeps what it received and shipped: the data the digests stand for."""
+    """Where the coordinator keeps what it received and built: the data the digests stand for."""
+    release: Path
 
     def aggregate(self, round_no: int, contributions: list[Contribution]) -> Action:
         """Journal code, contributions, weights and the resulting model's digest; then apply that model."""
@@ -191,10 +192,12 @@ class Coordinator:
         return act
 
     def ship(self, version: int, accuracy_bp: int) -> Action:
-        model = digest((self.evidence / f"model-v{version}.bin").read_bytes())
-        with self.journal.action("ship", {"model": model},
+        """Journal the model about to be released, then release it (a file in ``release/``)."""
+        blob = (self.evidence / f"model-v{version}.bin").read_bytes()
+        with self.journal.action("ship", {"model": digest(blob)},
                                  meta={"model-version": version, "accuracy-bp": accuracy_bp}) as act:
-            pass
+            self.release.mkdir()
+            (self.release / f"model-v{version}.bin").write_bytes(blob)
         return act
 
     def _keep(self, round_no: int, contributions: list[Contribution]) -> None:
@@ -227,7 +230,7 @@ def new_job(out: Path, seed: int, stack: ExitStack) -> Job:
                                                                                     "client": name}))
         clients.append(Client(name, data, journal))
     journal = stack.enter_context(Journal.create(out / "journals" / COORDINATOR, meta={"system": "fl-coordinator"}))
-    coordinator = Coordinator(journal, np.zeros(FEATURES + 1), out / "evidence")
+    coordinator = Coordinator(journal, np.zeros(FEATURES + 1), out / "evidence", out / "release")
     (out / "evidence").mkdir()
     (out / "evidence" / "model-v0.bin").write_bytes(encode(coordinator.model))
     return Job(clients, coordinator, make_dataset(rng, true_weights, TEST_SAMPLES))
@@ -326,10 +329,7 @@ def wait_for_proofs(journals: Mapping[str, Journal], client: NodeClient, genesis
     start = time.monotonic()
     shown = (-1.0, "")
     while True:
-        for name, journal in journals.items():
-            if states[name] != "anchored":
-                for result in upgrade(journal.walker, Sidecar(journal.directory), client, genesis, journal):
-                    states[name] = result.state
+        _poll(journals, states, client, genesis)
         elapsed_s = time.monotonic() - start
         line = _progress(states)
         if line != shown[1] or elapsed_s - shown[0] >= PROGRESS_EVERY_S:
@@ -342,6 +342,14 @@ def wait_for_proofs(journals: Mapping[str, Journal], client: NodeClient, genesis
                                "with `pantheon devnet status`, give more time with --anchor-deadline-s, or skip "
                                "Bitcoin with --no-wait-anchor")
         time.sleep(POLL_INTERVAL_S)
+
+
+def _poll(journals: Mapping[str, Journal], states: dict[str, str], client: NodeClient, genesis: Genesis) -> None:
+    """One upgrade of every journal not yet anchored: fetch, check and store its bundle."""
+    for name, journal in journals.items():
+        if states[name] != "anchored":
+            for result in upgrade(journal.walker, Sidecar(journal.directory), client, genesis, journal):
+                states[name] = result.state
 
 
 def _progress(states: Mapping[str, str]) -> str:
@@ -402,9 +410,14 @@ def report_contributions(package: PackageClaim, client_package: PackageClaim) ->
     same = ship.inputs["model"] == aggregate.inputs["model"]
     print(f"  and entry {ship.seq} ships model {ship.inputs['model'].hex()[:16]}…: "
           f"{'the model of that aggregation' if same else 'NOT the model of that aggregation'}")
+    (update, weight), = [(u, w) for c, u, w in table if c == POISONED_CLIENT]
+    report_client_side(client_package, update, weight)
+
+
+def report_client_side(client_package: PackageClaim, update: bytes, weight: int) -> None:
+    """The client's own signed word against the coordinator's: the same update, the same claimed samples."""
     sent = disclosed_intent(client_package, "send-update")
-    claimed = dict((c, (u, w)) for c, u, w in table)[POISONED_CLIENT]
-    agrees = (sent.inputs["update"], sent.meta["samples"]) == claimed
+    agrees = (sent.inputs["update"], sent.meta["samples"]) == (update, weight)
     print(f"  {POISONED_CLIENT}'s own journal (entry {sent.seq}, signed before sending) names update "
           f"{sent.inputs['update'].hex()[:16]}… and {sent.meta['samples']} samples: "
           f"{'the contribution the coordinator applied' if agrees else 'NOT what the coordinator applied'}")
@@ -486,34 +499,58 @@ def new_out_dir(path: Path | None) -> Path:
     return out
 
 
-def run(args: argparse.Namespace) -> None:
-    target = resolve_target(args)
-    check_node(target.node)
-    out = new_out_dir(args.out)
+@dataclass(frozen=True)
+class Exported:
+    """What the producers hand the auditor: two package files, and the pins learned from them out of band."""
+
+    package: Path
+    client_package: Path
+    chain_id: bytes
+    producers: dict[str, bytes]
+
+
+def adopt_genesis(job: Job, path: Path) -> Genesis:
+    """Give every journal the chain's genesis, which their bundles are checked against."""
+    (genesis,) = {Sidecar(journal.directory).adopt_genesis(path) for journal in job.journals.values()}
+    return genesis
+
+
+def produce(args: argparse.Namespace, target: Target, out: Path) -> Exported:
+    """The producers' side: train with journals, anchor the heads, export the round-3 packages."""
     client = NodeClient(target.node, token=target.token)
     with ExitStack() as stack:
         job = new_job(out, args.seed, stack)
-        for journal in job.journals.values():
-            genesis = Sidecar(journal.directory).adopt_genesis(target.genesis)
+        genesis = adopt_genesis(job, target.genesis)
         trained = train(job)
         submit_all(job.journals, client)
         wait_for_proofs(job.journals, client, genesis, anchored=not args.no_wait_anchor,
                         deadline_s=args.anchor_deadline_s)
-        package_path = out / f"round-{ROUNDS}.audit.cbor"
-        client_path = out / f"{POISONED_CLIENT}-round-{ROUNDS}.audit.cbor"
-        export_package(job.coordinator.journal, trained.disclosed, package_path)
+        exported = Exported(out / f"round-{ROUNDS}.audit.cbor", out / f"{POISONED_CLIENT}-round-{ROUNDS}.audit.cbor",
+                            genesis.hash, {name: producer_of(journal) for name, journal in job.journals.items()})
+        export_package(job.coordinator.journal, trained.disclosed, exported.package)
         poisoned = next(c for c in job.clients if c.name == POISONED_CLIENT)
-        export_package(poisoned.journal, seqs(poisoned.sent[POISON_ROUND]), client_path)
-        producers = {name: producer_of(journal) for name, journal in job.journals.items()}
-    print(f"Verifying {package_path} offline (chain {genesis.hash.hex()[:16]}…, producer "
-          f"{producers[COORDINATOR].hex()[:16]}…)")
-    package = verify_file(package_path, genesis.hash, producers[COORDINATOR])
-    print(f"Verifying {client_path} offline (producer {producers[POISONED_CLIENT].hex()[:16]}…)")
-    client_package = verify_file(client_path, genesis.hash, producers[POISONED_CLIENT])
+        export_package(poisoned.journal, seqs(poisoned.sent[POISON_ROUND]), exported.client_package)
+    return exported
+
+
+def audit(exported: Exported, evidence: Path) -> None:
+    """The auditor's side: verify both files offline, read the contributions, check the kept data."""
+    print(f"Verifying {exported.package} offline (chain {exported.chain_id.hex()[:16]}…, producer "
+          f"{exported.producers[COORDINATOR].hex()[:16]}…)")
+    package = verify_file(exported.package, exported.chain_id, exported.producers[COORDINATOR])
+    print(f"Verifying {exported.client_package} offline (producer {exported.producers[POISONED_CLIENT].hex()[:16]}…)")
+    client_package = verify_file(exported.client_package, exported.chain_id, exported.producers[POISONED_CLIENT])
     report_contributions(package, client_package)
-    print(f"The coordinator hands over what the digests stand for ({out / 'evidence'}); the auditor checks it:")
-    check_evidence(package, out / "evidence")
-    print_next_steps(package_path, genesis.hash, producers[COORDINATOR])
+    print(f"The coordinator hands over what the digests stand for ({evidence}); the auditor checks it:")
+    check_evidence(package, evidence)
+    print_next_steps(exported.package, exported.chain_id, exported.producers[COORDINATOR])
+
+
+def run(args: argparse.Namespace) -> None:
+    target = resolve_target(args)
+    check_node(target.node)
+    out = new_out_dir(args.out)
+    audit(produce(args, target, out), out / "evidence")
 
 
 def main(argv: list[str] | None = None) -> int:
