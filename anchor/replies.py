@@ -293,6 +293,8 @@ class WalletTx:
     fee_btc: Decimal | None
     replaced_by: bytes | None
     mempool_conflicts: tuple[bytes, ...]
+    wallet_conflicts: tuple[bytes, ...] = ()
+    """Wallet transactions spending the same inputs, in a block or not (``walletconflicts``)."""
 
 
 def parse_wallet_tx(value: object, txid: bytes) -> WalletTx:
@@ -307,6 +309,11 @@ def parse_wallet_tx(value: object, txid: bytes) -> WalletTx:
     conflicts = obj.get("mempoolconflicts")
     if conflicts is not None and (not isinstance(conflicts, list) or len(conflicts) > BLOCK_TX_COUNT_MAX):
         raise ReplyShapeError(f"mempoolconflicts is {_kind(conflicts)}, expected a list of txids")
+    wallet_conflicts = obj.get("walletconflicts")
+    if wallet_conflicts is not None and (
+        not isinstance(wallet_conflicts, list) or len(wallet_conflicts) > BLOCK_TX_COUNT_MAX
+    ):
+        raise ReplyShapeError(f"walletconflicts is {_kind(wallet_conflicts)}, expected a list of txids")
     fee = obj.get("fee")
     return WalletTx(
         txid=answered,
@@ -316,6 +323,7 @@ def parse_wallet_tx(value: object, txid: bytes) -> WalletTx:
         fee_btc=None if fee is None else _amount(fee, "fee"),
         replaced_by=_optional_hash(obj, "replaced_by_txid"),
         mempool_conflicts=tuple(_hash(t, "mempoolconflicts entry") for t in conflicts or ()),
+        wallet_conflicts=tuple(_hash(t, "walletconflicts entry") for t in wallet_conflicts or ()),
     )
 
 

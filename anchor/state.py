@@ -16,6 +16,8 @@ States::
       │                      └─────────Observed(block left best chain)──────────┘
       └─Observed(in mempool or a block: sent before a crash)──> BROADCAST/CONFIRMED/FINAL
 
+    BUILT/BROADCAST/CONFIRMED ──Observed(conflict in a block)──> DOUBLE_SPENT
+
 - BUILT: signed, not yet accepted by bitcoind. Observed with the transaction nowhere
   asks for Broadcast(raw) again (rate limited).
 - BROADCAST: bitcoind has it (or had it); waiting for a block. Two timers run from
@@ -34,6 +36,16 @@ States::
 - FINAL: k reached ``final_depth``. Sticky: no event is accepted any more, so no
   later observation can undo it. The depth is the operator's statement of how deep
   a reorg they are prepared to ignore.
+- DOUBLE_SPENT: none of our versions is in a best-chain block and another
+  transaction spending the same inputs is (the wallet's own use of its coins, or a
+  compromised wallet). The anchor can never confirm: one Alert, nothing is sent any
+  more (rebroadcasting it would be refused forever), and the node anchors the
+  checkpoint again with a new transaction. Sticky like FINAL.
+
+A conflict that only waits in the mempool (``Conflict.MEMPOOL``) is not one of our
+versions, so it is never taken for a fee bump: the record waits, sends nothing (bitcoind
+would refuse it) and says why in ``last_error``, with one Alert, until the conflict
+confirms (DOUBLE_SPENT) or leaves the mempool (then the evicted rule rebroadcasts).
 
 Events and their legality are a table (TRANSITIONS); anything else raises
 IllegalTransition, and an event that contradicts the record (a Broadcasted for
@@ -82,7 +94,11 @@ ALERT_FEE_CAPPED = "fee_capped"
 ALERT_BROADCAST_FAILED = "broadcast_failed"
 ALERT_REORG = "reorg"
 ALERT_EVICTED = "evicted"
-ALERT_KINDS = frozenset({ALERT_FEE_CAPPED, ALERT_BROADCAST_FAILED, ALERT_REORG, ALERT_EVICTED})
+ALERT_CONFLICT = "conflict"
+ALERT_DOUBLE_SPENT = "double_spent"
+ALERT_KINDS = frozenset(
+    {ALERT_FEE_CAPPED, ALERT_BROADCAST_FAILED, ALERT_REORG, ALERT_EVICTED, ALERT_CONFLICT, ALERT_DOUBLE_SPENT}
+)
 
 
 class AnchorStateError(PantheonError):
@@ -110,6 +126,15 @@ class AnchorState(enum.Enum):
     BROADCAST = "broadcast"
     CONFIRMED = "confirmed"
     FINAL = "final"
+    DOUBLE_SPENT = "double_spent"
+
+
+class Conflict(enum.Enum):
+    """Another transaction (not one of the record's versions) spending the anchor's inputs."""
+
+    NONE = "none"
+    MEMPOOL = "mempool"
+    BLOCK = "block"
 
 
 def _check_uint(value: object, what: str, maximum: int) -> None:
@@ -257,6 +282,8 @@ class AnchorRecord:
             standing.append(ALERT_FEE_CAPPED)
         if self.last_error:
             standing.append(ALERT_BROADCAST_FAILED)
+        if self.state is AnchorState.DOUBLE_SPENT:
+            standing.append(ALERT_DOUBLE_SPENT)
         return tuple(standing)
 
     def describe(self) -> str:
@@ -339,7 +366,8 @@ class BroadcastFailed:
 class Observed:
     """What bitcoind shows now. ``confirmed_txid`` is set when one of the record's txids
     is in ``block_hash`` and that block is on the best chain (``confirmations`` >= 1);
-    ``in_mempool`` is about the current txid."""
+    ``in_mempool`` is about the current txid; ``conflict`` is about a transaction that is
+    none of the record's versions and spends its inputs (only when neither holds)."""
 
     now_ms: int
     in_mempool: bool
@@ -347,11 +375,16 @@ class Observed:
     block_hash: bytes | None = None
     block_height: int | None = None
     confirmations: int = 0
+    conflict: Conflict = Conflict.NONE
 
     def __post_init__(self) -> None:
         _check_now(self.now_ms)
         if not isinstance(self.in_mempool, bool):
             raise AnchorStateError("Observed.in_mempool must be a bool")
+        if not isinstance(self.conflict, Conflict):
+            raise AnchorStateError(f"Observed.conflict must be a Conflict, got {self.conflict!r:.80}")
+        if self.conflict is not Conflict.NONE and (self.in_mempool or self.confirmed_txid is not None):
+            raise AnchorStateError("Observed with a conflict has the anchor neither in the mempool nor in a block")
         if self.confirmed_txid is None:
             if (self.block_hash, self.block_height, self.confirmations) != (None, None, 0):
                 raise AnchorStateError("Observed without confirmed_txid carries no block or confirmations")
@@ -504,6 +537,31 @@ def _on_observed(record: AnchorRecord, event: Observed, policy: AnchorPolicy) ->
             reorgs=record.reorgs + 1,
             broadcast_at_ms=event.now_ms,
         )
+    if event.conflict is Conflict.BLOCK:
+        actions.append(
+            Alert(
+                ALERT_DOUBLE_SPENT,
+                f"anchor {hash_to_hex(record.txid)}: another transaction spending its inputs is in a best-chain "
+                "block, so it can never confirm; nothing more is sent for it, the checkpoint is anchored anew",
+            )
+        )
+        double_spent = replace(
+            record,
+            state=AnchorState.DOUBLE_SPENT,
+            broadcast_at_ms=event.now_ms if record.broadcast_at_ms is None else record.broadcast_at_ms,
+            fee_capped=False,
+            last_error="",
+        )
+        return double_spent, tuple(actions)
+    if event.conflict is Conflict.MEMPOOL:
+        reason = (
+            f"anchor {hash_to_hex(record.txid)}: another transaction spending its inputs waits in the mempool; "
+            "nothing is sent until it confirms or leaves"
+        )
+        if record.last_error != reason:
+            actions.append(Alert(ALERT_CONFLICT, reason))
+            record = replace(record, last_error=reason)
+        return record, tuple(actions)
     if record.state is AnchorState.BUILT:
         if event.in_mempool:
             return replace(record, state=AnchorState.BROADCAST, broadcast_at_ms=event.now_ms, last_error=""), ()
@@ -585,18 +643,19 @@ TRANSITIONS: dict[AnchorState, dict[type, frozenset[AnchorState]]] = {
     _S.BUILT: {
         Broadcasted: frozenset({_S.BROADCAST}),
         BroadcastFailed: frozenset({_S.BUILT}),
-        Observed: frozenset({_S.BUILT, _S.BROADCAST, _S.CONFIRMED, _S.FINAL}),
+        Observed: frozenset({_S.BUILT, _S.BROADCAST, _S.CONFIRMED, _S.FINAL, _S.DOUBLE_SPENT}),
     },
     _S.BROADCAST: {
         Broadcasted: frozenset({_S.BROADCAST}),
         Bumped: frozenset({_S.BROADCAST}),
         BroadcastFailed: frozenset({_S.BROADCAST}),
-        Observed: frozenset({_S.BROADCAST, _S.CONFIRMED, _S.FINAL}),
+        Observed: frozenset({_S.BROADCAST, _S.CONFIRMED, _S.FINAL, _S.DOUBLE_SPENT}),
     },
     _S.CONFIRMED: {
-        Observed: frozenset({_S.BROADCAST, _S.CONFIRMED, _S.FINAL}),
+        Observed: frozenset({_S.BROADCAST, _S.CONFIRMED, _S.FINAL, _S.DOUBLE_SPENT}),
     },
     _S.FINAL: {},
+    _S.DOUBLE_SPENT: {},
 }
 
 _HANDLERS: dict[type, Callable[[Any, Any, AnchorPolicy], Step]] = {

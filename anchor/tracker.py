@@ -19,10 +19,13 @@ How one poll sees bitcoind (``_observe``), cheapest question first:
    machine rebroadcasts the raw transaction in the second case.
 
 Before that, a BROADCAST record adopts a replacement the wallet made of its current
-txid (``gettransaction``'s ``replaced_by_txid``, or its one ``mempoolconflicts``
-entry): if a fee bump succeeded in bitcoind but its answer was lost (timeout, crash),
-the record follows the wallet instead of rebroadcasting a transaction bitcoind has
-already replaced.
+txid (``gettransaction``'s ``replaced_by_txid``, or a ``mempoolconflicts`` or
+``walletconflicts`` entry that anchors the same block): if a fee bump succeeded in
+bitcoind but its answer was lost (timeout, crash), the record follows the wallet
+instead of rebroadcasting a transaction bitcoind has already replaced. A conflicting
+transaction that is not an anchor of the same block is a foreign spend of the inputs:
+the observation carries it as a Conflict (waiting in the mempool, or in a block: the
+anchor is double-spent) and the state machine stops sending.
 
 Every answer is read through BitcoindRPC's typed calls (anchor.replies), so a reply of
 the wrong shape is a BitcoindReplyInvalid, never a KeyError or TypeError here.
@@ -63,6 +66,7 @@ from anchor.state import (
     Broadcast,
     BroadcastFailed,
     Broadcasted,
+    Conflict,
     BumpFee,
     Bumped,
     Event,
@@ -211,7 +215,7 @@ class AnchorTracker:
 
     def poll(self, record: AnchorRecord, now_ms: int) -> AnchorRecord:
         """Observe bitcoind once, apply what it shows, carry out what that asks for."""
-        if record.state is AnchorState.FINAL:
+        if record.state in (AnchorState.FINAL, AnchorState.DOUBLE_SPENT):
             return record
         record = self._adopt_wallet_replacements(record, now_ms)
         record, actions = step(record, self._observe(record, now_ms), self.policy)
@@ -233,14 +237,19 @@ class AnchorTracker:
             header = self.rpc.header_info(record.block_hash)
             if header is not None and header.on_best_chain:
                 return self._observed_in(record.confirmed_txid, header, now_ms)
+        current: WalletTx | None = None
         for txid in record.txids:
             wallet_tx = self.rpc.wallet_tx(txid)
+            if txid == record.txid:
+                current = wallet_tx
             if wallet_tx is None or wallet_tx.confirmations < 1 or wallet_tx.block_hash is None:
                 continue
             header = self.rpc.header_info(wallet_tx.block_hash)
             if header is not None and header.on_best_chain:
                 return self._observed_in(txid, header, now_ms)
-        return Observed(now_ms, in_mempool=self.rpc.in_mempool(record.txid))
+        if self.rpc.in_mempool(record.txid):
+            return Observed(now_ms, in_mempool=True)
+        return Observed(now_ms, in_mempool=False, conflict=_conflict_of(current))
 
     @staticmethod
     def _observed_in(txid: bytes | None, header: HeaderInfo, now_ms: int) -> Observed:
@@ -258,15 +267,12 @@ class AnchorTracker:
             if record.state is not AnchorState.BROADCAST:
                 return record
             wallet_tx = self.rpc.wallet_tx(record.txid)
-            replacement_txid = None if wallet_tx is None else _replacement_of(wallet_tx)
-            if replacement_txid is None:
-                return record
-            replacement = self.rpc.wallet_tx(replacement_txid)
+            replacement = None if wallet_tx is None else self._replacement_of(wallet_tx, record)
             if replacement is None:
                 return record
             if replacement.fee_btc is None:
                 raise AnchorTxError(
-                    f"the wallet shows replacement {hash_to_hex(replacement_txid)} without the fee it paid"
+                    f"the wallet shows replacement {hash_to_hex(replacement.txid)} without the fee it paid"
                 )
             raw_tx = replacement.raw_tx
             fee_sat = _btc_to_sat(-replacement.fee_btc)
@@ -278,6 +284,25 @@ class AnchorTracker:
             )
             self._alert_all(actions)
         return record
+
+    def _replacement_of(self, wallet_tx: WalletTx, record: AnchorRecord) -> WalletTx | None:
+        """The wallet transaction that replaced ``wallet_tx`` and is itself an anchor of the
+        same block: ``replaced_by_txid`` after the wallet's own bumpfee, else a
+        ``mempoolconflicts`` or ``walletconflicts`` entry (anchor.tx.bump_fee signs with
+        PSBTs and broadcasts the replacement itself, so the wallet only sees a conflict).
+        A conflict that anchors nothing of ours is a foreign spend of the inputs, never a
+        fee bump: ``_observe`` reports it as a Conflict."""
+        candidates = [wallet_tx.replaced_by] if wallet_tx.replaced_by is not None else []
+        candidates += [*wallet_tx.mempool_conflicts, *wallet_tx.wallet_conflicts]
+        for txid in dict.fromkeys(candidates):
+            if txid in record.txids:
+                continue
+            candidate = self.rpc.wallet_tx(txid)
+            if candidate is not None and candidate.confirmations >= 0 and _anchors(
+                candidate.raw_tx, record.pantheon_block_hash
+            ):
+                return candidate
+        return None
 
     # ----------------------------------------------------------------- acting
 
@@ -345,14 +370,26 @@ class AnchorTracker:
             self.on_alert(action)
 
 
-def _replacement_of(wallet_tx: WalletTx) -> bytes | None:
-    """The txid that replaced a wallet transaction: ``replaced_by_txid`` after the
-    wallet's own bumpfee, else the one mempool transaction that conflicts with it
-    (anchor.tx.bump_fee signs with PSBTs and broadcasts the replacement itself)."""
-    if wallet_tx.replaced_by is not None:
-        return wallet_tx.replaced_by
-    conflicts = wallet_tx.mempool_conflicts
-    return conflicts[0] if len(conflicts) == 1 else None
+def _conflict_of(current: WalletTx | None) -> Conflict:
+    """What the wallet says spends the inputs of an anchor that is neither in a best-chain
+    block nor in the mempool: negative confirmations mean a conflicting transaction is in
+    a block (bitcoind's wallet counts its depth below zero), ``mempoolconflicts`` one that
+    waits. The versions of the anchor itself were looked for first, so either is foreign."""
+    if current is None:
+        return Conflict.NONE
+    if current.confirmations < 0:
+        return Conflict.BLOCK
+    return Conflict.MEMPOOL if current.mempool_conflicts else Conflict.NONE
+
+
+def _anchors(raw_tx: bytes, pantheon_block_hash: bytes) -> bool:
+    """Whether ``raw_tx`` is a well-formed anchor of ``pantheon_block_hash`` (a fee bump of
+    ours is; a foreign transaction spending the same inputs is not)."""
+    try:
+        check_anchor(raw_tx, pantheon_block_hash)
+    except AnchorTxError:
+        return False
+    return True
 
 
 def _as_anchor_tx(record: AnchorRecord) -> AnchorTx:

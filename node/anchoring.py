@@ -151,10 +151,18 @@ class DueCheckpoint:
 
 
 def due_checkpoint(
-    genesis: Genesis, chain: ChainStore, anchors: AnchorStore, now_ms: int
+    genesis: Genesis, chain: ChainStore, anchors: AnchorStore, now_ms: int, lost: frozenset[int] = frozenset()
 ) -> DueCheckpoint | None:
-    """The finalized block whose anchor is due now, or None (see the module docstring)."""
+    """The finalized block whose anchor is due now, or None (see the module docstring).
+
+    ``lost`` holds recorded heights whose anchor this validator's bitcoind has neither in
+    a best-chain block nor in its mempool (double-spent, or evicted and not resent). When
+    the highest recorded anchor is lost, nothing covers its block any more: that block is
+    due again at once, even on an idle chain that adds no block to count from."""
     last, _count = anchors.recorded_summary()
+    if last in lost:
+        lost_header = _header(chain, last)
+        return DueCheckpoint(lost_header, lost_header.timestamp_ms)
     tip = chain.tip_height
     if tip <= last:
         return None
@@ -278,7 +286,10 @@ class Anchorer:
                 self._active[height] = record
             self.status.last_txid = hash_to_hex(record.txid)
         self._follow_floor = 0
+        self._lost: frozenset[int] = frozenset()
+        """Recorded heights whose anchor is neither in a best-chain block nor in the mempool."""
         self._reconciled = False
+        self._record_error_logged_ms: dict[int, int] = {}
         self._logged_kind = ""
         self._logged_at_ms = 0
         self._repeats = 0
@@ -347,7 +358,10 @@ class Anchorer:
     # ---- own anchors ----------------------------------------------------------------
 
     def _settled(self, height: int, record: AnchorRecord) -> bool:
-        """Final, and recorded in the chain (by us or by someone else): nothing left to do."""
+        """Final and recorded in the chain (by us or by someone else), or double-spent
+        (it can never confirm; the checkpoint is anchored anew): nothing left to do."""
+        if record.state is AnchorState.DOUBLE_SPENT:
+            return True
         recorded = self.anchors.recorded(height)
         return record.state is AnchorState.FINAL and recorded is not None
 
@@ -387,7 +401,11 @@ class Anchorer:
         ready: list[tuple[int, AnchorRef]] = []
         for height in sorted(self._active):
             record = self._active[height]
-            polled = self.tracker.poll(record, now_ms)
+            try:
+                polled = self.tracker.poll(record, now_ms)
+            except (BitcoindRPCError, AnchorTxError, AnchorStateError, DecodeError) as exc:
+                self._record_failed(height, record, exc, now_ms)
+                continue
             if polled != record:
                 self.anchors.put_own(height, encode_record(polled))
                 if polled.state != record.state:
@@ -402,6 +420,18 @@ class Anchorer:
                 del self._active[height]
         return ready
 
+    def _record_failed(self, height: int, record: AnchorRecord, exc: PantheonError, now_ms: int) -> None:
+        """One record's trouble (a wallet answer that contradicts it, say) is that record's
+        alone: it is counted and logged (at most once per ERROR_LOG_INTERVAL_MS per height)
+        and the tick goes on with the other records and the anchoring duty. A bitcoind
+        that cannot answer at all still ends the tick (BitcoindUnavailable and kin)."""
+        self._count_error(_kind_of(exc))
+        logged_ms = self._record_error_logged_ms.get(height)
+        if logged_ms is None or now_ms - logged_ms >= ERROR_LOG_INTERVAL_MS:
+            self._record_error_logged_ms[height] = now_ms
+            event(log, logging.WARNING, "anchor record not moved on this tick", height=height,
+                  txid=hash_to_hex(record.txid), error=str(exc)[:300])
+
     def _ref_to_offer(self, height: int, record: AnchorRecord) -> AnchorRef | None:
         """The AnchorRef of a confirmed own anchor that the chain has not recorded as it is now."""
         if record.state not in (AnchorState.CONFIRMED, AnchorState.FINAL):
@@ -410,7 +440,7 @@ class Anchorer:
         assert record.block_height is not None
         recorded = self.anchors.recorded(height)
         if recorded is not None:
-            if recorded.ref.txid not in record.txids:
+            if recorded.ref.txid not in record.txids and height not in self._lost:
                 return None
             if recorded.ref.txid == record.confirmed_txid and recorded.ref.btc_block_hash == record.block_hash:
                 return None
@@ -435,7 +465,7 @@ class Anchorer:
         one anchor covers every block finalized while the previous one was in flight and
         anchoring never falls behind a fast chain.
         """
-        due = due_checkpoint(self.genesis, self.chain, self.anchors, now_ms)
+        due = due_checkpoint(self.genesis, self.chain, self.anchors, now_ms, self._lost)
         if due is None or any(height >= due.header.height for height in self._active):
             return
         _last, count = self.anchors.recorded_summary()
@@ -444,7 +474,10 @@ class Anchorer:
         if len(self._active) >= OWN_ACTIVE_MAX:
             raise AnchoringError(f"{OWN_ACTIVE_MAX} own anchors are still in flight; not starting another")
         target = self.chain.tip_header
-        if target is None or self.anchors.own(target.height) is not None:
+        if target is None:
+            return
+        existing = self.anchors.own(target.height)
+        if existing is not None and decode_record(existing).state is not AnchorState.DOUBLE_SPENT:
             return
         record = self.tracker.build(target.hash, now_ms)
         self.anchors.put_own(target.height, encode_record(record))
@@ -465,8 +498,11 @@ class Anchorer:
         lowest_btc_height: int | None = None
         advance = True
         moved: list[tuple[int, AnchorRef]] = []
+        lost: set[int] = set()
         for recorded in self.anchors.recorded_from(self._follow_floor, FOLLOW_PER_TICK_MAX):
             confirmations, where = self._follow_one(recorded)
+            if confirmations == 0 and not self.rpc.in_mempool(recorded.ref.txid):
+                lost.add(recorded.height)
             if where is not None:
                 moved.append((recorded.height, where))
             if advance and confirmations >= depth:
@@ -478,6 +514,10 @@ class Anchorer:
                 lowest_btc_height = height if lowest_btc_height is None else min(lowest_btc_height, height)
         if lowest_btc_height is not None:
             self._cache_headers(lowest_btc_height)
+        if lost != self._lost:
+            event(log, logging.WARNING if lost else logging.INFO, "recorded anchors lost on Bitcoin",
+                  heights=sorted(lost)[:16])
+        self._lost = frozenset(lost)
         return moved
 
     def _follow_one(self, recorded: RecordedAnchor) -> tuple[int, AnchorRef | None]:

@@ -11,6 +11,8 @@ from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutP
 from anchor.payload import encode_script
 from anchor.state import (
     ALERT_BROADCAST_FAILED,
+    ALERT_CONFLICT,
+    ALERT_DOUBLE_SPENT,
     ALERT_EVICTED,
     ALERT_FEE_CAPPED,
     ALERT_REORG,
@@ -27,6 +29,7 @@ from anchor.state import (
     Broadcasted,
     BumpFee,
     Bumped,
+    Conflict,
     IllegalTransition,
     Observed,
     built,
@@ -563,3 +566,33 @@ def test_any_lifecycle_keeps_attempts_apart_stays_under_the_cap_and_round_trips(
         answer(actions, succeed)
         assert decode_record(encode_record(record)) == record
     assert all(b - a >= INTERVAL_MS for a, b in zip(attempt_times, attempt_times[1:]))
+
+
+# ----------------------------------------------------------------- conflicts
+
+
+@pytest.mark.parametrize("record", [fresh(), broadcast(), confirmed()], ids=["built", "broadcast", "confirmed"])
+def test_a_conflict_in_a_block_makes_the_anchor_double_spent_and_nothing_is_sent_again(record):
+    spent, actions = step(record, Observed(T0 + 50_000, in_mempool=False, conflict=Conflict.BLOCK), POLICY)
+    assert spent.state is AnchorState.DOUBLE_SPENT
+    assert not of_type(actions, Broadcast) and not of_type(actions, BumpFee)
+    assert ALERT_DOUBLE_SPENT in [a.kind for a in of_type(actions, Alert)]
+    assert ALERT_DOUBLE_SPENT in spent.alerts
+    assert decode_record(encode_record(spent)) == spent
+    with pytest.raises(IllegalTransition):
+        step(spent, Observed(T0 + 60_000, in_mempool=True), POLICY)
+
+
+def test_a_conflict_waiting_in_the_mempool_is_neither_bumped_nor_rebroadcast_and_alerts_once():
+    record = broadcast()
+    overdue = T0 + BUMP_AFTER_MS + INTERVAL_MS
+    waiting, actions = step(record, Observed(overdue, in_mempool=False, conflict=Conflict.MEMPOOL), POLICY)
+    assert waiting.state is AnchorState.BROADCAST and waiting.last_error
+    assert [type(a) for a in actions] == [Alert] and actions[0].kind == ALERT_CONFLICT
+    again, actions = step(waiting, Observed(overdue + INTERVAL_MS, in_mempool=False, conflict=Conflict.MEMPOOL), POLICY)
+    assert again == waiting and actions == ()
+
+
+def test_an_observation_with_a_conflict_cannot_also_have_the_anchor_in_the_mempool():
+    with pytest.raises(AnchorStateError, match="conflict"):
+        Observed(T0, in_mempool=True, conflict=Conflict.MEMPOOL)

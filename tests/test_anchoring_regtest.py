@@ -8,6 +8,7 @@ up` runs, so this is the path a user takes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -289,3 +290,104 @@ def test_with_a_validator_down_its_anchor_duty_falls_back_to_the_next_one(devnet
         cluster.start_node(down)
         state.save()
     wait_until(network.all_ready, deadline_s=60, what="validator 3 back")
+
+
+def new_block(state: cluster.DevnetState) -> None:
+    miner = wallet_rpc(state, regtest.MINER_WALLET)
+    miner.call("generatetoaddress", 1, miner.call("getnewaddress"))
+
+
+def broadcaster_of(network: Network, height: int) -> tuple[int, str]:
+    """The validator that broadcast the anchor recorded for ``height``, and its txid."""
+    txid = next(e for e in anchors(network, 0) if e["height"] == height)["txid"]
+    for i in range(4):
+        for entry in anchors(network, i):
+            if entry["height"] == height and entry.get("own") and txid in entry["own"]["txid"]:
+                return i, txid
+    raise AssertionError(f"no validator has an own anchor {txid} at height {height}")
+
+
+def spend_its_inputs_elsewhere(state: cluster.DevnetState, wallet_name: str, txid: str) -> str:
+    """A transaction of ``wallet_name`` spending the inputs of its anchor ``txid`` to itself,
+    at a much higher fee, so that it replaces the anchor in the mempool (full RBF): the
+    double spend an operator's own wallet use, or a compromised wallet, can make."""
+    wallet = wallet_rpc(state, wallet_name)
+    decoded = wallet.call("decoderawtransaction", wallet.call("gettransaction", txid)["hex"])
+    inputs = [{"txid": i["txid"], "vout": i["vout"]} for i in decoded["vin"]]
+    total = sum(
+        Decimal(str(wallet.call("decoderawtransaction", wallet.call("gettransaction", i["txid"])["hex"])
+                    ["vout"][i["vout"]]["value"]))
+        for i in inputs
+    )
+    raw = wallet.call("createrawtransaction", inputs, {wallet.call("getnewaddress"): str(total - Decimal("0.0002"))})
+    return wallet.call("sendrawtransaction", wallet.call("signrawtransactionwithwallet", raw)["hex"])
+
+
+def test_an_anchor_double_spent_after_it_was_recorded_is_replaced_on_an_idle_chain(devnet):
+    state, network = devnet
+    directory = Path(state.directory)
+    roots = random_roots(10)
+    regtest.stop_miner(state.bitcoin, directory)
+    try:
+        assert network.submit(2, roots).status_code == 202
+        mine_while_transactions_wait(state, lambda: anchored_on_all(network, roots[-1]), what="root anchored")
+        anchor = root_json(network, 0, roots[-1])["anchor"]
+        owner, txid = broadcaster_of(network, anchor["height"])
+        node = wallet_rpc(state)
+        node.call("invalidateblock", anchor["btc_block_hash"])
+        wait_until(lambda: txid in node.call("getrawmempool"), deadline_s=10,
+                   what=f"the anchor back in the mempool ({node.call('getrawmempool')})")
+        spend_its_inputs_elsewhere(state, state.bitcoin["wallets"][owner], txid)
+        assert txid not in node.call("getrawmempool")
+        new_block(state)
+        new_block(state)
+        wait_until(lambda: network.root_state(0, roots[-1]) == "certified", deadline_s=30,
+                   what="the roots back to certified: their anchor is double-spent")
+        mine_while_transactions_wait(state, lambda: anchored_on_all(network, roots[-1]),
+                                     what="a new anchor of the idle chain, recorded and confirmed")
+        again = root_json(network, 1, roots[-1])["anchor"]
+        assert again["btc_block_hash"] != anchor["btc_block_hash"]
+        assert node.call("getblockheader", again["btc_block_hash"])["confirmations"] >= 1
+    finally:
+        regtest.start_miner(state.bitcoin, directory)
+        state.save()
+
+
+def test_a_conflicting_spend_neither_stalls_anchoring_duty_nor_is_retried_forever(devnet):
+    state, network = devnet
+    directory = Path(state.directory)
+    node = wallet_rpc(state)
+    regtest.stop_miner(state.bitcoin, directory)
+    try:
+        wait_until(lambda: int(node.call("getmempoolinfo")["size"]) == 0 or new_block(state), deadline_s=30,
+                   what="an empty mempool")
+        roots = random_roots(10)
+        assert network.submit(1, roots).status_code == 202
+
+        def in_mempool() -> tuple[int, dict] | None:
+            mempool = node.call("getrawmempool")
+            for i in range(4):
+                for entry in anchors(network, i):
+                    own = entry.get("own")
+                    if own and own["state"] == "broadcast" and own["txid"] in mempool:
+                        return i, own
+            return None
+
+        owner, own = wait_until(in_mempool, deadline_s=60, what="an anchor waiting in the mempool")
+        log_before = Path(state.nodes[owner].log).read_text(errors="replace")
+        spend_its_inputs_elsewhere(state, state.bitcoin["wallets"][owner], own["txid"])
+        time.sleep(4)
+        log_during = Path(state.nodes[owner].log).read_text(errors="replace")[len(log_before):]
+        assert "OP_RETURN outputs" not in log_during, "the foreign spend was taken for a fee bump"
+        assert "anchoring paused" not in log_during, "the conflict aborted the anchoring tick"
+        new_block(state)
+        mine_while_transactions_wait(state, lambda: anchored_on_all(network, roots[-1]),
+                                     what="the double-spent checkpoint anchored by a new transaction")
+        time.sleep(5)
+        log_after = Path(state.nodes[owner].log).read_text(errors="replace")[len(log_before):]
+        retries = log_after.count("broadcast_failed")
+        assert retries <= 3, f"{retries} broadcast_failed warnings for a double-spent anchor"
+        assert "double_spent" in log_after, "the double spend was never reported"
+    finally:
+        regtest.start_miner(state.bitcoin, directory)
+        state.save()
