@@ -307,6 +307,9 @@ def check_node(url: str) -> None:
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=HEALTH_TIMEOUT_S):
             return
+    except urllib.error.HTTPError as exc:
+        raise ExampleError(f"the node at {url} is not healthy (HTTP {exc.code} on /healthz); "
+                           "see `pantheon devnet status`") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
     raise ExampleError(f"no Pantheon node answers at {url} ({reason}): is the devnet running? "
