@@ -3,6 +3,7 @@
 
 import { decode } from './cbor.js';
 import { verify, verifyPackage } from './api.js';
+import { entryTime } from './report.js';
 
 const $ = (id) => document.getElementById(id);
 const held = { bundle: null, genesis: null };
@@ -114,7 +115,7 @@ function journalTable(journal, openIntents) {
       if (Object.keys(entry.meta).length) details.push(`meta ${JSON.stringify(entry.meta)}`);
       if (entry.introduces_key) details.push(`introduces key ${entry.introduces_key.slice(0, 16)}…`);
       if (openIntents.includes(position.seq)) details.push('started, no recorded outcome among the disclosed entries');
-      row.append(...[String(entry.seq), new Date(entry.time_ms).toISOString(), entry.kind, entry.action, details.join('; ')]
+      row.append(...[String(entry.seq), entryTime(entry.time_ms), entry.kind, entry.action, details.join('; ')]
         .map((text) => element('td', null, text)));
     }
     table.append(row);
