@@ -84,11 +84,17 @@ class APISection:
 class MempoolSection:
     roots_max: int = _key(1_000_000, "pending roots held before submissions get 503 + Retry-After")
     submitter_share_percent: int = _key(25, "most of roots_max one submitter token (or one peer's gossip) may hold; past it its submissions get 429 + Retry-After while the others are still admitted (1-100)")
+    gossip_share_percent: int = _key(50, "most of roots_max that roots gossiped by all peers together may hold, so that submissions to this node always find room; gossip past it is dropped (1-100)")
 
     @property
     def share_roots_max(self) -> int:
         """``submitter_share_percent`` of ``roots_max`` in roots, at least one."""
         return max(1, self.roots_max * self.submitter_share_percent // 100)
+
+    @property
+    def gossip_roots_max(self) -> int:
+        """``gossip_share_percent`` of ``roots_max`` in roots, at least one."""
+        return max(1, self.roots_max * self.gossip_share_percent // 100)
 
 
 @dataclass(frozen=True)
@@ -221,11 +227,10 @@ def _check_api(config: Config) -> None:
 
 def _check_mempool(config: Config) -> None:
     """A share of 0 would refuse every root; over 100 would mean no share at all, silently."""
-    if not 1 <= config.mempool.submitter_share_percent <= 100:
-        raise ConfigError(
-            f"{config.path}: mempool.submitter_share_percent must be from 1 to 100, "
-            f"got {config.mempool.submitter_share_percent}"
-        )
+    for key in ("submitter_share_percent", "gossip_share_percent"):
+        value = getattr(config.mempool, key)
+        if not 1 <= value <= 100:
+            raise ConfigError(f"{config.path}: mempool.{key} must be from 1 to 100, got {value}")
 
 
 def _checked_bitcoin(config: Config, file_info: os.stat_result) -> BitcoinSection:

@@ -8,10 +8,14 @@ event loop busy for the length of one frame. Now each peer has
 - a **rate**: a bucket of ``burst_roots`` refilled at ``roots_per_s``, charged for every
   root of a frame it lets through (a root already waiting costs a lookup too);
 - a **share** of the mempool: the peer is the owner ``peer:<index>`` of the roots it
-  gossiped first, under the same share as a submitter token (node.mempool).
+  gossiped first, under the same share as a submitter token (node.mempool);
 
-Past either, the rest of the frame is dropped and counted
-(``pantheon_gossip_roots_dropped_total{reason=rate|share|full}``). Dropping gossip loses
+and all peers together hold at most ``gossip_roots_max`` roots (``mempool.gossip_share_percent``),
+so that honest peers relaying a flood to every validator (each within its share) never fill
+the mempool: submissions to this node, the ones it gives receipts for, always find room.
+
+Past any of these, the rest of the frame is dropped and counted
+(``pantheon_gossip_roots_dropped_total{reason=rate|share|gossip_full|full}``). Dropping gossip loses
 nothing: the peer that acknowledged a root holds it durably and proposes it when it
 leads, and a block is checked without its roots being in our mempool.
 
@@ -59,7 +63,8 @@ class GossipOutcome:
 
 class GossipAdmission:
     """Admits gossiped roots into the mempool, per peer within ``roots_per_s`` (bursts of
-    ``burst_roots``) and within the mempool's share; ``roots_per_s == 0`` meters no rate."""
+    ``burst_roots``) and within the mempool's share, all peers within ``gossip_roots_max``
+    (None: the whole mempool); ``roots_per_s == 0`` meters no rate."""
 
     def __init__(
         self,
@@ -68,12 +73,16 @@ class GossipAdmission:
         *,
         roots_per_s: int,
         burst_roots: int,
+        gossip_roots_max: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.mempool = mempool
         self.metrics = metrics
         self.roots_per_s = roots_per_s
         self.burst_roots = burst_roots
+        self.gossip_roots_max = mempool.roots_max if gossip_roots_max is None else gossip_roots_max
+        self._peers: set[int] = set()
+        """Peers that gossiped here: authenticated validators, so bounded by the genesis."""
         self._clock = clock
         self._buckets: dict[int, tuple[float, float]] = {}
         """peer -> (roots left, when); one entry per authenticated validator, so bounded by the genesis."""
@@ -85,6 +94,7 @@ class GossipAdmission:
             self.metrics.messages_rejected.labels(reason="gossip_malformed").inc()
             return GossipOutcome(0, 0, "malformed")
         owner = peer_owner(peer)
+        self._peers.add(peer)
         total = len(payload) // ROOT_SIZE
         allowed = self._take(peer, total)
         new = 0
@@ -92,10 +102,14 @@ class GossipAdmission:
         reason = "rate" if allowed < total else None
         while done < allowed:
             room = self.mempool.room_for(owner)
-            if room == 0:
-                reason = "full" if len(self.mempool) >= self.mempool.roots_max else "share"
+            gossip_room = self.gossip_roots_max - self.gossip_held()
+            if room <= 0 or gossip_room <= 0:
+                if len(self.mempool) >= self.mempool.roots_max:
+                    reason = "full"
+                else:
+                    reason = "share" if room <= 0 else "gossip_full"
                 break
-            count = min(GOSSIP_CHUNK_ROOTS, allowed - done, room)
+            count = min(GOSSIP_CHUNK_ROOTS, allowed - done, room, gossip_room)
             chunk = payload[done * ROOT_SIZE : (done + count) * ROOT_SIZE]
             new += len(self.mempool.admit(chunk, received_at_ms, owner=owner, sync=False).new_roots) // ROOT_SIZE
             done += count
@@ -106,6 +120,10 @@ class GossipAdmission:
             self.metrics.gossip_roots_dropped.labels(reason=reason).inc(dropped)
             self._log_now_and_then(peer, reason, dropped, total)
         return GossipOutcome(new, dropped, reason if dropped else None)
+
+    def gossip_held(self) -> int:
+        """Roots waiting here that peers gossiped (each counted for the peer that sent it first)."""
+        return sum(self.mempool.held_by(peer_owner(peer)) for peer in self._peers)
 
     def _take(self, peer: int, count: int) -> int:
         """Roots of ``count`` the peer's bucket allows now (they are charged)."""

@@ -127,7 +127,8 @@ class Node:
             )
         self.metrics = NodeMetrics()
         self.gossip = GossipAdmission(self.mempool, self.metrics, roots_per_s=config.p2p.gossip_roots_per_s,
-                                      burst_roots=config.p2p.gossip_burst_roots)
+                                      burst_roots=config.p2p.gossip_burst_roots,
+                                      gossip_roots_max=config.mempool.gossip_roots_max)
         self._serve_limiter = ServeLimiter()
         safety_raw = self.chain.load_safety()
         self._unfinalized: dict[bytes, int] = {}

@@ -116,3 +116,16 @@ async def test_dropped_gossip_shows_in_metrics(store):
     _pool, metrics, gossip = admission(store, roots_per_s=10, burst=10)
     await gossip.admit(1, os.urandom(32 * 30), 10)
     assert 'pantheon_gossip_roots_dropped_total{reason="rate"} 20.0' in metrics.render().decode()
+
+
+async def test_all_peers_together_never_fill_the_mempool_so_submissions_find_room(store):
+    """Honest peers relaying one flood each stay within their share, but three shares of 25%
+    and the flooding token's own would fill the mempool; gossip stops at its total instead."""
+    pool = Mempool(store, MerkleLog(store), roots_max=1_000, share_roots_max=250)
+    metrics = NodeMetrics()
+    gossip = GossipAdmission(pool, metrics, roots_per_s=0, burst_roots=0, gossip_roots_max=500, clock=Clock())
+    outcomes = [await gossip.admit(peer, os.urandom(32 * 250), 10) for peer in (1, 2, 3)]
+    assert [o.new_roots for o in outcomes] == [250, 250, 0] and outcomes[2].reason == "gossip_full"
+    assert gossip.gossip_held() == 500 and dropped(metrics, "gossip_full") == 250
+    pool.admit(os.urandom(32 * 250), 11, owner="flood")
+    assert pool.admit(os.urandom(32), 12, owner="quiet").states == ("new",)

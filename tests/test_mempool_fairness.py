@@ -7,6 +7,7 @@ validator gossiped (node.gossip).
 
 import pytest
 
+from node.config import ConfigError, load_config
 from node.mempool import Mempool, MempoolFull, ShareExceeded
 from storage.db import Store
 from storage.merkle_log import MerkleLog
@@ -120,3 +121,19 @@ def test_finalized_roots_taken_out_of_order_are_never_offered_again(store):
     left = set(split(pool.take(1000)))
     assert left == set(split(roots(*range(1, 100), *range(200, 301))))
     assert pool.held_by("a") == 200
+
+
+@pytest.mark.parametrize("key", ["submitter_share_percent", "gossip_share_percent"])
+@pytest.mark.parametrize("value", [0, 101])
+def test_a_share_of_nothing_or_over_everything_is_a_config_error(tmp_path, key, value):
+    path = tmp_path / "node.toml"
+    path.write_text(f"[mempool]\n{key} = {value}\n")
+    with pytest.raises(ConfigError, match=f"mempool.{key} must be from 1 to 100, got {value}"):
+        load_config(path)
+
+
+def test_the_shares_in_roots_follow_the_mempool_size(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text("[mempool]\nroots_max = 1000\nsubmitter_share_percent = 10\ngossip_share_percent = 40\n")
+    mempool = load_config(path).mempool
+    assert (mempool.share_roots_max, mempool.gossip_roots_max) == (100, 400)
