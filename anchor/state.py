@@ -24,8 +24,10 @@ States::
   ``now_ms`` values the driver passes in:
   * evicted (not in the mempool, not in a block): Broadcast(raw) again;
   * unconfirmed ``bump_after_ms`` after this txid was first broadcast: BumpFee to
-    max(old * factor, old + 1 sat/vB), capped by ``fee_rate_max``. At the cap the
-    record stays as it is, sets ``fee_capped`` and emits one Alert; nothing spins.
+    max(old * factor, old + 1 sat/vB), or to ``fee_rate_max`` when that would stop
+    less than 1 sat/vB short of it (next_fee_rate_sat_kvb). Once less than 1 sat/vB
+    below the cap the record stays as it is, sets ``fee_capped`` and emits one Alert;
+    nothing spins.
   Every Broadcast or BumpFee sets ``attempt_at_ms``; no new one is emitted before
   ``attempt_interval_ms`` has passed, whatever the driver reports back (or fails to).
   A due bump takes precedence over a rebroadcast: the replacement fixes both.
@@ -191,11 +193,19 @@ class AnchorPolicy:
 
 def next_fee_rate_sat_kvb(current_sat_kvb: int, bumps: int, policy: AnchorPolicy) -> int | None:
     """The fee rate of the next replacement, or None when no further bump is allowed
-    (at or above the cap, or BUMPS_MAX replacements already)."""
-    if current_sat_kvb >= policy.fee_rate_max_sat_kvb or bumps >= BUMPS_MAX:
+    (the cap is less than FEE_RATE_STEP_MIN_SAT_KVB away, or BUMPS_MAX replacements already).
+
+    The last step lands exactly on the cap: a step that would stop short of it by less
+    than the 1 sat/vB a replacement must add goes to the cap at once (2 -> 3 -> 4.5 ->
+    7 for a cap of 7, not 6.75, from which no replacement is allowed and whose cap alert
+    would never fire). So the bumps always end at the cap, and then ``fee_capped`` is raised.
+    """
+    cap = policy.fee_rate_max_sat_kvb
+    if cap - current_sat_kvb < FEE_RATE_STEP_MIN_SAT_KVB or bumps >= BUMPS_MAX:
         return None
     scaled = -(-current_sat_kvb * policy.bump_factor_percent // 100)
-    return min(max(scaled, current_sat_kvb + FEE_RATE_STEP_MIN_SAT_KVB), policy.fee_rate_max_sat_kvb)
+    proposed = max(scaled, current_sat_kvb + FEE_RATE_STEP_MIN_SAT_KVB)
+    return cap if cap - proposed < FEE_RATE_STEP_MIN_SAT_KVB else proposed
 
 
 # --------------------------------------------------------------------------- record

@@ -596,3 +596,16 @@ def test_a_conflict_waiting_in_the_mempool_is_neither_bumped_nor_rebroadcast_and
 def test_an_observation_with_a_conflict_cannot_also_have_the_anchor_in_the_mempool():
     with pytest.raises(AnchorStateError, match="conflict"):
         Observed(T0, in_mempool=True, conflict=Conflict.MEMPOOL)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.integers(1, 60_000), cap=st.integers(1, 200_000), factor=st.integers(101, 1000))
+def test_bumps_step_at_least_1_sat_vb_and_end_exactly_on_the_cap_when_it_is_reachable(start, cap, factor):
+    if start > cap:
+        return
+    policy = replace(POLICY, fee_rate_sat_kvb=start, fee_rate_max_sat_kvb=cap, bump_factor_percent=factor)
+    rate, bumps = start, 0
+    while (new := next_fee_rate_sat_kvb(rate, bumps, policy)) is not None:
+        assert new - rate >= 1000 and new <= cap
+        rate, bumps = new, bumps + 1
+    assert rate == cap or cap - start < 1000 or bumps == BUMPS_MAX

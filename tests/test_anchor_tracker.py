@@ -186,6 +186,21 @@ def test_at_the_fee_cap_the_tracker_alerts_once_and_never_bumps(funded_wallet): 
     assert record.fee_capped and ALERT_FEE_CAPPED in record.alerts
 
 
+@pytest.mark.parametrize("cap_sat_vb", [7, 11, 50])
+def test_bumps_end_exactly_on_a_cap_off_the_steps_and_the_cap_alert_fires(funded_wallet, cap_sat_vb):  # noqa: F811
+    """2 -> 3 -> 4.5 -> 6.75 would leave 7 out of reach (a replacement must add 1 sat/vB)."""
+    wallet = funded_wallet.wallet
+    alerts: list[Alert] = []
+    tracker = make_tracker(wallet, alerts, fee_rate_max_sat_vb=Decimal(cap_sat_vb), bump_after_ms=0)
+    record = tracker.anchor(PANTHEON_HASH, now_ms=0)
+    for now_ms in range(ATTEMPT_INTERVAL_MS, 20 * ATTEMPT_INTERVAL_MS, ATTEMPT_INTERVAL_MS):
+        record = tracker.poll(record, now_ms=now_ms)
+    assert record.fee_rate_sat_kvb == cap_sat_vb * 1000, f"stopped at {record.fee_rate_sat_kvb} sat/kvB"
+    assert mempool(wallet) == [hash_to_hex(record.txid)]
+    assert [a.kind for a in alerts] == [ALERT_FEE_CAPPED], [a.detail for a in alerts]
+    assert record.fee_capped and not record.last_error
+
+
 def test_a_replacement_the_wallet_made_outside_the_tracker_is_adopted(funded_wallet):  # noqa: F811
     """As after a bumpfee whose answer was lost: the record follows the wallet."""
     wallet = funded_wallet.wallet
