@@ -5,13 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: devnet test bench sim bitcoind browser web verifier-wheel clean help
+.PHONY: devnet test bench sim fuzz bitcoind browser web verifier-wheel clean help
 
 help:
 	@echo "make devnet   set up, then run a local validator network with live status"
 	@echo "make test     set up, then run the whole test suite"
 	@echo "make bench    benchmarks (prints figures; not part of the tests)"
 	@echo "make sim      long simulator runs: 1000 seeds n=4 f=1, 300 seeds n=7 f=2"
+	@echo "make fuzz     long fuzz runs of every decoder and parser of outside input, counts per target"
 	@echo "make web      rebuild web/verify.html, the offline browser verifier, from web/src/ (npm + esbuild)"
 	@echo "make verifier-wheel  build dist/pantheon_verify-*.whl, the auditor's package (proof/ + pantheon-verify)"
 	@echo "make clean    remove the virtualenv and caches"
@@ -53,6 +54,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.verify_bench
 	$(BIN)/python -m bench.network_bench
 	$(BIN)/python -m bench.web_bench
+
+# Long fuzz runs (examples per target; the suite runs 120-150 each): only documented errors may escape.
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(STAMP)
+	PANTHEON_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-show-statistics \
+		tests/test_fuzz_decoders.py tests/test_bitcoind_hostile_fuzz.py tests/test_consensus_fuzz.py
 
 sim: $(STAMP)
 	$(BIN)/pantheon sim --validators 4 --byzantine 1 --seeds 1000

@@ -11,6 +11,8 @@ event the core's footprint must respect the bounds documented on
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -94,7 +96,7 @@ events = st.one_of(
 steps = st.lists(st.tuples(events, st.integers(min_value=0, max_value=3_000)), max_size=120)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("PANTHEON_FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     finalized=st.integers(min_value=0, max_value=len(CHAIN)),
     steps=steps,
