@@ -50,7 +50,6 @@ def main() -> int:
         print(f"web_bench: skipped: {reason}")
         return 0
     with verifier_page() as driver:
-        driver.set_script_timeout(600)
         for label, method, paths in CASES:
             files = [base64.b64encode(path.read_bytes()).decode() for path in paths]
             result = driver.execute_async_script(TIMED, method, files, 1 + args.runs)

@@ -20,10 +20,7 @@ from journal.package import verify_package
 from proof.bundle import verify_bundle
 from proof.chain import Genesis
 from proof.errors import DecodeError, ProofError
-from tests.test_web_page import (
-    BUNDLES, PACKAGE_PREFIXES, PACKAGES, STEP_PREFIXES, browser_missing, requests_besides_the_page, step_of,
-    verifier_page,
-)
+from tests.test_web_page import BUNDLES, PACKAGE_PREFIXES, PACKAGES, STEP_PREFIXES, page_session, step_of
 
 BUNDLE = BUNDLES / "valid" / "anchored-v4-header-with-anchors.cbor"
 GENESIS = BUNDLES / "genesis-v4.cbor"
@@ -72,13 +69,7 @@ def python_package_result(data: bytes) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[Any]:
-    reason = browser_missing()
-    if reason:
-        pytest.skip(reason)
-    with verifier_page() as driver:
-        driver.set_script_timeout(600)
-        yield driver
-        assert requests_besides_the_page(driver) == [], "the page attempted network requests"
+    yield from page_session()
 
 
 def browser_results(page: Any, method: str, paths: list[Path], stride: int) -> list[list[Any]]:

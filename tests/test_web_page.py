@@ -87,7 +87,7 @@ def verifier_page() -> Iterator[Any]:
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
-        driver.set_script_timeout(120)
+        driver.set_script_timeout(600)
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*", "ws://*", "wss://*",
                                                                    "ftp://*"]})
@@ -113,14 +113,19 @@ def call(driver: Any, method: str, files: list[tuple[bytes, int]], options: dict
     return driver.execute_async_script(CALL, method, encoded, options)
 
 
-@pytest.fixture(scope="module")
-def page() -> Iterator[Any]:
+def page_session() -> Iterator[Any]:
+    """Body of a module's page fixture: skip without a browser; fail if the page sent any request."""
     reason = browser_missing()
     if reason:
         pytest.skip(reason)
     with verifier_page() as driver:
         yield driver
         assert requests_besides_the_page(driver) == [], "the page attempted network requests"
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[Any]:
+    yield from page_session()
 
 
 def doc_of(path: Path) -> dict[str, Any]:
