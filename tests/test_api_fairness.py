@@ -179,13 +179,28 @@ async def test_retry_after_is_bounded_while_the_backlog_drains(tmp_path):
     assert "backlog" in refused.json()["error"]
 
 
+LATENCY_BOUND_S = {"default": 5.0, "off": 15.0}
+"""With the rate quota off the flood keeps every mempool at its shares (750,000 roots each) and
+the two cores saturated, and a quiet root relayed by gossip shares its relaying peer's turn in
+other leaders' blocks: it gets a turn of its own when the validator it was sent to leads, about
+n views later. Measured: 0.2 to 7.8 s (78 s before shares and fair blocks)."""
+
+
 @pytest.mark.slow
-def test_on_four_validators_a_flood_does_not_delay_the_quiet_producer(tmp_path):
-    """Issue 14's demonstration, with the default quota: six threads flood all four validators
-    with one token; the other producer's root is certified in about normal time (it took 78 s)."""
+@pytest.mark.parametrize("rate_quota", ["default", "off"])
+def test_on_four_validators_a_flood_does_not_delay_the_quiet_producer(tmp_path, rate_quota):
+    """Issue 14's demonstration: six threads flood all four validators with one token; the other
+    producer's root is certified in about normal time (it took 78 s). With the default quota,
+    and with the rate quota off (``api.token_roots_per_s = 0``), where only the mempool share,
+    the gossip bounds and fair blocks stand between the flood and the quiet producer."""
     state = cluster.create(tmp_path / "devnet", 4)
     quiet = None
     for entry in state.nodes:
+        if rate_quota == "off":
+            config_path = Path(entry.config)
+            values = tomllib.loads(config_path.read_text())
+            values["api"]["token_roots_per_s"] = 0
+            config_path.write_text(render_config(values))
         tokens_file = Path(entry.config).parent / "tokens.toml"
         table = load_tokens(tokens_file)
         if quiet is None:
@@ -233,9 +248,9 @@ def test_on_four_validators_a_flood_does_not_delay_the_quiet_producer(tmp_path):
             for thread in threads:
                 thread.join()
         rate = acknowledged[0] / (time.monotonic() - started)
-        print(f"flood acknowledged {rate:,.0f} roots/s; quiet producer certified in "
+        print(f"rate quota {rate_quota}: flood acknowledged {rate:,.0f} roots/s; quiet producer certified in "
               f"{', '.join(f'{t:.2f}' for t in latencies)} s")
-        assert max(latencies) < 5.0
+        assert max(latencies) < LATENCY_BOUND_S[rate_quota]
     finally:
         network.close()
         cluster.stop(state)
