@@ -54,7 +54,8 @@ def peer_owner(peer: int) -> str:
 
 @dataclass(frozen=True)
 class GossipOutcome:
-    """Of one frame's roots: how many were new here, and how many were dropped and why."""
+    """Of one frame's roots: how many were new here, how many were dropped, and what stopped
+    the frame (the mempool's bounds before the peer's rate, when both did)."""
 
     new_roots: int
     dropped_roots: int
@@ -99,27 +100,30 @@ class GossipAdmission:
         allowed = self._take(peer, total)
         new = 0
         done = 0
-        reason = "rate" if allowed < total else None
+        stopped_by = None
         while done < allowed:
             room = self.mempool.room_for(owner)
             gossip_room = self.gossip_roots_max - self.gossip_held()
             if room <= 0 or gossip_room <= 0:
                 if len(self.mempool) >= self.mempool.roots_max:
-                    reason = "full"
+                    stopped_by = "full"
                 else:
-                    reason = "share" if room <= 0 else "gossip_full"
+                    stopped_by = "share" if room <= 0 else "gossip_full"
                 break
             count = min(GOSSIP_CHUNK_ROOTS, allowed - done, room, gossip_room)
             chunk = payload[done * ROOT_SIZE : (done + count) * ROOT_SIZE]
             new += len(self.mempool.admit(chunk, received_at_ms, owner=owner, sync=False).new_roots) // ROOT_SIZE
             done += count
             await trio.lowlevel.checkpoint()
+        if total > allowed:
+            self.metrics.gossip_roots_dropped.labels(reason="rate").inc(total - allowed)
+        if stopped_by is not None:
+            self.metrics.gossip_roots_dropped.labels(reason=stopped_by).inc(allowed - done)
         dropped = total - done
-        if dropped:
-            assert reason is not None
-            self.metrics.gossip_roots_dropped.labels(reason=reason).inc(dropped)
+        reason = stopped_by or ("rate" if dropped else None)
+        if reason is not None:
             self._log_now_and_then(peer, reason, dropped, total)
-        return GossipOutcome(new, dropped, reason if dropped else None)
+        return GossipOutcome(new, dropped, reason)
 
     def gossip_held(self) -> int:
         """Roots waiting here that peers gossiped (each counted for the peer that sent it first)."""

@@ -129,3 +129,10 @@ async def test_all_peers_together_never_fill_the_mempool_so_submissions_find_roo
     assert gossip.gossip_held() == 500 and dropped(metrics, "gossip_full") == 250
     pool.admit(os.urandom(32 * 250), 11, owner="flood")
     assert pool.admit(os.urandom(32), 12, owner="quiet").states == ("new",)
+
+
+async def test_roots_past_the_rate_and_past_the_share_are_counted_under_each_reason(store):
+    _pool, metrics, gossip = admission(store, share=100, roots_per_s=1000, burst=300)
+    outcome = await gossip.admit(1, os.urandom(32 * 500), 10)
+    assert (outcome.new_roots, outcome.dropped_roots, outcome.reason) == (100, 400, "share")
+    assert (dropped(metrics, "rate"), dropped(metrics, "share")) == (200, 200)
