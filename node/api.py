@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import logging
 import math
 from typing import Any, Protocol
 
@@ -36,6 +37,9 @@ from node.interface import Page, Receipt, SubmitterQuota
 from node.mempool import MempoolFull, ShareExceeded
 from node.tokens import TokenTable
 from proof.errors import PantheonError
+from storage.errors import StoreWriteError
+
+log = logging.getLogger("pantheon.api")
 
 ROOT_SIZE = 32
 RETRY_AFTER_BUSY_S = 1
@@ -250,6 +254,10 @@ def build_app(
         except Overloaded as exc:
             quota.refund(submitter, count)
             return error(429, str(exc), retry_after_s=RETRY_AFTER_BUSY_S)
+        except StoreWriteError:
+            quota.refund(submitter, count)
+            log.error("a submission could not be stored: the data directory's disk is full or failing")
+            return error(507, "this node cannot store the roots (its disk is full): submit them to another validator")
         return JSONResponse(
             {"receipts": [r.to_json(service.node_name) for r in receipts]}, status_code=202
         )

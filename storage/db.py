@@ -19,7 +19,7 @@ from typing import Protocol
 
 import plyvel
 
-from storage.errors import StoreError
+from storage.errors import StoreError, StoreWriteError
 
 # Bits per key of LevelDB's bloom filter: one disk read at most for a key that is
 # absent, which is the common case when checking whether a submitted root is new.
@@ -106,9 +106,16 @@ class Store:
 
         If the block raises, nothing is written. ``sync=False`` is for data that can
         be rebuilt or refetched; anything acknowledged to another party uses the default.
+        A write that fails (a full disk) raises StoreWriteError, and nothing of it is stored.
         """
-        with self._db.write_batch(transaction=True, sync=sync) as batch:
-            yield batch
+        try:
+            with self._db.write_batch(transaction=True, sync=sync) as batch:
+                yield batch
+        except plyvel.IOError as exc:
+            raise StoreWriteError(
+                f"cannot write to store {self.path}: {_message(exc)}; nothing of this write was stored. "
+                "Free space (or repair the disk) and restart the node: it resumes from its last complete write"
+            ) from None
 
     def compact(self) -> None:
         """Compact the whole key range (reclaims space; used by benchmarks and maintenance)."""

@@ -15,5 +15,14 @@ class StoreError(PantheonError):
     """The LevelDB store cannot be opened or read: locked, corrupt, or missing records."""
 
 
+class StoreWriteError(StoreError):
+    """A write to the store failed (the disk is full, or an I/O error): none of it was stored.
+
+    LevelDB refuses every later write once one has failed, so the node answers writes
+    with this error and stops at the next one it must make (a finalized block); after
+    the operator frees space, a restart resumes from the last complete write.
+    """
+
+
 class LogError(PantheonError, ValueError):
     """A Merkle log request that cannot be served: an index, size or staged append out of place."""
