@@ -1,5 +1,9 @@
 """web/verify.html in a real browser: the same verdict as the Python verifier for every vector, no network.
 
+Every bundle vector, every audit-package vector and every journal-file vector is verified in
+the page and by the Python reference, and both must agree: the claim (and the printed words)
+when valid, the error class and step prefix (and reason code and entry) when not.
+
 Headless Debian chromium driven by selenium through the system chromedriver. One browser
 session serves the whole module. Every request the page attempts is blocked (CDP
 ``Network.setBlockedURLs``) and recorded (the performance log), and the session fails if
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +25,10 @@ from typing import Any
 import pytest
 
 from journal.cli import describe_package, entry_json
-from journal.errors import ChainError, PackageError
+from journal.entry import key_fingerprint
+from journal.errors import ChainError, JournalFileError, PackageError
 from journal.package import Package, verify_package
+from journal.writer import JOURNAL_FILE, load
 from proof.bundle import verify_bundle
 from proof.chain import Genesis
 from proof.errors import DecodeError, ProofError
@@ -32,9 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "web" / "verify.html"
 BUNDLES = ROOT / "tests" / "vectors" / "bundles"
 PACKAGES = ROOT / "tests" / "vectors" / "journal" / "packages"
+JOURNALS = ROOT / "tests" / "vectors" / "journal" / "journals"
 SCREENSHOTS = ROOT / "build" / "screenshots"
 BUNDLE_VECTORS = sorted((BUNDLES / "valid").glob("*.cbor")) + sorted((BUNDLES / "invalid").glob("*.cbor"))
 PACKAGE_VECTORS = sorted((PACKAGES / "valid").glob("*.cbor")) + sorted((PACKAGES / "invalid").glob("*.cbor"))
+JOURNAL_VECTORS = sorted(JOURNALS.glob("*.pjl"))
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 INSTALL = ("the browser tests need Debian's chromium and its driver (as root: apt-get install -y chromium "
@@ -173,6 +182,21 @@ def python_package(path: Path) -> dict[str, Any]:
     return {"ok": True, "claim": claim.to_json(), "journal": positions, "text": describe_package(claim)}
 
 
+def python_journal(path: Path, directory: Path) -> dict[str, Any]:
+    shutil.copyfile(path, directory / JOURNAL_FILE)
+    try:
+        loaded = load(directory)
+    except (ChainError, JournalFileError) as exc:
+        return {"ok": False, "class": type(exc).__name__, "reason": getattr(exc, "reason", None),
+                "seq": getattr(exc, "seq", None)}
+    torn = None if loaded.torn is None else {"offset": loaded.torn.offset, "size": loaded.torn.size}
+    claim = {"entries": loaded.walker.length, "head": loaded.walker.head.hex(),
+             "keys": [key_fingerprint(key).hex() for key in loaded.report.keys],
+             "open_intents": [intent.seq for intent in loaded.report.open_intents], "torn_tail": torn}
+    journal = [{"seq": entry.seq, "withheld": False, "entry": entry_json(entry)} for entry in loaded.entries]
+    return {"ok": True, "claim": claim, "journal": journal}
+
+
 # ---------------------------------------------------------------------------- what the browser says
 
 
@@ -200,6 +224,15 @@ def browser_package(page: Any, path: Path) -> dict[str, Any]:
     return {"ok": True, "claim": result["claim"], "journal": result["journal"], "text": result["text"]}
 
 
+def browser_journal(page: Any, path: Path) -> dict[str, Any]:
+    result = call(page, "verifyJournal", [(path.read_bytes(), 0)], {})
+    assert "thrown" not in result, result
+    if not result["ok"]:
+        error = result["error"]
+        return {"ok": False, "class": error["class"], "reason": error.get("reason"), "seq": error.get("seq")}
+    return {"ok": True, "claim": result["claim"], "journal": result["journal"]}
+
+
 # ---------------------------------------------------------------------------- the tests
 
 
@@ -218,6 +251,14 @@ def test_every_package_vector_gets_the_python_verdict_reason_and_entries_in_the_
     disagree = {name: pair for name, pair in disagree.items() if pair[0] != pair[1]}
     with capsys.disabled():
         print(f"\npackage vectors agreed in the browser: {len(PACKAGE_VECTORS) - len(disagree)} / {len(PACKAGE_VECTORS)}")
+    assert disagree == {}
+
+
+def test_every_journal_file_vector_gets_the_python_verdict_torn_tail_and_entries_in_the_browser(page, tmp_path, capsys):
+    disagree = {path.stem: (python_journal(path, tmp_path), browser_journal(page, path)) for path in JOURNAL_VECTORS}
+    disagree = {name: pair for name, pair in disagree.items() if pair[0] != pair[1]}
+    with capsys.disabled():
+        print(f"\njournal file vectors agreed in the browser: {len(JOURNAL_VECTORS) - len(disagree)} / {len(JOURNAL_VECTORS)}")
     assert disagree == {}
 
 
@@ -291,6 +332,14 @@ def test_the_page_verifies_a_bundle_dropped_with_its_genesis_and_says_it_is_pend
     assert result.get_attribute("data-state") == "valid"
     assert "VALID pending bundle" in result.text
     assert "PENDING: certified by the validators, not yet anchored in Bitcoin" in result.text
+
+
+def test_the_page_verifies_a_journal_file_and_says_it_is_not_anchored(page):
+    result = choose_files(page, JOURNALS / "torn-tail.pjl")
+    assert result.get_attribute("data-state") == "valid"
+    assert "VALID journal file" in result.text
+    assert "NOT ANCHORED" in result.text
+    assert "WARNING torn tail: 3403 byte(s) at offset 70742" in result.text
 
 
 def test_the_page_loads_nothing_and_sends_nothing(page):

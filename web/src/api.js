@@ -2,9 +2,10 @@
 //
 //   verify(bundle, genesis, options?)   -> Promise<{ok, claim, error, verdict, text}>
 //   verifyPackage(pkg, options?)        -> Promise<{ok, claim, journal, error, verdict, text}>
+//   verifyJournal(file, options?)       -> Promise<{ok, claim, journal, error, text}>  (a journal.pjl)
 //
 // Options: chainId (hex), and for bundles requireNetwork and minConfirmations (the policy of
-// docs/proof-format.md step 6), for packages producer (hex fingerprint of the first key).
+// docs/proof-format.md step 6), for packages and journal files producer (hex fingerprint of the first key).
 // `error` is {class, prefix, message, reason?, seq?}: the error class and step prefix of the
 // spec, so a test compares them with the reference verifier's.
 
@@ -13,7 +14,8 @@ import { bundleText, claimJson, verdict } from './claim.js';
 import { VerifyError } from './errors.js';
 import { checkPolicyOptions, decodeGenesis, verifyBundle } from './bundle.js';
 import { verifyPackage as verifyPackageBytes } from './package.js';
-import { journalJson, packageJson, packageText } from './report.js';
+import { verifyJournalFile } from './journalfile.js';
+import { journalFileEntries, journalFileJson, journalFileText, journalJson, packageJson, packageText } from './report.js';
 
 function failure(cls, message, extra = {}) {
   return { class: cls, prefix: '', message, ...extra };
@@ -73,6 +75,18 @@ export async function verifyPackage(pkg, options = {}) {
       ok: true, claim: packageJson(result), journal: journalJson(result), error: null,
       verdict: verdict(result.claim), text: packageText(result),
     };
+  } catch (error) {
+    return { ok: false, claim: null, journal: null, error: errorOf(error) };
+  }
+}
+
+export async function verifyJournal(file, options = {}) {
+  const data = asBytes(file, 'journal');
+  const producer = hash32Option(options, 'producer');
+  if (producer.problem) return { ok: false, claim: null, journal: null, error: failure('InputError', producer.problem) };
+  try {
+    const result = verifyJournalFile(data, { producer: producer.value });
+    return { ok: true, claim: journalFileJson(result), journal: journalFileEntries(result), error: null, text: journalFileText(result) };
   } catch (error) {
     return { ok: false, claim: null, journal: null, error: errorOf(error) };
   }

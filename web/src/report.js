@@ -110,3 +110,37 @@ function pyRepr(text) {
   const escaped = text.replaceAll('\\', '\\\\').replaceAll(quote, `\\${quote}`);
   return `${quote}${escaped}${quote}`;
 }
+
+/** What a verified journal file established (the fields of `pantheon journal verify DIR --json` a file alone gives). */
+export function journalFileJson({ walker, torn }) {
+  return {
+    entries: walker.length,
+    head: toHex(walker.head),
+    keys: walker.keys.map((key) => toHex(fingerprint(key))),
+    open_intents: [...walker.open.keys()],
+    torn_tail: torn && { offset: torn.offset, size: torn.size },
+  };
+}
+
+/** A journal file's entries, as the package listing shows them (a file withholds nothing). */
+export function journalFileEntries({ entries }) {
+  return entries.map((entry, seq) => ({ seq, withheld: false, entry: entryJson(entry) }));
+}
+
+/** The lines `pantheon journal verify DIR` prints about the file itself (its sidecar is not in a file). */
+export function journalFileText({ walker, entries, torn }) {
+  const rotations = entries.filter((entry) => entry.kind === 'key-rotation');
+  const lines = [
+    `VALID journal: ${walker.length} entries, every signature and link checked`,
+    `  head          ${toHex(walker.head)} (after entry ${walker.length - 1})`,
+    `  keys          ${rotations.map((e) => `${toHex(fingerprint(e.pubkey)).slice(0, 16)}… from entry ${e.seq}`).join(', ')}`,
+  ];
+  for (const [seq, intent] of walker.open) {
+    lines.push(`  entry ${seq}: ${pyRepr(intent.action)} started ${entryTime(intent.timeMs)}, no recorded outcome`);
+  }
+  lines.push(...entries.map((entry) => `  ${describeEntry(entry)}`));
+  if (torn) {
+    lines.push(`WARNING torn tail: ${torn.size} byte(s) at offset ${torn.offset} are an incomplete record (${torn.why}); an append was interrupted. Entries before it are intact; \`pantheon journal repair\` removes it`);
+  }
+  return lines;
+}

@@ -1,8 +1,9 @@
-// The page: drop an audit package, or a bundle and its genesis; read what was proved, or which
-// check failed. Everything shown from a file is set as text, never parsed as HTML.
+// The page: drop an audit package, a bundle and its genesis, or a journal file; read what was
+// proved, or which check failed. Everything shown from a file is set as text, never parsed as HTML.
 
 import { decode } from './cbor.js';
-import { verify, verifyPackage } from './api.js';
+import { verify, verifyJournal, verifyPackage } from './api.js';
+import { isJournalFile } from './journalfile.js';
 import { entryTime } from './report.js';
 
 const $ = (id) => document.getElementById(id);
@@ -39,33 +40,36 @@ function options() {
 }
 
 /** Headline, tone and badge of a verified result: test network and pending are never read as "anchored". */
-function standing(result, isPackage) {
-  const bundle = isPackage ? result.claim.bundle : result.claim;
-  const what = isPackage ? 'VALID audit package' : result.verdict;
+function standing(result, mode) {
+  if (mode === 'journal') {
+    return { tone: 'pending', headline: 'VALID journal file', badge: 'NOT ANCHORED: a journal file proves its own signed chain only; an audit package proves it against the chain and Bitcoin' };
+  }
+  const bundle = mode === 'package' ? result.claim.bundle : result.claim;
+  const headline = mode === 'package' ? 'VALID audit package' : result.verdict;
   if (bundle.state === 'pending') {
-    return { tone: 'pending', headline: what, badge: 'PENDING: certified by the validators, not yet anchored in Bitcoin' };
+    return { tone: 'pending', headline, badge: 'PENDING: certified by the validators, not yet anchored in Bitcoin' };
   }
   if (bundle.bitcoin_security === 'none') {
-    return { tone: 'test', headline: what, badge: `TEST NETWORK (${bundle.bitcoin.network}): the Bitcoin part proves nothing about time` };
+    return { tone: 'test', headline, badge: `TEST NETWORK (${bundle.bitcoin.network}): the Bitcoin part proves nothing about time` };
   }
-  return { tone: 'valid', headline: what, badge: `ANCHORED in Bitcoin ${bundle.bitcoin.network}, ${bundle.bitcoin.confirmations} confirmation(s) by headers` };
+  return { tone: 'valid', headline, badge: `ANCHORED in Bitcoin ${bundle.bitcoin.network}, ${bundle.bitcoin.confirmations} confirmation(s) by headers` };
 }
 
 function showFiles(names) {
   $('files-read').textContent = names.length ? `Read: ${names.join(', ')}` : '';
 }
 
-function showResult(result, isPackage, names) {
+function showResult(result, mode, names) {
   const box = $('result');
   box.replaceChildren();
   showFiles(names);
   if (result.ok) {
-    const { tone, headline, badge } = standing(result, isPackage);
+    const { tone, headline, badge } = standing(result, mode);
     box.dataset.state = 'valid';
     box.className = `result ${tone}`;
     box.append(element('h2', 'verdict', headline), element('p', 'badge', badge));
     box.append(element('h3', null, 'What was proved (as pantheon verify prints it)'), element('pre', 'words', result.text.join('\n')));
-    if (isPackage) box.append(journalTable(result.journal, result.claim.open_intents));
+    if (result.journal) box.append(journalTable(result.journal, result.claim.open_intents));
   } else {
     box.dataset.state = 'invalid';
     box.className = 'result invalid';
@@ -128,9 +132,14 @@ async function readFiles(fileList) {
   const files = [...fileList];
   const read = await Promise.all(files.map(async (file) => ({ name: file.name, data: new Uint8Array(await file.arrayBuffer()) })));
   for (const file of read) file.kind = kindOf(file.data);
+  const journal = read.find((f) => isJournalFile(f.data));
+  if (journal) {
+    showResult(await verifyJournal(journal.data, options()), 'journal', [journal.name]);
+    return;
+  }
   const pkg = read.find((f) => f.kind === 'package') ?? (read.length === 1 && read[0].kind === 'unknown' ? read[0] : null);
   if (pkg) {
-    showResult(await verifyPackage(pkg.data, options()), true, [pkg.name]);
+    showResult(await verifyPackage(pkg.data, options()), 'package', [pkg.name]);
     return;
   }
   for (const file of read) {
@@ -141,7 +150,7 @@ async function readFiles(fileList) {
     showWaiting(held.bundle ? `Bundle ${held.bundle.name} read: now drop the chain's genesis file.` : `Genesis ${held.genesis.name} read: now drop a proof bundle.`);
     return;
   }
-  showResult(await verify(held.bundle.data, held.genesis.data, options()), false, [held.bundle.name, held.genesis.name]);
+  showResult(await verify(held.bundle.data, held.genesis.data, options()), 'bundle', [held.bundle.name, held.genesis.name]);
 }
 
 export function startPage() {
