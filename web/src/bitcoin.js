@@ -18,7 +18,7 @@ export const POW_LIMITS = new Map([
 ]);
 const DIFFICULTY_1_TARGET = LIMIT_MAIN;
 /** The work floors of `main`: the last row whose since_ms <= t is in force (step 5.5). */
-export const MAIN_WORK_FLOORS = [
+const MAIN_WORK_FLOORS = [
   { sinceMs: 0n, difficulty: 10n ** 12n },
   { sinceMs: 1577836800000n, difficulty: 5n * 10n ** 12n },
   { sinceMs: 1640995200000n, difficulty: 10n ** 13n },
@@ -30,7 +30,7 @@ const INPUT_SIZE_MIN = 41;
 const OUTPUT_SIZE_MIN = 9;
 const ANCHOR_MAGIC = [0x50, 0x4e, 0x54, 0x48];
 
-export function workFloor(atMs) {
+function workFloor(atMs) {
   return MAIN_WORK_FLOORS.filter((floor) => floor.sinceMs <= atMs).at(-1);
 }
 
@@ -75,7 +75,7 @@ class TxReader {
 }
 
 /** The parser P of step 5.2 (no witness): the output scripts, or DecodeError. */
-export function parseTransaction(raw) {
+function parseTransaction(raw) {
   const r = new TxReader(raw);
   r.take(4, 'version');
   const inputs = r.count('input count', INPUT_SIZE_MIN);

@@ -13,8 +13,8 @@
 import { compare, concat } from './bytes.js';
 import { decodeError } from './errors.js';
 
-export const MAX_DEPTH = 32;
-export const MAX_ITEMS = 1 << 16;
+const MAX_DEPTH = 32;
+const MAX_ITEMS = 1 << 16;
 
 const TAG = 6;
 const SIMPLE = 7;

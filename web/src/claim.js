@@ -4,9 +4,9 @@
 import { toHex, toReversedHex } from './bytes.js';
 import { MAIN } from './bitcoin.js';
 
-export const VERDICT_PENDING = 'VALID pending bundle';
-export const VERDICT_ANCHORED = 'VALID anchored bundle';
-export const VERDICT_TEST_NETWORK = 'VALID (test network: the Bitcoin part proves nothing about time)';
+const VERDICT_PENDING = 'VALID pending bundle';
+const VERDICT_ANCHORED = 'VALID anchored bundle';
+const VERDICT_TEST_NETWORK = 'VALID (test network: the Bitcoin part proves nothing about time)';
 
 /** A JSON number where it is exact, else its decimal digits (JSON numbers above 2^53 lose digits in JS). */
 export function jsonInt(value) {
@@ -63,7 +63,7 @@ export function claimJson(claim) {
 // ------------------------------------------------------------------ words
 
 /** Work as a power of two, to the hundredth (Python's f"2^{math.log2(work):.2f}"). */
-export function workLog2(work) {
+function workLog2(work) {
   if (work === 0n) return '0';
   const bits = work.toString(2).length;
   const shift = Math.max(0, bits - 53);
@@ -71,7 +71,7 @@ export function workLog2(work) {
 }
 
 /** Python's format(value, ".3g") for a positive integer. */
-export function formatG3(value) {
+function formatG3(value) {
   const [mantissa, exponent] = Number(value).toExponential(2).split('e');
   const digits = mantissa.replace(/\.?0+$/, '');
   const power = Number(exponent);
@@ -79,7 +79,7 @@ export function formatG3(value) {
   return `${digits}e${power < 0 ? '-' : '+'}${String(Math.abs(power)).padStart(2, '0')}`;
 }
 
-export function utcSeconds(seconds, separator = ' ', suffix = ' UTC') {
+function utcSeconds(seconds, separator = ' ', suffix = ' UTC') {
   const iso = new Date(seconds * 1000).toISOString();
   return `${iso.slice(0, 10)}${separator}${iso.slice(11, 19)}${suffix}`;
 }
@@ -87,7 +87,7 @@ export function utcSeconds(seconds, separator = ' ', suffix = ' UTC') {
 const plural = (count, word) => `${count} ${word}${count === 1 ? '' : 's'}`;
 
 /** The verdict line, then one row per fact proved (proof/verify_cli.py describe_claim). */
-export function describeClaim(claim) {
+function describeClaim(claim) {
   const rows = [
     ['root', toHex(claim.root)],
     ['log entry', `${claim.index} of a log of size ${claim.logSize}, log root ${toHex(claim.logRoot)}`],

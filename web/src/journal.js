@@ -21,7 +21,7 @@ const INT64_MIN = -(1n << 63n);
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 export const fingerprint = (publicKey) => taggedHash(TAG_KEY, publicKey);
-export const chainHash = (previous, entryDigest) => taggedHash(TAG_CHAIN, concat(previous, entryDigest));
+const chainHash = (previous, entryDigest) => taggedHash(TAG_CHAIN, concat(previous, entryDigest));
 
 function uint(value, what) {
   if (typeof value !== 'bigint' || value < 0n || value > UINT64_MAX) throw decodeError(`entry: ${what} must be an integer in 0..2**64-1`);

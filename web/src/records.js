@@ -9,7 +9,7 @@ import { taggedHash } from './hash.js';
 
 export const PUBLIC_KEY_SIZE = 1952;
 export const SIGNATURE_SIZE = 3309;
-export const VALIDATORS_MAX = 100;
+const VALIDATORS_MAX = 100;
 export const GENESIS_SIZE_MAX = VALIDATORS_MAX * (PUBLIC_KEY_SIZE + 8) + 1024;
 const CHAIN_NAME_SIZE_MAX = 64;
 const ANCHORS_PER_BLOCK_MAX = 16;
@@ -17,7 +17,7 @@ const FINALITY_HEADERS_MAX = 4096;
 export const FINALIZE = 3n;
 const NULLIFY = 2n;
 
-export const TAG_GENESIS = 'pantheon/genesis/v1';
+const TAG_GENESIS = 'pantheon/genesis/v1';
 const TAG_HEADER = 'pantheon/block-header/v1';
 const TAG_VOTE = 'pantheon/vote/v1';
 const TAG_VALIDATOR_SET = 'pantheon/validator-set/v1';
@@ -95,7 +95,7 @@ export function decodeHeader(value) {
 }
 
 /** Certificate (4.3): kind, view, block hash and [index, signature] pairs, indices strictly increasing. */
-export function decodeCertificate(value) {
+function decodeCertificate(value) {
   const fields = expectMap(value, 'certificate', ['kind', 'view', 'block', 'sigs']);
   const sigs = expectList(fields.get('sigs'), 'certificate sigs', VALIDATORS_MAX).map((item, position) => {
     const pair = expectList(item, `certificate sig ${position}`, 2);

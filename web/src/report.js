@@ -14,7 +14,7 @@ function metaValueJson(value) {
 }
 
 /** One disclosed entry's fields (journal/cli.py entry_json). */
-export function entryJson(entry) {
+function entryJson(entry) {
   const doc = {
     seq: jsonInt(entry.seq), time_ms: jsonInt(entry.timeMs), kind: entry.kind, action: entry.action,
     signer: toHex(entry.signer), digest: toHex(entry.digest), in: hexMap(entry.inputs), meta: metaJson(entry.meta),
@@ -68,7 +68,7 @@ function metaText(meta) {
 }
 
 /** One entry on one line (journal/cli.py describe_entry). */
-export function describeEntry(entry) {
+function describeEntry(entry) {
   const digests = (map) => [...map].map(([name, value]) => `${name}=${toHex(value).slice(0, 12)}…`).join(', ');
   const parts = [`${String(entry.seq).padStart(6)}  ${entryTime(entry.timeMs)}  ${entry.kind.padEnd(12)} ${entry.action}`];
   if (entry.ref !== null) parts.push(`for intent ${entry.ref}`);
