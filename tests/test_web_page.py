@@ -334,6 +334,26 @@ def test_the_page_verifies_a_bundle_dropped_with_its_genesis_and_says_it_is_pend
     assert "PENDING: certified by the validators, not yet anchored in Bitcoin" in result.text
 
 
+DROP = """
+const [names, files] = arguments;
+const transfer = new DataTransfer();
+files.forEach((text, i) => transfer.items.add(new File([Uint8Array.from(atob(text), (c) => c.charCodeAt(0))], names[i])));
+document.getElementById('result').dataset.state = 'empty';
+document.body.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+"""
+
+
+def test_a_bundle_and_its_genesis_dropped_anywhere_on_the_page_are_verified(page):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    paths = [BUNDLES / "valid" / "anchored-v7-size2.cbor", BUNDLES / "genesis-v7.cbor"]
+    page.execute_script(DROP, [p.name for p in paths], [base64.b64encode(p.read_bytes()).decode() for p in paths])
+    result = page.find_element(By.ID, "result")
+    WebDriverWait(page, 60).until(lambda d: result.get_attribute("data-state") != "empty")
+    assert "VALID (test network: the Bitcoin part proves nothing about time)" in result.text
+
+
 def test_the_page_verifies_a_journal_file_and_says_it_is_not_anchored(page):
     result = choose_files(page, JOURNALS / "torn-tail.pjl")
     assert result.get_attribute("data-state") == "valid"

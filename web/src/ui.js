@@ -153,14 +153,17 @@ async function readFiles(fileList) {
   showResult(await verify(held.bundle.data, held.genesis.data, options()), 'bundle', [held.bundle.name, held.genesis.name]);
 }
 
+/** The whole page takes drops (a file dropped beside the zone must not replace the page with itself). */
 export function startPage() {
   const zone = $('drop');
-  zone.addEventListener('dragover', (event) => {
+  document.addEventListener('dragover', (event) => {
     event.preventDefault();
     zone.classList.add('over');
   });
-  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
-  zone.addEventListener('drop', (event) => {
+  document.addEventListener('dragleave', (event) => {
+    if (!event.relatedTarget) zone.classList.remove('over');
+  });
+  document.addEventListener('drop', (event) => {
     event.preventDefault();
     zone.classList.remove('over');
     readFiles(event.dataTransfer.files);
