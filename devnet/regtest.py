@@ -43,6 +43,9 @@ STOP_DEADLINE_S = 30.0
 KILL_DEADLINE_S = 10.0
 POLL_S = 0.05
 RPC_TIMEOUT_S = 10.0
+# What the miner prints once its imports are done and it starts mining (start_miner waits for it).
+MINER_READY = "miner: running"
+MINER_START_DEADLINE_S = 30.0
 RPC_WALLET_ALREADY_LOADED = -35
 RPC_WALLET_NOT_FOUND = -18
 
@@ -189,21 +192,39 @@ def load_wallets(info: dict[str, Any]) -> None:
 
 
 def miner_command(directory: Path) -> list[str]:
-    return [sys.executable, "-m", "node.cli", "devnet", "miner", "--dir", str(directory.resolve())]
+    """``-P``: the working directory is not put on sys.path, so no file there (a stray
+    inspect.py, say) can shadow the standard library or Pantheon's own modules."""
+    return [sys.executable, "-P", "-m", "node.cli", "devnet", "miner", "--dir", str(directory.resolve())]
 
 
 def start_miner(info: dict[str, Any], directory: Path) -> None:
+    """Start the miner from the devnet's own directory and wait until it says it runs
+    (MINER_READY in miner.log); one that exits first is a RegtestError quoting its log."""
     if miner_running(info, directory):
         return
-    with open(directory / "miner.log", "ab") as log:
+    log_path = directory / "miner.log"
+    with open(log_path, "ab") as log:
+        log_start = log.tell()
         process = subprocess.Popen(
             miner_command(directory),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=directory.resolve(),
         )
     info["miner_pid"] = process.pid
+    deadline = time.monotonic() + MINER_START_DEADLINE_S
+    while time.monotonic() < deadline:
+        written = log_path.read_bytes()[log_start:]
+        if MINER_READY.encode() in written:
+            return
+        if process.poll() is not None:
+            info["miner_pid"] = None
+            tail = written[-1000:].decode("utf-8", "replace")
+            raise RegtestError(f"the devnet miner exited at start (code {process.returncode}): {tail}")
+        time.sleep(POLL_S)
+    raise RegtestError(f"the devnet miner did not start within {MINER_START_DEADLINE_S} s (see {log_path})")
 
 
 def mine_forever(info: dict[str, Any], stop_requested: Any) -> None:
@@ -212,6 +233,7 @@ def mine_forever(info: dict[str, Any], stop_requested: Any) -> None:
     An unreachable bitcoind is waited for, not fatal: the devnet may restart it."""
     miner = rpc(info, MINER_WALLET)
     interval_s = float(info.get("mine_every_s", MINE_EVERY_S_DEFAULT))
+    print(f"{MINER_READY}, a block every {interval_s:g} s", flush=True)
     while not stop_requested():
         try:
             miner.call("generatetoaddress", 1, miner.call("getnewaddress"))
