@@ -101,11 +101,20 @@ def _size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+def is_control(char: str) -> bool:
+    """The code points no text field of an entry may hold (docs/journal-format.md §4)."""
+    return ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F
+
+
+def _check_no_control(value: str, what: str) -> None:
+    if any(is_control(char) for char in value):
+        raise EntryError(f"{what} {value[:80]!r} holds control characters (U+0000..U+001F, U+007F..U+009F)")
+
+
 def _check_text(value: object, what: str, size_max: int) -> None:
     if not isinstance(value, str) or not 0 < _size(value) <= size_max:
         raise EntryError(f"{what} must be 1..{size_max} bytes of text")
-    if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in value):
-        raise EntryError(f"{what} {value!r} holds control characters (U+0000..U+001F, U+007F..U+009F)")
+    _check_no_control(value, what)
 
 
 def _check_uint(value: object, what: str) -> None:
@@ -135,6 +144,7 @@ def _check_meta_value(key: str, value: object) -> None:
     elif isinstance(value, str):
         if _size(value) > META_TEXT_SIZE_MAX:
             raise EntryError(f"meta {key!r}: text longer than {META_TEXT_SIZE_MAX} bytes")
+        _check_no_control(value, f"meta {key!r}: text")
     elif isinstance(value, bytes):
         if len(value) > META_BYTES_SIZE_MAX:
             raise EntryError(f"meta {key!r}: byte string longer than {META_BYTES_SIZE_MAX} bytes")

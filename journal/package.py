@@ -212,4 +212,6 @@ def verify_package(data: bytes, *, chain_id: bytes | None = None, producer: byte
         claim = verify_bundle(package.bundle, genesis=genesis)
     except ProofError as exc:
         raise ProofError(f"package bundle: {exc}") from exc
+    except DecodeError as exc:  # a Bitcoin transaction that does not parse (proof-format §6 step 5.2)
+        raise DecodeError(f"package bundle: {exc}") from exc
     return PackageClaim(report=report, entries=tuple(entries), claim=claim)

@@ -41,6 +41,7 @@ from journal.entry import (
     Kind,
     MetaValue,
     Signer,
+    is_control,
     key_fingerprint,
     sign_entry,
 )
@@ -358,8 +359,9 @@ class Action:
 
 
 def _error_text(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")[:META_TEXT_SIZE_MAX]
-    return text.decode("utf-8", "ignore")
+    """The exception as one line of entry text: control characters (newlines) become spaces."""
+    line = "".join(" " if is_control(char) else char for char in f"{type(exc).__name__}: {exc}")
+    return line.encode("utf-8", "replace")[:META_TEXT_SIZE_MAX].decode("utf-8", "ignore")
 
 
 def _write_all(fd: int, data: bytes) -> None:

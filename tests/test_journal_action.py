@@ -41,6 +41,13 @@ def test_a_block_that_raises_records_an_error_outcome_and_the_error_propagates(j
     assert outcome.outputs is None
 
 
+def test_an_error_message_over_several_lines_is_recorded_on_one_line(journal):
+    with pytest.raises(RuntimeError):
+        with journal.action("aggregate"):
+            raise RuntimeError("first line\nsecond line\tend")
+    assert journal.entries[-1].meta["error"] == "RuntimeError: first line second line end"
+
+
 def test_a_block_that_ends_without_an_outcome_records_a_plain_ok(journal):
     with journal.action("ping"):
         pass

@@ -96,6 +96,7 @@ def test_an_unknown_kind_is_refused():
         (dict(inputs={f"n{i}": b"\x00" * 32 for i in range(DIGESTS_MAX + 1)}), "at most 64"),
         (dict(meta={f"k{i}": 1 for i in range(META_KEYS_MAX + 1)}), "at most 32 keys"),
         (dict(meta={"t": "x" * (META_TEXT_SIZE_MAX + 1)}), "text longer"),
+        (dict(meta={"t": "line one\nline two"}), "control characters"),  # found by the browser verifier
         (dict(meta={"b": b"\x00" * (META_BYTES_SIZE_MAX + 1)}), "byte string longer"),
         (dict(meta={"n": 2**64}), "integer outside"),
         (dict(meta={"nested": {"a": 1}}), "must be text, an integer"),
@@ -120,3 +121,4 @@ def test_a_signature_of_the_wrong_size_is_refused_on_decode():
     value["sig"] = value["sig"][:-1]
     with pytest.raises(DecodeError, match="sig must be 3309 bytes"):
         Entry.decode(cbor.encode(value))
+
