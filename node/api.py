@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from node.interface import Page, Receipt, SubmitterQuota
+from node.interface import Overloaded, Page, Receipt, SubmitterQuota
 from node.mempool import MempoolFull, ShareExceeded
 from node.tokens import TokenTable
 from proof.errors import PantheonError
@@ -54,10 +54,6 @@ EVIDENCE_PAGE_MAX = 100
 ANCHORS_PAGE_DEFAULT = 100
 ANCHORS_PAGE_MAX = 500
 """An anchor entry is under 1 KB of JSON: a page stays under 0.5 MB."""
-
-
-class Overloaded(PantheonError):
-    """The node cannot take more work right now (a bounded queue is full)."""
 
 
 class BadRequest(PantheonError):

@@ -15,6 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from proof.errors import PantheonError
+
+
+class Overloaded(PantheonError):
+    """The node cannot take more work right now (a bounded queue is full)."""
+
 
 @dataclass(frozen=True)
 class Page:

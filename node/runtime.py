@@ -51,7 +51,8 @@ from consensus.messages import CatchUpRequest, CatchUpResponse, Message, decode_
 from consensus.safety import SafetyState
 from anchor.rpc import BitcoindError
 from node.anchoring import Anchorer, AnchorRefInvalid
-from node.api import Overloaded, Receipt, build_app
+from node.api import build_app
+from node.interface import Overloaded, Receipt
 from node.byte_budget import ByteBudget
 from node.commands import read_genesis
 from node.config import Config
