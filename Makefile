@@ -5,13 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: devnet test bench sim fuzz bitcoind browser web verifier-wheel clean help
+.PHONY: devnet test bench sim soak fuzz bitcoind browser web verifier-wheel clean help
 
 help:
 	@echo "make devnet   set up, then run a local validator network with live status"
 	@echo "make test     set up, then run the whole test suite"
 	@echo "make bench    benchmarks (prints figures; not part of the tests)"
 	@echo "make sim      long simulator runs: 1000 seeds n=4 f=1, 300 seeds n=7 f=2"
+	@echo "make soak     chaos soak: 4 validators + regtest bitcoind, faults and load for SOAK_SECONDS (600), then checks"
 	@echo "make fuzz     long fuzz runs of every decoder and parser of outside input, counts per target"
 	@echo "make web      rebuild web/verify.html, the offline browser verifier, from web/src/ (npm + esbuild)"
 	@echo "make verifier-wheel  build dist/pantheon_verify-*.whl, the auditor's package (proof/ + pantheon-verify)"
@@ -64,6 +65,11 @@ fuzz: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/pantheon sim --validators 4 --byzantine 1 --seeds 1000
 	$(BIN)/pantheon sim --validators 7 --byzantine 2 --seeds 300
+
+# Chaos soak (issue 12 section 4): exits non-zero on any violation; SOAK_SEED replays a run.
+SOAK_SECONDS ?= 600
+soak: $(STAMP) bitcoind
+	$(BIN)/pantheon soak --seconds $(SOAK_SECONDS) $(if $(SOAK_SEED),--seed $(SOAK_SEED))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

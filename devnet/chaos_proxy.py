@@ -64,10 +64,6 @@ class ChaosProxy:
         self._responder: Responder | None = None
         self._open: set[trio.CancelScope] = set()
 
-    @property
-    def faulty(self) -> bool:
-        return self._refusing or self._responder is not None or self._delay_ms > 0 or self._drop_per_chunk > 0
-
     def cut(self) -> None:
         self._refusing = True
         self.counts.cut += len(self._open)

@@ -22,6 +22,7 @@ def _command_modules() -> list[Register]:
     """Commands in the order ``--help`` lists them."""
     from consensus.sim import cli as sim_cli
     from devnet import cli as devnet_cli
+    from devnet import soak
     from journal import cli as journal_cli
     from node import commands, proof_commands, run_command
 
@@ -30,6 +31,7 @@ def _command_modules() -> list[Register]:
         run_command.register,
         proof_commands.register,
         devnet_cli.register,
+        soak.register,
         sim_cli.register,
         journal_cli.register,
     ]
