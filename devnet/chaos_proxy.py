@@ -52,9 +52,8 @@ class ProxyCounts:
 class ChaosProxy:
     """Forwards ``HOST:port`` (chosen by ``serve``) to ``target_port`` on loopback."""
 
-    def __init__(self, target_port: int, *, rng: random.Random, name: str = "") -> None:
+    def __init__(self, target_port: int, *, rng: random.Random) -> None:
         self.target_port = target_port
-        self.name = name or f"->{target_port}"
         self.rng = rng
         self.port: int | None = None
         self.counts = ProxyCounts()

@@ -16,6 +16,8 @@ import random
 
 import trio
 
+from devnet.chaos_proxy import Responder
+
 REQUEST_BYTES_MAX = 1_048_576
 SILENT_S = 15.0
 """Longer than the node's RPC timeout, so "no answer" is a timeout on its side."""
@@ -79,7 +81,7 @@ async def read_request_id(stream: trio.SocketStream) -> object:
         return None
 
 
-def hostile_responder(rng: random.Random, counts: dict[str, int]):
+def hostile_responder(rng: random.Random, counts: dict[str, int]) -> Responder:
     """A ChaosProxy responder answering each request with a random garbage kind, counted."""
 
     async def respond(stream: trio.SocketStream) -> None:

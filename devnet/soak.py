@@ -140,7 +140,7 @@ class Soak:
         self.seconds = seconds
         self.links: dict[tuple[int, int], ChaosProxy] = {}
         self.hostile_node = self.rng.randrange(VALIDATORS)
-        self.rpc_proxy = ChaosProxy(self.info["rpc_port"], rng=self.wire_rng, name=f"rpc of node {self.hostile_node}")
+        self.rpc_proxy = ChaosProxy(self.info["rpc_port"], rng=self.wire_rng)
         self.down: set[int] = set()
         """Validators a fault episode has killed or stopped: no load goes there, the watchdog leaves them."""
         self.bitcoind_down = False
@@ -156,7 +156,7 @@ class Soak:
         for i in range(VALIDATORS):
             for j in range(VALIDATORS):
                 if i != j:
-                    proxy = ChaosProxy(ports[j], rng=self.wire_rng, name=f"{i}->{j}")
+                    proxy = ChaosProxy(ports[j], rng=self.wire_rng)
                     await nursery.start(proxy.serve)
                     self.links[i, j] = proxy
         await nursery.start(self.rpc_proxy.serve)

@@ -27,7 +27,7 @@ async def echo_server(nursery: trio.Nursery) -> int:
 
 
 async def start_proxy(nursery: trio.Nursery, target_port: int) -> ChaosProxy:
-    proxy = ChaosProxy(target_port, rng=random.Random(1), name="test")
+    proxy = ChaosProxy(target_port, rng=random.Random(1))
     await nursery.start(proxy.serve)
     return proxy
 
