@@ -45,8 +45,9 @@ from pathlib import Path
 import httpx
 import trio
 
-from anchor.rpc import RPC_WALLET_ERROR, BitcoindAuthError, BitcoindRPCError, BitcoindUnavailable
+from anchor.rpc import BitcoindAuthError, BitcoindRPCError, BitcoindUnavailable
 from devnet import cluster, regtest, soak_checks
+from devnet.soak_bitcoin import best_chain_membership, flush_chainstate, mine_competing_branch, restart_bitcoind
 from devnet.bitcoind import BitcoindInstallError, find_or_install
 from devnet.chaos_proxy import ChaosProxy, delay_ms_for
 from devnet.hostile_rpc import hostile_responder
@@ -75,8 +76,6 @@ PROCESS_GONE_DEADLINE_S = 10.0
 WATCHDOG_S = 1.0
 LOG_TAIL_LINES = 15
 SUMMARY_FILE = "soak-summary.json"
-RPC_BLOCK_NOT_FOUND = -5
-WALLETS_DEADLINE_S = 60.0
 
 
 class SoakError(cluster.DevnetError):
@@ -385,48 +384,6 @@ def proxy_totals(proxies: list[ChaosProxy]) -> dict[str, int]:
         for name, value in vars(proxy.counts).items():
             totals[name] += value
     return dict(totals)
-
-
-def mine_competing_branch(info: dict, depth: int) -> tuple[int, int]:
-    """Invalidate the top ``depth`` blocks and mine ``depth + 1`` in their place: a longer branch."""
-    miner = regtest.rpc(info, regtest.MINER_WALLET)
-    tip = miner.call("getblockcount")
-    miner.call("invalidateblock", miner.call("getblockhash", tip - depth + 1))
-    miner.call("generatetoaddress", depth + 1, miner.call("getnewaddress"))
-    return tip, miner.call("getblockcount")
-
-
-def restart_bitcoind(info: dict) -> None:
-    """Start bitcoind again and load its wallets, which the devnet's miner may be loading too."""
-    regtest.start_bitcoind(info)
-    deadline = time.monotonic() + WALLETS_DEADLINE_S
-    while True:
-        try:
-            regtest.load_wallets(info)
-            return
-        except BitcoindRPCError as exc:
-            if exc.code != RPC_WALLET_ERROR or time.monotonic() > deadline:  # -4: "Wallet already loading"
-                raise
-        time.sleep(0.2)
-
-
-def flush_chainstate(info: dict) -> None:
-    regtest.rpc(info).call("gettxoutsetinfo", "none")
-
-
-def best_chain_membership(info: dict, block_hashes: set[str]) -> dict[str, bool]:
-    """For each block hash: is it on bitcoind's best chain? (A stale block has confirmations
-    -1; a block bitcoind lost or never had is not found.)"""
-    node = regtest.rpc(info)
-    member = {}
-    for block_hash in block_hashes:
-        try:
-            member[block_hash] = node.call("getblockheader", block_hash)["confirmations"] >= 1
-        except BitcoindRPCError as exc:
-            if exc.code != RPC_BLOCK_NOT_FOUND:
-                raise
-            member[block_hash] = False
-    return member
 
 
 def print_report(report: SoakReport, directory: Path) -> None:
