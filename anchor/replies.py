@@ -255,6 +255,15 @@ def parse_block_info(value: object, block_hash: bytes) -> BlockInfo:
     return BlockInfo(header=header, txids=tuple(_hash(txid, "txid") for txid in txs))
 
 
+# A serialized block is at most 4 MB.
+RAW_BLOCK_SIZE_MAX = 4_000_000
+
+
+def parse_raw_block(value: object) -> bytes:
+    """getblock (verbosity 0): hex of at least a header and one transaction."""
+    return _hex(value, "result", size_min=HEADER_SIZE + 61, size_max=RAW_BLOCK_SIZE_MAX)
+
+
 def parse_raw_transaction(value: object, txid: bytes) -> bytes:
     """getrawtransaction (not verbose): a transaction that parses and has ``txid``."""
     raw = _hex(value, "result", size_min=1, size_max=TX_SIZE_MAX)

@@ -356,6 +356,12 @@ class BitcoindRPC:
         value = self.call("getblock", hash_to_hex(block_hash), 1)
         return self._parse("getblock", replies.parse_block_info, value, block_hash)
 
+    def raw_block(self, block_hash: bytes) -> bytes:
+        """The serialized block (getblock verbosity 0), checked to hash to ``block_hash``
+        by its reader (anchor.scan)."""
+        value = self.call("getblock", hash_to_hex(block_hash), 0)
+        return self._parse("getblock", replies.parse_raw_block, value)
+
     def raw_transaction(self, txid: bytes, block_hash: bytes) -> bytes:
         """Transaction ``txid`` of block ``block_hash`` (the block is always named: without
         -txindex bitcoind cannot find a confirmed transaction otherwise)."""

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -66,7 +67,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from anchor.payload import decode_payload
-from anchor.replies import HeaderInfo
+from anchor.scan import anchors_in_block
 from anchor.rpc import (
     BitcoindAuthError,
     BitcoindError,
@@ -92,19 +93,24 @@ from storage.chain_store import ChainStore
 
 log = logging.getLogger("pantheon.anchoring")
 
-# The node's [bitcoin] network names -> bitcoind's chain names (getblockchaininfo "chain").
 # Own anchors in flight (not final, or final but not yet recorded) before new ones wait.
 OWN_ACTIVE_MAX = 64
-# Recorded anchors followed per tick (their Bitcoin block checked, SPV material refreshed).
-FOLLOW_PER_TICK_MAX = 64
-# A recorded anchor this deep (and the anchor's own final depth) is no longer followed.
-FOLLOW_DEPTH_MIN = 6
-# Best-chain headers fetched per tick for the confirmation cache.
-HEADERS_PER_TICK_MAX = HEADERS_AFTER_MAX
+# Recorded anchors followed per tick (a cached-header comparison each; RPCs only for
+# those whose block left the best chain).
+FOLLOW_PER_TICK_MAX = 1024
+# The deepest Bitcoin reorg followed: a day of blocks, the size of the header cache.
+# Every recorded anchor less deep than this is checked against the best chain on every
+# tick; a reorg deeper than this raises the reorg_too_deep alert.
+REORG_DEPTH_MAX = HEADERS_AFTER_MAX
+# Blocks fetched per tick (getblock) while looking for a re-mined anchor.
+SCAN_BLOCKS_PER_TICK = 32
 # A leader offers its confirmed anchors only if bitcoind answered this recently.
 REFS_FRESH_MS = 3 * 1000
-# Best-chain blocks searched for an anchor whose recorded block left the best chain.
-REORG_SCAN_BLOCKS = 12
+ALERT_REORG_TOO_DEEP = "reorg_too_deep"
+# A recorded anchor counts as lost (its checkpoint due again) once it has been neither in a
+# best-chain block nor in the mempool this long: while bitcoind disconnects blocks in a
+# reorg, their transactions are briefly in neither, and that must not start a new anchor.
+LOST_AFTER_MS = 10_000
 # The same kind of anchoring error is logged at most this often (with a count of repeats).
 ERROR_LOG_INTERVAL_MS = 60 * 1000
 # Error kind of anchoring failures that are not bitcoind's (see BitcoindError.kind for those).
@@ -286,8 +292,18 @@ class Anchorer:
                 self._active[height] = record
             self.status.last_txid = hash_to_hex(record.txid)
         self._follow_floor = 0
+        self._scan_from: int | None = None
+        """Lowest Bitcoin height where the chain changed under a followed anchor (see _find_remined)."""
+        self._block_txids: dict[bytes, frozenset[bytes]] = {}
+        self._standing_alerts: frozenset[str] = frozenset()
         self._lost: frozenset[int] = frozenset()
         """Recorded heights whose anchor is neither in a best-chain block nor in the mempool."""
+        self._missing_since_ms: dict[int, int] = {}
+        self._unscanned: deque[tuple[int, bytes]] = deque(maxlen=REORG_DEPTH_MAX)
+        """New best-chain blocks (height, hash) not yet scanned for anchors (anchor.scan)."""
+        self._headers_synced = False
+        self._seen: dict[int, AnchorRef] = {}
+        """Anchors seen in best-chain blocks, by anchored height, whoever broadcast them."""
         self._reconciled = False
         self._record_error_logged_ms: dict[int, int] = {}
         self._logged_kind = ""
@@ -304,9 +320,13 @@ class Anchorer:
                 self._reconcile_wallet(now_ms)
                 self._reconciled = True
             own = self._poll_own(now_ms)
-            moved = self._follow_recorded()
-            self._ready = tuple(dict.fromkeys([*own, *moved]))[:ANCHORS_PER_BLOCK_MAX]
-            self._anchor_if_on_duty(now_ms)
+            moved = self._follow_recorded(now_ms)
+            due = due_checkpoint(self.genesis, self.chain, self.anchors, now_ms, self._lost)
+            seen = self._scan_for_anchors(due)
+            # One ref per anchored height (a proposal may not carry two anchors of one block).
+            ready = dict(reversed([*own, *moved, *seen]))
+            self._ready = tuple(sorted(ready.items()))[:ANCHORS_PER_BLOCK_MAX]
+            self._anchor_if_on_duty(due, now_ms)
         except WalletEmptyError as exc:
             self._failed(exc, now_ms, reachable=True, wallet_empty=True)
             return
@@ -327,7 +347,9 @@ class Anchorer:
         self.status.last_error = ""
         self.status.error_kind = ""
         self.status.last_contact_ms = now_ms
-        self.status.alerts = sorted({alert for r in self._active.values() for alert in r.alerts})
+        self.status.alerts = sorted(
+            {alert for r in self._active.values() for alert in r.alerts} | self._standing_alerts
+        )
 
     def _failed(self, exc: PantheonError, now_ms: int, *, reachable: bool, wallet_empty: bool = False) -> None:
         """Show the error in status and count it; log it when its kind changes, else at most
@@ -457,16 +479,17 @@ class Anchorer:
             btc_height=record.block_height,
         )
 
-    def _anchor_if_on_duty(self, now_ms: int) -> None:
+    def _anchor_if_on_duty(self, due: DueCheckpoint | None, now_ms: int) -> None:
         """Anchor our finalized tip if an anchor is due and it is our turn.
 
         The due block decides *whether* and *whose turn* (the same for every validator);
         what is anchored is the validator's finalized tip, at or above the due block, so
         one anchor covers every block finalized while the previous one was in flight and
-        anchoring never falls behind a fast chain.
+        anchoring never falls behind a fast chain. An anchor of the due block or above
+        already seen in a best-chain block (``_seen``, whoever sent it) is waited for: it
+        is offered to the next proposal, so no fallback anchors the checkpoint again.
         """
-        due = due_checkpoint(self.genesis, self.chain, self.anchors, now_ms, self._lost)
-        if due is None or any(height >= due.header.height for height in self._active):
+        if due is None or any(height >= due.header.height for height in [*self._active, *self._seen]):
             return
         _last, count = self.anchors.recorded_summary()
         if on_duty(count, due.due_at_ms, now_ms, self.config.fallback_ms, self.genesis.n) != self.index:
@@ -491,58 +514,131 @@ class Anchorer:
 
     # ---- recorded anchors (every validator) -----------------------------------------
 
-    def _follow_recorded(self) -> list[tuple[int, AnchorRef]]:
+    def _follow_recorded(self, now_ms: int) -> list[tuple[int, AnchorRef]]:
         """Follow the recorded anchors; AnchorRefs of those a reorg moved to another block
-        (any validator may offer them: every voter checks them like any other)."""
-        depth = max(self.genesis.anchor_final_depth, FOLLOW_DEPTH_MIN)
-        lowest_btc_height: int | None = None
-        advance = True
-        moved: list[tuple[int, AnchorRef]] = []
-        lost: set[int] = set()
+        (any validator may offer them: every voter checks them like any other).
+
+        Every recorded anchor whose Bitcoin block is less than REORG_DEPTH_MAX deep is
+        followed on every tick, whatever its confirmations: the check is a comparison with
+        the cached best-chain header at its height (``_sync_headers`` keeps the cache in
+        line with the best chain at the cost of one or two RPCs per new block), so a reorg
+        of any depth up to the bound is seen. Only anchors whose block left the best chain
+        cost RPCs: their transaction is looked for in the blocks above the fork.
+        """
+        tip_height = self.status.btc_height
+        assert tip_height is not None
+        window_low = max(0, tip_height - REORG_DEPTH_MAX + 1)
+        followed: list[RecordedAnchor] = []
         for recorded in self.anchors.recorded_from(self._follow_floor, FOLLOW_PER_TICK_MAX):
-            confirmations, where = self._follow_one(recorded)
-            if confirmations == 0 and not self.rpc.in_mempool(recorded.ref.txid):
-                lost.add(recorded.height)
-            if where is not None:
-                moved.append((recorded.height, where))
-            if advance and confirmations >= depth:
+            if recorded.ref.btc_height < window_low and not followed and self._checkpoint_height(recorded) < window_low:
                 self._follow_floor = recorded.height + 1
                 continue
-            advance = False
-            if confirmations >= 1:
-                height = recorded.ref.btc_height
-                lowest_btc_height = height if lowest_btc_height is None else min(lowest_btc_height, height)
-        if lowest_btc_height is not None:
-            self._cache_headers(lowest_btc_height)
+            followed.append(recorded)
+        lowest = min((self._checkpoint_height(r) for r in followed), default=tip_height)
+        self._sync_headers(max(window_low, min(lowest, tip_height)))
+        moved: list[tuple[int, AnchorRef]] = []
+        lost: set[int] = set()
+        missing_since_ms: dict[int, int] = {}
+        still_missing = False
+        for recorded in followed:
+            confirmations, where = self._follow_one(recorded)
+            if where is not None:
+                moved.append((recorded.height, where))
+            if confirmations > 0:
+                continue
+            still_missing = True
+            if self.rpc.in_mempool(recorded.ref.txid):
+                continue
+            since_ms = self._missing_since_ms.get(recorded.height, now_ms)
+            missing_since_ms[recorded.height] = since_ms
+            if now_ms - since_ms >= LOST_AFTER_MS:
+                lost.add(recorded.height)
+        self._missing_since_ms = missing_since_ms
+        if not still_missing:
+            self._scan_from = None
         if lost != self._lost:
             event(log, logging.WARNING if lost else logging.INFO, "recorded anchors lost on Bitcoin",
                   heights=sorted(lost)[:16])
         self._lost = frozenset(lost)
         return moved
 
+    def _scan_for_anchors(self, due: DueCheckpoint | None) -> list[tuple[int, AnchorRef]]:
+        """While a checkpoint is due, read each new best-chain block once (at most
+        SCAN_BLOCKS_PER_TICK per tick) for anchors of finalized blocks at or above the due
+        one, whoever broadcast them; the AnchorRefs of those still on the best chain and
+        not recorded as they are. Any validator offers them, so an anchor is recorded
+        at the next proposal, not only when its broadcaster next leads."""
+        if due is None:
+            self._unscanned.clear()
+            self._seen = {}
+            return []
+        for _ in range(min(SCAN_BLOCKS_PER_TICK, len(self._unscanned))):
+            btc_height, block_hash = self._unscanned.popleft()
+            if not self._on_best_chain(block_hash, btc_height):
+                continue
+            for found in anchors_in_block(self.rpc.raw_block(block_hash), block_hash):
+                height = self.chain.height_of(found.anchored_block_hash)
+                if height is not None and height >= due.header.height and height not in self._seen:
+                    self._seen[height] = AnchorRef(
+                        txid=found.txid,
+                        vout=found.vout,
+                        anchored_block_hash=found.anchored_block_hash,
+                        btc_block_hash=block_hash,
+                        btc_height=btc_height,
+                    )
+        self._seen = {
+            height: ref
+            for height, ref in self._seen.items()
+            if height >= due.header.height and self._on_best_chain(ref.btc_block_hash, ref.btc_height)
+        }
+        return sorted(self._seen.items())
+
+    def _checkpoint_height(self, recorded: RecordedAnchor) -> int:
+        """The Bitcoin height the anchor is at now: its checkpoint's, else the recorded one."""
+        checkpoint = self.anchors.checkpoint_at(recorded.height)
+        return recorded.ref.btc_height if checkpoint is None else checkpoint.btc_height
+
+    def _on_best_chain(self, btc_block_hash: bytes, btc_height: int) -> int:
+        """Confirmations of the block if the cached best chain holds it at ``btc_height``, else 0."""
+        tip_height = self.status.btc_height
+        assert tip_height is not None
+        cached = self.anchors.header_at(btc_height)
+        if btc_height > tip_height or cached is None or sha256d(cached) != btc_block_hash:
+            return 0
+        return tip_height - btc_height + 1
+
     def _follow_one(self, recorded: RecordedAnchor) -> tuple[int, AnchorRef | None]:
         """Keep the checkpoint of one recorded anchor in line with the best chain: its
         confirmations, and a new AnchorRef if the anchor is now in another block.
 
-        The anchor transaction is looked for first in the block the chain recorded, then
-        (after a reorg) in the most recent best-chain blocks, so a re-mined anchor is
-        confirmed again by every validator, whoever broadcast it and whatever its record says.
+        The anchor is looked for first in the block its checkpoint (or the chain's record)
+        names, then, once that block left the best chain, in every best-chain block above
+        the fork (``_find_remined``), so a re-mined anchor is confirmed again by every
+        validator, whoever broadcast it and whatever its record says. A checkpoint whose
+        block left the best chain is deleted at once: no bundle cites a stale block.
         """
         ref: AnchorRef = recorded.ref
         stored = self.anchors.checkpoint_at(recorded.height)
         checkpoint = stored
         if checkpoint is not None and parse_transaction(checkpoint.raw_tx).txid != ref.txid:
             checkpoint = None
-        btc_block_hash = ref.btc_block_hash if checkpoint is None else checkpoint.btc_block_hash
-        header = self._best_chain_header(btc_block_hash) or self._find_in_recent_blocks(ref.txid, ref.btc_height)
-        if header is None:
+        if checkpoint is None:
+            btc_block_hash, btc_height = ref.btc_block_hash, ref.btc_height
+        else:
+            btc_block_hash, btc_height = checkpoint.btc_block_hash, checkpoint.btc_height
+        confirmations = self._on_best_chain(btc_block_hash, btc_height)
+        if confirmations == 0:
             if stored is not None:
                 self.anchors.delete_checkpoint(recorded.height)
                 event(log, logging.WARNING, "anchored checkpoint left the best chain, pending again",
                       height=recorded.height, btc_block=hash_to_hex(btc_block_hash))
-            return 0, None
-        btc_block_hash = header.block_hash
-        confirmations = header.confirmations
+                stored = checkpoint = None
+            self._scan_from = min(btc_height, self._scan_from if self._scan_from is not None else btc_height)
+            found = self._find_remined(ref.txid)
+            if found is None:
+                return 0, None
+            btc_block_hash, btc_height = found
+            confirmations = self._on_best_chain(btc_block_hash, btc_height)
         if checkpoint is None or checkpoint.btc_block_hash != btc_block_hash:
             material = extract_spv_material(
                 self.rpc, hash_to_hex(ref.txid), hash_to_hex(btc_block_hash), network=self.network
@@ -556,11 +652,11 @@ class Anchorer:
                     tx_index=material.index,
                     branch=material.branch,
                     header=material.header,
-                    btc_height=header.height,
+                    btc_height=btc_height,
                 )
             )
             event(log, logging.INFO, "anchored", height=recorded.height, txid=hash_to_hex(ref.txid),
-                  btc_block=hash_to_hex(btc_block_hash), btc_height=header.height)
+                  btc_block=hash_to_hex(btc_block_hash), btc_height=btc_height)
         if btc_block_hash == ref.btc_block_hash:
             return confirmations, None
         return confirmations, AnchorRef(
@@ -568,43 +664,80 @@ class Anchorer:
             vout=ref.vout,
             anchored_block_hash=ref.anchored_block_hash,
             btc_block_hash=btc_block_hash,
-            btc_height=header.height,
+            btc_height=btc_height,
         )
 
-    def _best_chain_header(self, btc_block_hash: bytes) -> HeaderInfo | None:
-        header = self.rpc.header_info(btc_block_hash)
-        return header if header is not None and header.on_best_chain else None
-
-    def _find_in_recent_blocks(self, txid: bytes, btc_height: int) -> HeaderInfo | None:
-        """The best-chain block holding ``txid``, searched from the tip down to just below
-        ``btc_height`` (where a reorg can have moved it), at most REORG_SCAN_BLOCKS blocks."""
-        block_hash: bytes | None = self.rpc.best_block_hash()
-        for _ in range(REORG_SCAN_BLOCKS):
-            if block_hash is None:
+    def _find_remined(self, txid: bytes) -> tuple[bytes, int] | None:
+        """(block hash, height) of the best-chain block holding ``txid``, looked for in every
+        block from the fork (``_scan_from``: the lowest height where a followed anchor or
+        the header cache saw the chain change) to the tip. Each block's txids are fetched
+        once (``getblock``) and kept while some anchor is missing; at most
+        SCAN_BLOCKS_PER_TICK new blocks per tick, so a long search spreads over ticks."""
+        tip_height = self.status.btc_height
+        assert tip_height is not None and self._scan_from is not None
+        fetched = 0
+        for btc_height in range(max(self._scan_from, tip_height - REORG_DEPTH_MAX + 1), tip_height + 1):
+            cached = self.anchors.header_at(btc_height)
+            if cached is None:
                 return None
-            block = self.rpc.block_info(block_hash)
-            if txid in block.txids:
-                return block.header
-            if block.header.height < btc_height:
-                return None
-            block_hash = block.header.previous
+            block_hash = sha256d(cached)
+            txids = self._block_txids.get(block_hash)
+            if txids is None:
+                if fetched >= SCAN_BLOCKS_PER_TICK:
+                    return None
+                fetched += 1
+                txids = frozenset(self.rpc.block_info(block_hash).txids)
+                if len(self._block_txids) >= REORG_DEPTH_MAX:
+                    self._block_txids.pop(next(iter(self._block_txids)))
+                self._block_txids[block_hash] = txids
+            if txid in txids:
+                return block_hash, btc_height
         return None
 
-    def _cache_headers(self, lowest_btc_height: int) -> None:
-        """Cache the best chain's headers from its tip down to ``lowest_btc_height`` (at most
-        HEADERS_PER_TICK_MAX), fetching only those the cache lacks or has stale."""
+    def _sync_headers(self, lowest_btc_height: int) -> None:
+        """Bring the cached best-chain headers from the tip down to ``lowest_btc_height`` in
+        line with bitcoind, walking back from the tip only until a cached header matches
+        (the common ancestor: nothing below it changed). A walk of REORG_DEPTH_MAX blocks
+        that meets no matching cached header while replacing cached ones is a reorg
+        deeper than this node follows: the alert ``reorg_too_deep`` says so."""
         block_hash: bytes | None = self.rpc.best_block_hash()
         fetched: dict[int, bytes] = {}
-        for _ in range(HEADERS_PER_TICK_MAX):
+        replaced_low: int | None = None
+        met_ancestor = False
+        for step_number in range(REORG_DEPTH_MAX):
             info = None if block_hash is None else self.rpc.header_info(block_hash)
+            if step_number == 0 and info is not None:
+                # The tip the cache now ends at: confirmations count from it, not from the
+                # getblockchaininfo answer of a moment ago (a block may have come between).
+                self.status.btc_height = info.height
             if info is None or info.height < lowest_btc_height:
+                met_ancestor = True
                 break
             cached = self.anchors.header_at(info.height)
-            if cached is None or sha256d(cached) != info.block_hash:
-                fetched[info.height] = self.rpc.raw_header(info.block_hash)
+            if cached is not None and sha256d(cached) == info.block_hash:
+                met_ancestor = True
+                break
+            if cached is not None:
+                replaced_low = info.height
+            fetched[info.height] = self.rpc.raw_header(info.block_hash)
             block_hash = info.previous
         if fetched:
             self.anchors.put_headers(fetched)
+            if self._headers_synced:
+                # New blocks since the last tick (the first sync fills the cache: nothing new).
+                self._unscanned.extend((height, sha256d(raw)) for height, raw in sorted(fetched.items()))
+        self._headers_synced = True
+        if replaced_low is not None:
+            self._scan_from = replaced_low if self._scan_from is None else min(self._scan_from, replaced_low)
+            self._block_txids.clear()
+        if not met_ancestor and replaced_low is not None:
+            self._alert_reorg_too_deep()
+
+    def _alert_reorg_too_deep(self) -> None:
+        event(log, logging.ERROR, "anchor alert", kind=ALERT_REORG_TOO_DEEP,
+              detail=f"Bitcoin reorganised more than {REORG_DEPTH_MAX} blocks: anchors that deep are no longer "
+                     "followed; check bitcoind and the recorded anchors by hand")
+        self._standing_alerts = self._standing_alerts | {ALERT_REORG_TOO_DEEP}
 
     # ---- proposals and votes ----------------------------------------------------------
 

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from anchor.payload import decode_payload
+from anchor.rpc import BitcoindRPCError
+from anchor.tracker import RPC_VERIFY_ALREADY_IN_CHAIN
 from devnet import cluster, regtest
 from devnet.bitcoind import BitcoindInstallError, find_or_install
-from node.anchoring import FOLLOW_DEPTH_MIN
+from node.anchoring import REORG_DEPTH_MAX
 from node.commands import read_genesis
 from proof.spv import parse_transaction
 from tests.network_harness import Network, random_roots, wait_until
@@ -27,6 +29,7 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.bitcoind]
 
 MINE_EVERY_S = 1.0
 ANCHORED_DEADLINE_S = 60
+RPC_VERIFY_REJECTED = -26  # sendrawtransaction: already in the mempool (txn-already-known)
 # Short deadlines, so that the fee-bump and fallback paths run within a test's time.
 BUMP_AFTER_MS = 4_000
 FALLBACK_MS = 8_000
@@ -166,7 +169,7 @@ def test_reorg_returns_the_anchor_to_pending_and_it_is_confirmed_again(devnet):
 
 
 def anchoring_final_depth(state: cluster.DevnetState) -> int:
-    return max(read_genesis(Path(state.directory) / "genesis.cbor").anchor_final_depth, FOLLOW_DEPTH_MIN)
+    return max(read_genesis(Path(state.directory) / "genesis.cbor").anchor_final_depth, REORG_DEPTH_MAX)
 
 
 def keep_finalizing(network, *, blocks: int) -> None:
@@ -388,6 +391,66 @@ def test_a_conflicting_spend_neither_stalls_anchoring_duty_nor_is_retried_foreve
         retries = log_after.count("broadcast_failed")
         assert retries <= 3, f"{retries} broadcast_failed warnings for a double-spent anchor"
         assert "double_spent" in log_after, "the double spend was never reported"
+    finally:
+        regtest.start_miner(state.bitcoin, directory)
+        state.save()
+
+
+@pytest.mark.parametrize("depth", [8, 15])
+def test_a_reorg_deeper_than_the_final_depth_is_followed_and_the_remined_anchor_found(devnet, depth):
+    """The anchor's block, ``depth`` deep, is invalidated; a longer chain without it is
+    mined, then the same transaction is mined again at its tip, far above its old height."""
+    state, network = devnet
+    directory = Path(state.directory)
+    roots = random_roots(10)
+    regtest.stop_miner(state.bitcoin, directory)
+    node = wallet_rpc(state)
+    try:
+        assert network.submit(3, roots).status_code == 202
+        mine_while_transactions_wait(state, lambda: anchored_on_all(network, roots[-1]), what="root anchored")
+        anchor = root_json(network, 0, roots[-1])["anchor"]
+        txid = next(e for e in anchors(network, 0) if e["height"] == anchor["height"])["txid"]
+        miner = wallet_rpc(state, regtest.MINER_WALLET)
+        miner.call("generatetoaddress", depth - anchor["confirmations"], miner.call("getnewaddress"))
+        assert node.call("getblockheader", anchor["btc_block_hash"])["confirmations"] == depth
+        time.sleep(3)  # every node sees the anchor past the genesis final depth (3)
+        raw = node.call("getrawtransaction", txid, False, anchor["btc_block_hash"])
+        node.call("invalidateblock", anchor["btc_block_hash"])
+        wait_until(lambda: all(network.root_state(i, roots[-1]) == "certified" for i in range(4)), deadline_s=30,
+                   what=f"every node to stop serving the anchor {depth} blocks deep once its block left the best chain")
+        miner.call("generatetoaddress", depth + 1, miner.call("getnewaddress"))
+        try:  # bitcoind put it back in the mempool and mined it, or dropped it: then send it again
+            node.call("sendrawtransaction", raw)
+        except BitcoindRPCError as exc:
+            assert exc.code in (RPC_VERIFY_ALREADY_IN_CHAIN, RPC_VERIFY_REJECTED), exc
+        new_block(state)
+        wait_until(lambda: anchored_on_all(network, roots[-1]), deadline_s=ANCHORED_DEADLINE_S,
+                   what="the re-mined anchor found in its new block")
+        again = root_json(network, 2, roots[-1])["anchor"]
+        assert again["btc_block_hash"] != anchor["btc_block_hash"]
+        assert again["btc_height"] >= anchor["btc_height"]
+        assert all(next(e for e in anchors(network, i) if e["height"] == anchor["height"])["txid"] == txid
+                   for i in range(4)), "the checkpoint was anchored anew instead of the re-mined anchor being found"
+    finally:
+        regtest.start_miner(state.bitcoin, directory)
+        state.save()
+
+
+def test_on_an_idle_chain_one_anchor_is_built_per_checkpoint_and_recorded_without_fallbacks(devnet):
+    state, network = devnet
+    directory = Path(state.directory)
+    regtest.stop_miner(state.bitcoin, directory)
+    try:
+        builds_before = [Path(e.log).read_text(errors="replace").count("anchor built") for e in state.nodes]
+        roots = random_roots(10)
+        assert network.submit(0, roots).status_code == 202
+        mine_while_transactions_wait(state, lambda: anchored_on_all(network, roots[-1]), what="root anchored")
+        time.sleep(2 * FALLBACK_MS / 1000)
+        mine_while_transactions_wait(state, lambda: True, what="nothing")
+        builds = [Path(e.log).read_text(errors="replace").count("anchor built") - b
+                  for e, b in zip(state.nodes, builds_before)]
+        assert sum(builds) == 1, f"anchors built per validator for one checkpoint of an idle chain: {builds}"
+        assert int(wallet_rpc(state).call("getmempoolinfo")["size"]) == 0
     finally:
         regtest.start_miner(state.bitcoin, directory)
         state.save()
