@@ -437,7 +437,15 @@ def run(seconds: float, seed: int, directory: Path) -> SoakReport:
             report.violations.append(f"still running after the soak: {', '.join(left)}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_soak(args: argparse.Namespace) -> int:
+    # A `kill` (SIGTERM) or a closed terminal (SIGHUP) stops the soak like Ctrl-C, through
+    # the `finally` that stops its nodes, miner and bitcoind (they run in their own sessions).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     if not 0 < args.seconds <= SECONDS_MAX:
         raise SoakError(f"--seconds must be in (0, {SECONDS_MAX:g}], got {args.seconds:g}")
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")

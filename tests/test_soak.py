@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from devnet import cluster
 from devnet.bitcoind import BitcoindInstallError, find_or_install
 from devnet.soak import FAULT_KINDS, SUMMARY_FILE
 
@@ -46,11 +47,15 @@ def test_a_short_soak_passes_every_check_with_every_fault_kind(tmp_path: Path) -
     except BitcoindInstallError as exc:
         pytest.skip(f"no bitcoind on this machine and it could not be installed: {exc}")
     directory = tmp_path / "soak"
-    result = subprocess.run(
-        [sys.executable, "-m", "node.cli", "soak", "--seconds", str(SOAK_SECONDS), "--seed", str(SEED),
-         "--dir", str(directory)],
-        capture_output=True, text=True, timeout=RUN_DEADLINE_S, cwd=tmp_path,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "node.cli", "soak", "--seconds", str(SOAK_SECONDS), "--seed", str(SEED),
+             "--dir", str(directory)],
+            capture_output=True, text=True, timeout=RUN_DEADLINE_S, cwd=tmp_path,
+        )
+    except subprocess.TimeoutExpired:
+        cluster.stop(cluster.DevnetState.load(directory))  # the soak was SIGKILLed: its finally never ran
+        raise
     print(result.stdout[-6000:], result.stderr[-3000:])
     assert result.returncode == 0, f"soak (seed {SEED}) failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
     summary = json.loads((directory / SUMMARY_FILE).read_text())
