@@ -336,6 +336,20 @@ def parse_wallet_tx(value: object, txid: bytes) -> WalletTx:
     )
 
 
+@dataclass(frozen=True)
+class FeeEstimate:
+    """estimatesmartfee: the fee rate (BTC/kvB) for the target, or None when bitcoind has
+    too little data (it then answers with "errors" and no "feerate", as on a fresh regtest)."""
+
+    fee_rate_btc_kvb: Decimal | None
+
+
+def parse_fee_estimate(value: object) -> FeeEstimate:
+    obj = _object(value, "result")
+    rate = obj.get("feerate")
+    return FeeEstimate(None if rate is None else _amount(rate, "feerate"))
+
+
 # listtransactions entries read when a node reconciles its wallet with its records at start.
 WALLET_TXS_LISTED_MAX = 10_000
 

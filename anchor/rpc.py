@@ -386,6 +386,10 @@ class BitcoindRPC:
         value = self._call_or_none("gettransaction", hash_to_hex(txid))
         return None if value is None else self._parse("gettransaction", replies.parse_wallet_tx, value, txid)
 
+    def fee_estimate(self, target_blocks: int) -> replies.FeeEstimate:
+        value = self.call("estimatesmartfee", target_blocks)
+        return self._parse("estimatesmartfee", replies.parse_fee_estimate, value)
+
     def wallet_txids(self, count_max: int) -> tuple[bytes, ...]:
         """The txids of the wallet's ``count_max`` most recent transaction entries, newest first."""
         count = min(count_max, replies.WALLET_TXS_LISTED_MAX)

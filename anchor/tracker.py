@@ -160,24 +160,30 @@ class AnchorTracker:
 
     # ----------------------------------------------------------------- public API
 
-    def build(self, pantheon_block_hash: bytes, now_ms: int) -> AnchorRecord:
-        """Fund and sign an anchor of ``pantheon_block_hash``; its BUILT record, nothing sent.
+    def build(self, pantheon_block_hash: bytes, now_ms: int, fee_rate_sat_kvb: int | None = None) -> AnchorRecord:
+        """Fund and sign an anchor of ``pantheon_block_hash`` at ``fee_rate_sat_kvb`` (the
+        policy's rate if None; never above its cap); its BUILT record, nothing sent.
 
         The caller persists this record before ``send``: a crash between the broadcast
         and the record would otherwise leave a transaction out that no record knows,
         and the restarted node would build and pay for a second one.
         """
+        rate_sat_kvb = self.policy.fee_rate_sat_kvb if fee_rate_sat_kvb is None else fee_rate_sat_kvb
+        if not 0 < rate_sat_kvb <= self.policy.fee_rate_max_sat_kvb:
+            raise AnchorStateError(
+                f"fee rate {rate_sat_kvb} sat/kvB is outside 1..{self.policy.fee_rate_max_sat_kvb} sat/kvB (the cap)"
+            )
         signed = create_anchor(
             self.rpc,
             pantheon_block_hash,
-            fee_rate_sat_vb=sat_kvb_to_sat_vb(self.policy.fee_rate_sat_kvb),
+            fee_rate_sat_vb=sat_kvb_to_sat_vb(rate_sat_kvb),
             fee_rate_max_sat_vb=self._tx_fee_rate_max_sat_vb,
             send=False,
         )
         record, _first_broadcast = built(
             pantheon_block_hash,
             signed.raw_tx,
-            fee_rate_sat_kvb=self.policy.fee_rate_sat_kvb,
+            fee_rate_sat_kvb=rate_sat_kvb,
             fee_sat=signed.fee_sat,
             now_ms=now_ms,
         )

@@ -81,7 +81,7 @@ from anchor.rpc import (
 from anchor.spv import SpvMaterialError, extract_spv_material
 from anchor.state import Alert, AnchorRecord, AnchorState, AnchorStateError, decode_record, encode_record
 from anchor.tracker import AnchorTracker
-from anchor.tx import AnchorTxError
+from anchor.tx import SAT_PER_BTC, AnchorTxError
 from node.config import BitcoinSection
 from node.logs import event
 from proof.chain import ANCHORS_PER_BLOCK_MAX, AnchorRef, BlockHeader, Genesis
@@ -115,6 +115,12 @@ LOST_AFTER_MS = 10_000
 ERROR_LOG_INTERVAL_MS = 60 * 1000
 # Error kind of anchoring failures that are not bitcoind's (see BitcoindError.kind for those).
 KIND_ANCHORING = "anchoring"
+# The fee budget's window (bitcoin.fee_budget_sat_per_day).
+DAY_MS = 24 * 3600 * 1000
+# Virtual size assumed for a new anchor when checking the budget before it is funded (one
+# or two wallet inputs, change and the OP_RETURN are 150-220 vB); its real fee counts after.
+ANCHOR_VSIZE_ESTIMATE = 250
+ALERT_FEE_BUDGET = "fee_budget"
 # Most recent wallet transaction entries compared with the records at start (reconciliation).
 RECONCILE_WALLET_TXS_MAX = 1000
 # Fault injection for the restart tests: when this names a file that exists at the moment
@@ -228,6 +234,8 @@ class AnchoringStatus:
     alerts: list[str] = field(default_factory=list)
     error_kind: str = ""
     """Kind of the last tick's error (BitcoindError.kind, or "anchoring"); "" when it went through."""
+    budget_wait_ms: int = 0
+    """How long the fee budget keeps the due checkpoint from being anchored (0: it does not)."""
     errors_total: dict[str, int] = field(default_factory=dict)
     """Errors since start by kind, ticks and anchor checks; replaced, never mutated, so a
     reader in another thread always sees one consistent mapping."""
@@ -243,6 +251,7 @@ class AnchoringStatus:
             "alerts": list(self.alerts),
             "bitcoind_error_kind": self.error_kind,
             "bitcoind_errors": dict(self.errors_total),
+            "budget_wait_ms": self.budget_wait_ms,
         }
 
 
@@ -296,6 +305,7 @@ class Anchorer:
         """Lowest Bitcoin height where the chain changed under a followed anchor (see _find_remined)."""
         self._block_txids: dict[bytes, frozenset[bytes]] = {}
         self._standing_alerts: frozenset[str] = frozenset()
+        self._budget_logged_ms = 0
         self._lost: frozenset[int] = frozenset()
         """Recorded heights whose anchor is neither in a best-chain block nor in the mempool."""
         self._missing_since_ms: dict[int, int] = {}
@@ -502,7 +512,10 @@ class Anchorer:
         existing = self.anchors.own(target.height)
         if existing is not None and decode_record(existing).state is not AnchorState.DOUBLE_SPENT:
             return
-        record = self.tracker.build(target.hash, now_ms)
+        fee_rate_sat_kvb = self._new_anchor_fee_rate_sat_kvb()
+        if self._over_budget(fee_rate_sat_kvb * ANCHOR_VSIZE_ESTIMATE // 1000, due, now_ms):
+            return
+        record = self.tracker.build(target.hash, now_ms, fee_rate_sat_kvb)
         self.anchors.put_own(target.height, encode_record(record))
         self._active[target.height] = record
         record = self.tracker.send(record, now_ms)
@@ -511,6 +524,58 @@ class Anchorer:
         self.status.last_txid = hash_to_hex(record.txid)
         event(log, logging.INFO, "anchor built", height=target.height, due=due.header.height, block=target.hash.hex()[:16],
               txid=hash_to_hex(record.txid), state=record.state.value, error=record.last_error[:200])
+
+    def _new_anchor_fee_rate_sat_kvb(self) -> int:
+        """bitcoind's estimatesmartfee for bitcoin.fee_estimate_blocks, within
+        [fee_rate_sat_vb, fee_rate_max_sat_vb]; fee_rate_sat_vb when estimation is off or
+        bitcoind has too little data to estimate."""
+        policy = self.tracker.policy
+        if self.config.fee_estimate_blocks == 0:
+            return policy.fee_rate_sat_kvb
+        estimate = self.rpc.fee_estimate(self.config.fee_estimate_blocks).fee_rate_btc_kvb
+        if estimate is None:
+            return policy.fee_rate_sat_kvb
+        estimated_sat_kvb = int(estimate * SAT_PER_BTC)
+        return min(max(estimated_sat_kvb, policy.fee_rate_sat_kvb), policy.fee_rate_max_sat_kvb)
+
+    def _over_budget(self, fee_sat: int, due: DueCheckpoint, now_ms: int) -> bool:
+        """Whether a new anchor paying about ``fee_sat`` would take this validator's fees of
+        the last 24 hours past bitcoin.fee_budget_sat_per_day. If so, the fee_budget alert
+        stands, with how long until older spends leave the window (the time to anchor it
+        causes, in status as ``budget_wait_ms``), and is logged at most once per
+        ERROR_LOG_INTERVAL_MS. Each record counts its current fee (bumps included) at its
+        last broadcast; a double-spent one never paid. Bumps stay under the per-transaction
+        cap, fee_rate_max_sat_vb, and count once made."""
+        budget = self.config.fee_budget_sat_per_day
+        wait_ms = 0
+        if budget:
+            spends = []
+            for _height, raw in self.anchors.own_records(count_max=10**6):
+                record = decode_record(raw)
+                spent_at_ms = record.broadcast_at_ms if record.broadcast_at_ms is not None else record.attempt_at_ms
+                if record.state is not AnchorState.DOUBLE_SPENT and spent_at_ms is not None:
+                    if now_ms - spent_at_ms < DAY_MS:
+                        spends.append((spent_at_ms, record.fee_sat))
+            total = sum(fee for _at, fee in sorted(spends))
+            for spent_at_ms, fee in sorted(spends):
+                if total + fee_sat <= budget:
+                    break
+                total -= fee
+                wait_ms = spent_at_ms + DAY_MS - now_ms
+            if total + fee_sat > budget:
+                wait_ms = DAY_MS
+        self.status.budget_wait_ms = wait_ms
+        if not wait_ms:
+            self._standing_alerts = self._standing_alerts - {ALERT_FEE_BUDGET}
+            return False
+        if ALERT_FEE_BUDGET not in self._standing_alerts or now_ms - self._budget_logged_ms >= ERROR_LOG_INTERVAL_MS:
+            self._budget_logged_ms = now_ms
+            event(log, logging.WARNING, "anchor alert", kind=ALERT_FEE_BUDGET,
+                  detail=f"an anchor of about {fee_sat} sat would pass the fee budget of {budget} sat per 24 h; "
+                         f"the checkpoint at height {due.header.height} waits about {wait_ms // 60_000} min more "
+                         "before it can be anchored (raise bitcoin.fee_budget_sat_per_day to anchor sooner)")
+        self._standing_alerts = self._standing_alerts | {ALERT_FEE_BUDGET}
+        return True
 
     # ---- recorded anchors (every validator) -----------------------------------------
 

@@ -117,6 +117,8 @@ class BitcoinSection:
     wallet: str = _key("pantheon", "bitcoind wallet that funds and signs anchor transactions")
     fee_rate_sat_vb: int = _key(2, "fee rate of a new anchor transaction (sat/vB)")
     fee_rate_max_sat_vb: int = _key(50, "fee bumps never go above this fee rate (sat/vB)")
+    fee_estimate_blocks: int = _key(6, "a new anchor pays bitcoind's estimatesmartfee rate for this confirmation target, at least fee_rate_sat_vb and at most fee_rate_max_sat_vb (0: always fee_rate_sat_vb)")
+    fee_budget_sat_per_day: int = _key(0, "most satoshi this validator's anchors may pay in fees in any 24 hours; past it no new anchor is built and the fee_budget alert says when anchoring resumes (0: no budget)")
     bump_after_ms: int = _key(3_600_000, "an anchor unconfirmed this long is fee-bumped (RBF), up to fee_rate_max_sat_vb")
     fallback_ms: int = _key(7_200_000, "if the validator on anchor duty has not got its anchor recorded in a block this long after the due block, the next validator anchors it")
     poll_interval_ms: int = _key(2_000, "how often the anchoring task asks bitcoind about anchors in flight")
