@@ -46,6 +46,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 
 from anchor.replies import HeaderInfo, WalletTx
@@ -194,7 +195,9 @@ class AnchorTracker:
         A failure leaves it BUILT with the reason; ``poll`` retries it."""
         if record.state is not AnchorState.BUILT:
             raise AnchorStateError(f"{record.describe()}: only a built anchor is sent for the first time")
-        return self._execute(record, (Broadcast(record.txid, record.raw_tx),), now_ms, unavailable_fails_broadcast=True)
+        return self._execute(
+            record, (Broadcast(record.txid, record.raw_tx),), now_ms, self.policy, unavailable_fails_broadcast=True
+        )
 
     def adopt(self, wallet_tx: WalletTx, pantheon_block_hash: bytes, now_ms: int) -> AnchorRecord:
         """The BUILT record of an anchor the wallet holds but no record knows (its record was
@@ -219,13 +222,18 @@ class AnchorTracker:
         no store (tests, one-off tools); the node persists the BUILT record in between."""
         return self.send(self.build(pantheon_block_hash, now_ms), now_ms)
 
-    def poll(self, record: AnchorRecord, now_ms: int) -> AnchorRecord:
-        """Observe bitcoind once, apply what it shows, carry out what that asks for."""
+    def poll(self, record: AnchorRecord, now_ms: int, fee_rate_max_sat_kvb: int | None = None) -> AnchorRecord:
+        """Observe bitcoind once, apply what it shows, carry out what that asks for.
+        ``fee_rate_max_sat_kvb`` lowers the cap for this poll's bumps (the node's fee
+        budget); at it the record is fee_capped as at the configured cap."""
         if record.state in (AnchorState.FINAL, AnchorState.DOUBLE_SPENT):
             return record
-        record = self._adopt_wallet_replacements(record, now_ms)
-        record, actions = step(record, self._observe(record, now_ms), self.policy)
-        return self._execute(record, actions, now_ms)
+        policy = self.policy
+        if fee_rate_max_sat_kvb is not None and fee_rate_max_sat_kvb < policy.fee_rate_max_sat_kvb:
+            policy = replace(policy, fee_rate_max_sat_kvb=max(fee_rate_max_sat_kvb, policy.fee_rate_sat_kvb))
+        record = self._adopt_wallet_replacements(record, now_ms, policy)
+        record, actions = step(record, self._observe(record, now_ms), policy)
+        return self._execute(record, actions, now_ms, policy)
 
     def spv_material(self, record: AnchorRecord) -> SpvMaterial:
         """The SPV proof of a confirmed anchor (anchor.spv; checked before it is returned)."""
@@ -268,7 +276,7 @@ class AnchorTracker:
             confirmations=header.confirmations,
         )
 
-    def _adopt_wallet_replacements(self, record: AnchorRecord, now_ms: int) -> AnchorRecord:
+    def _adopt_wallet_replacements(self, record: AnchorRecord, now_ms: int, policy: AnchorPolicy) -> AnchorRecord:
         for _ in range(BUMPS_MAX):
             if record.state is not AnchorState.BROADCAST:
                 return record
@@ -286,7 +294,7 @@ class AnchorTracker:
             record, actions = step(
                 record,
                 Bumped(raw_tx, math.ceil(fee_sat * SAT_KVB_PER_SAT_VB / vsize), fee_sat, now_ms),
-                self.policy,
+                policy,
             )
             self._alert_all(actions)
         return record
@@ -317,6 +325,7 @@ class AnchorTracker:
         record: AnchorRecord,
         actions: tuple[Action, ...],
         now_ms: int,
+        policy: AnchorPolicy,
         *,
         unavailable_fails_broadcast: bool = False,
     ) -> AnchorRecord:
@@ -331,26 +340,30 @@ class AnchorTracker:
                 self.on_alert(action)
                 continue
             try:
-                event = self._carry_out(record, action, now_ms)
+                event = self._carry_out(record, action, now_ms, sat_kvb_to_sat_vb(policy.fee_rate_max_sat_kvb))
             except (BitcoindUnavailable, BitcoindReplyInvalid) as exc:
                 if not unavailable_fails_broadcast:
                     raise
                 event = BroadcastFailed(truncate_text(str(exc)), now_ms)
             except (BitcoindRPCError, AnchorTxError) as exc:
                 event = BroadcastFailed(truncate_text(str(exc)), now_ms)
-            record, more = step(record, event, self.policy)
+            record, more = step(record, event, policy)
             queue.extend(more)
         return record
 
-    def _carry_out(self, record: AnchorRecord, action: Broadcast | BumpFee, now_ms: int) -> Event:
+    def _carry_out(
+        self, record: AnchorRecord, action: Broadcast | BumpFee, now_ms: int, fee_rate_max_sat_vb: Decimal
+    ) -> Event:
         current = _as_anchor_tx(record)
         if isinstance(action, Broadcast):
+            # A rebroadcast is of a transaction already paid for: only the configured cap
+            # applies (a lowered one must not refuse what was sent under a higher one).
             return self._broadcast(action, send_fee_rate_max_sat_vb(current, self._tx_fee_rate_max_sat_vb), now_ms)
         replacement = bump_fee(
             self.rpc,
             current,
             fee_rate_sat_vb=sat_kvb_to_sat_vb(action.fee_rate_sat_kvb),
-            fee_rate_max_sat_vb=self._tx_fee_rate_max_sat_vb,
+            fee_rate_max_sat_vb=fee_rate_max_sat_vb,
         )
         return Bumped(replacement.raw_tx, action.fee_rate_sat_kvb, replacement.fee_sat, now_ms)
 

@@ -21,10 +21,16 @@ heights recorded so far (it rotates the duty from one checkpoint to the next) an
 block's timestamp. So if the designated validator is down, or its bitcoind is, or
 its anchor is stuck, the next validator in rotation takes over once the deadline
 passes, and so on round the validator set. A validator never builds two anchors for
-one height; two validators may anchor the same height after a fallback, which is
-harmless (either record covers it).
+one height, across crashes too: the record with its signed transaction is persisted
+before the first broadcast, and at start the wallet's anchors with no record are
+adopted (``_reconcile_wallet``). Two validators may anchor the same height after a
+fallback, which is harmless (either record covers it), and rare: every validator
+reads new Bitcoin blocks for anchors while a checkpoint is due (anchor.scan), offers
+what it sees, and does not fall back while an anchor of the due block is in a block.
+When the highest recorded anchor is lost (in no best-chain block and not in the
+mempool for LOST_AFTER_MS, e.g. double-spent), its block is due again at once.
 
-Validators see each other's anchors only through the chain: the validator that
+Validators learn of each other's anchors through the chain: the validator that
 broadcast an anchor offers its AnchorRef (txid, vout, anchored block, Bitcoin block
 and height) to its own block proposals once the transaction is confirmed
 (``refs_to_propose``); every validator checks each AnchorRef of a proposal against
@@ -36,7 +42,11 @@ for the same height, which replaces the recorded one.
 Every validator then follows the recorded anchors with its own bitcoind: a recorded
 anchor whose Bitcoin block is on the best chain becomes an AnchoredCheckpoint (SPV
 material extracted and checked), one whose block left the best chain loses it until
-it is confirmed again, and recent best-chain headers are cached for confirmations.
+it is found again in any block above the fork. The best chain's headers are cached
+(one walk back from the tip per tick, to the first cached header that still matches),
+and every recorded anchor less than REORG_DEPTH_MAX deep is compared with them on
+every tick, so a reorg of any depth up to that bound is followed; a deeper one raises
+the reorg_too_deep alert.
 
 Failures: a bitcoind that is down, slow, on another network, has an empty wallet or
 answers nonsense never stops the chain. Every answer is read through BitcoindRPC's
@@ -81,7 +91,7 @@ from anchor.rpc import (
 from anchor.spv import SpvMaterialError, extract_spv_material
 from anchor.state import Alert, AnchorRecord, AnchorState, AnchorStateError, decode_record, encode_record
 from anchor.tracker import AnchorTracker
-from anchor.tx import SAT_PER_BTC, AnchorTxError
+from anchor.tx import SAT_PER_BTC, AnchorTxError, vsize_of
 from node.config import BitcoinSection
 from node.logs import event
 from proof.chain import ANCHORS_PER_BLOCK_MAX, AnchorRef, BlockHeader, Genesis
@@ -431,10 +441,11 @@ class Anchorer:
     def _poll_own(self, now_ms: int) -> list[tuple[int, AnchorRef]]:
         """Move own anchors along; the AnchorRefs of those confirmed and not yet recorded."""
         ready: list[tuple[int, AnchorRef]] = []
+        spends = self._spends_last_day(now_ms) if self.config.fee_budget_sat_per_day else {}
         for height in sorted(self._active):
             record = self._active[height]
             try:
-                polled = self.tracker.poll(record, now_ms)
+                polled = self.tracker.poll(record, now_ms, self._budget_cap_sat_kvb(height, record, spends))
             except (BitcoindRPCError, AnchorTxError, AnchorStateError, DecodeError) as exc:
                 self._record_failed(height, record, exc, now_ms)
                 continue
@@ -544,19 +555,13 @@ class Anchorer:
         stands, with how long until older spends leave the window (the time to anchor it
         causes, in status as ``budget_wait_ms``), and is logged at most once per
         ERROR_LOG_INTERVAL_MS. Each record counts its current fee (bumps included) at its
-        last broadcast; a double-spent one never paid. Bumps stay under the per-transaction
-        cap, fee_rate_max_sat_vb, and count once made."""
+        last broadcast; a double-spent one never paid. Bumps are held to the budget too
+        (``_budget_cap_sat_kvb``)."""
         budget = self.config.fee_budget_sat_per_day
         wait_ms = 0
         if budget:
-            spends = []
-            for _height, raw in self.anchors.own_records(count_max=10**6):
-                record = decode_record(raw)
-                spent_at_ms = record.broadcast_at_ms if record.broadcast_at_ms is not None else record.attempt_at_ms
-                if record.state is not AnchorState.DOUBLE_SPENT and spent_at_ms is not None:
-                    if now_ms - spent_at_ms < DAY_MS:
-                        spends.append((spent_at_ms, record.fee_sat))
-            total = sum(fee for _at, fee in sorted(spends))
+            spends = sorted(self._spends_last_day(now_ms).values())
+            total = sum(fee for _at, fee in spends)
             for spent_at_ms, fee in sorted(spends):
                 if total + fee_sat <= budget:
                     break
@@ -576,6 +581,30 @@ class Anchorer:
                          "before it can be anchored (raise bitcoin.fee_budget_sat_per_day to anchor sooner)")
         self._standing_alerts = self._standing_alerts | {ALERT_FEE_BUDGET}
         return True
+
+    def _spends_last_day(self, now_ms: int) -> dict[int, tuple[int, int]]:
+        """Height -> (time, fee in sat) of own anchors broadcast within DAY_MS."""
+        spends = {}
+        for height, raw in self.anchors.own_records(count_max=10**6):
+            record = decode_record(raw)
+            spent_at_ms = record.broadcast_at_ms if record.broadcast_at_ms is not None else record.attempt_at_ms
+            if record.state is not AnchorState.DOUBLE_SPENT and spent_at_ms is not None:
+                if now_ms - spent_at_ms < DAY_MS:
+                    spends[height] = (spent_at_ms, record.fee_sat)
+        return spends
+
+    def _budget_cap_sat_kvb(
+        self, height: int, record: AnchorRecord, spends: dict[int, tuple[int, int]]
+    ) -> int | None:
+        """The highest fee rate a bump of ``record`` may pay within the fee budget, given the
+        day's ``spends`` (None: no budget). At it the record is fee_capped, as at
+        fee_rate_max_sat_vb."""
+        budget = self.config.fee_budget_sat_per_day
+        if not budget or record.state is not AnchorState.BROADCAST:
+            return None
+        others_sat = sum(fee for spent_height, (_at, fee) in spends.items() if spent_height != height)
+        vsize = vsize_of(parse_transaction(record.raw_tx), record.raw_tx)
+        return max(0, budget - others_sat) * 1000 // vsize
 
     # ---- recorded anchors (every validator) -----------------------------------------
 

@@ -10,6 +10,8 @@ every wallet anchor explained by a record, and the same fees on both sides.
 
 from __future__ import annotations
 
+import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -68,13 +70,15 @@ def mine_one(state: cluster.DevnetState) -> None:
 
 def wallet_anchors(state: cluster.DevnetState) -> list[tuple[bytes, int, int]]:
     """(anchored block hash, confirmations, fee in sat) of every anchor transaction in
-    validator 0's wallet that is not conflicted (a conflicted one never paid its fee)."""
+    validator 0's wallet that is in a block or in the mempool (a conflicted or replaced
+    one never paid its fee)."""
     wallet = regtest.rpc(state.bitcoin, regtest.wallet_name(0))
+    mempool = set(wallet.call("getrawmempool"))
     txids = dict.fromkeys(entry["txid"] for entry in wallet.call("listtransactions", "*", 10_000))
     out = []
     for txid in txids:
         tx = wallet.call("gettransaction", txid)
-        if int(tx["confirmations"]) < 0 or "fee" not in tx:
+        if "fee" not in tx or not (int(tx["confirmations"]) >= 1 or txid in mempool):
             continue
         for _vout, script in parse_transaction(bytes.fromhex(tx["hex"])).op_return_outputs():
             try:
@@ -181,3 +185,43 @@ def test_a_validator_whose_anchor_record_was_lost_adopts_the_wallets_anchor_inst
 
 def own_records_live(network: Network) -> list[dict]:
     return [a for a in network.http.get(f"{network.url(0)}/v1/anchors").json()["anchors"] if a.get("own")]
+
+
+def test_in_a_fee_spike_anchors_stay_within_the_daily_budget_and_the_alert_says_anchoring_waits(devnet):
+    """Nothing confirms (no block is mined), so the anchor is bumped every second; the
+    budget holds its bumps (fee_capped), then keeps the next checkpoint from being
+    anchored at all (fee_budget), and the wallet's fees never pass it."""
+    state, network, _trigger = devnet
+    entry = state.nodes[0]
+    cluster.stop_node(entry)
+    state.save()
+    spent_sat = sum(r.fee_sat for r in own_records(state))
+    budget_sat = spent_sat + 2_000
+    config = Path(entry.config)
+    text = re.sub(r"bump_after_ms = \d+", "bump_after_ms = 1000", config.read_text())
+    config.write_text(text.replace("[bitcoin]\n", f"[bitcoin]\nfee_budget_sat_per_day = {budget_sat}\n", 1))
+    cluster.start_node(entry)
+    state.save()
+    wait_until(network.all_ready, deadline_s=60, what="the node back with a fee budget")
+    log_start = len(Path(entry.log).read_text(errors="replace"))
+
+    def new_log() -> str:
+        return Path(entry.log).read_text(errors="replace")[log_start:]
+
+    roots = random_roots(3)
+    assert network.submit(0, roots).status_code == 202
+    wait_until(lambda: "kind=fee_capped" in new_log(), deadline_s=60, what="bumps held to the budget")
+    assert sum(fee for _a, _c, fee in wallet_anchors(state)) <= budget_sat
+    mine_until_anchored(state, network, roots[-1], "the capped anchor mined")
+    more = random_roots(3)
+    assert network.submit(0, more).status_code == 202
+    wait_until(lambda: "kind=fee_budget" in new_log(), deadline_s=30, what="the fee_budget alert")
+    assert "fee_budget" in network.status(0)["anchoring"]["alerts"]
+    assert "waits about" in new_log()
+    time.sleep(2)
+    node = regtest.rpc(state.bitcoin)
+    assert int(node.call("getmempoolinfo")["size"]) == 0, "an anchor was built past the budget"
+    assert network.root_state(0, more[-1]) == "certified"
+    total_sat = sum(fee for _a, _c, fee in wallet_anchors(state))
+    print(f"budget {budget_sat} sat, wallet anchor fees {total_sat} sat")
+    assert total_sat <= budget_sat
