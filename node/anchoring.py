@@ -311,6 +311,8 @@ class Anchorer:
                 self._active[height] = record
             self.status.last_txid = hash_to_hex(record.txid)
         self._follow_floor = 0
+        self._tip_height = 0
+        """Height of the best chain's tip the header cache ends at (``_sync_headers``)."""
         self._scan_from: int | None = None
         """Lowest Bitcoin height where the chain changed under a followed anchor (see _find_remined)."""
         self._block_txids: dict[bytes, frozenset[bytes]] = {}
@@ -621,6 +623,7 @@ class Anchorer:
         """
         tip_height = self.status.btc_height
         assert tip_height is not None
+        self._tip_height = tip_height
         window_low = max(0, tip_height - REORG_DEPTH_MAX + 1)
         followed: list[RecordedAnchor] = []
         for recorded in self.anchors.recorded_from(self._follow_floor, FOLLOW_PER_TICK_MAX):
@@ -694,8 +697,7 @@ class Anchorer:
 
     def _on_best_chain(self, btc_block_hash: bytes, btc_height: int) -> int:
         """Confirmations of the block if the cached best chain holds it at ``btc_height``, else 0."""
-        tip_height = self.status.btc_height
-        assert tip_height is not None
+        tip_height = self._tip_height
         cached = self.anchors.header_at(btc_height)
         if btc_height > tip_height or cached is None or sha256d(cached) != btc_block_hash:
             return 0
@@ -767,8 +769,8 @@ class Anchorer:
         the header cache saw the chain change) to the tip. Each block's txids are fetched
         once (``getblock``) and kept while some anchor is missing; at most
         SCAN_BLOCKS_PER_TICK new blocks per tick, so a long search spreads over ticks."""
-        tip_height = self.status.btc_height
-        assert tip_height is not None and self._scan_from is not None
+        tip_height = self._tip_height
+        assert self._scan_from is not None
         fetched = 0
         for btc_height in range(max(self._scan_from, tip_height - REORG_DEPTH_MAX + 1), tip_height + 1):
             cached = self.anchors.header_at(btc_height)
@@ -803,7 +805,7 @@ class Anchorer:
             if step_number == 0 and info is not None:
                 # The tip the cache now ends at: confirmations count from it, not from the
                 # getblockchaininfo answer of a moment ago (a block may have come between).
-                self.status.btc_height = info.height
+                self._tip_height = info.height
             if info is None or info.height < lowest_btc_height:
                 met_ancestor = True
                 break

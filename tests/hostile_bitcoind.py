@@ -320,6 +320,12 @@ def healthy_result(method: str, params: list[Any], chain: MinedTx = DEFAULT_MINE
         return hash_to_hex(chain.block_hash)
     if method == "getblockheader" and len(params) > 1 and params[1] is False:
         return chain.header.hex()
+    if method == "getblock" and len(params) > 1 and params[1] == 0:
+        return (chain.header + b"\x01" + chain.raw_tx).hex()
+    if method == "listtransactions":
+        return []
+    if method == "estimatesmartfee":
+        return {"errors": ["Insufficient data or no feerate found"], "blocks": 0}
     if method in ("getblockheader", "getblock"):
         # chain's block is at BTC_HEIGHT; any other block asked for is the one below it.
         height = BTC_HEIGHT if asked == hash_to_hex(chain.block_hash) else BTC_HEIGHT - 1
