@@ -463,6 +463,7 @@ class Anchorer:
                 ready.append((height, ref))
             if self._settled(height, polled):
                 del self._active[height]
+        self._record_error_logged_ms = {h: t for h, t in self._record_error_logged_ms.items() if h in self._active}
         return ready
 
     def _record_failed(self, height: int, record: AnchorRecord, exc: PantheonError, now_ms: int) -> None:
