@@ -67,8 +67,8 @@ WAN_HOLD_S = (5.0, 12.0)
 WAN_DELAY_MS = (10, 300)
 WAN_DROP_PER_CHUNK = (0.0005, 0.005)
 HOSTILE_HOLD_S = (8.0, 16.0)
-REORG_DEPTH_MAX = 4
-"""Reorgs deeper than FOLLOW_DEPTH_MIN are issue 12 section 2's open work; raise this with it."""
+REORG_DEPTH_MAX = 8
+"""Deeper than node.anchoring.FOLLOW_DEPTH_MIN (6), where anchors were once no longer followed."""
 READY_DEADLINE_S = 90.0
 CONVERGE_DEADLINE_S = 180.0
 ANCHOR_SETTLE_DEADLINE_S = 120.0
