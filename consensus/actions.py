@@ -13,7 +13,7 @@ from proof.chain import BlockHeader, Certificate, FinalizationProof
 from proof.compact import CompactRange
 
 from consensus.block import Block
-from consensus.messages import EquivocationEvidence, Message
+from consensus.messages import Message, MisbehaviourEvidence
 from consensus.safety import SafetyState
 
 
@@ -89,9 +89,9 @@ class Finalized:
 
 @dataclass(frozen=True)
 class Evidence:
-    """A validator equivocated; keep and expose the record."""
+    """A validator equivocated, or proposed a block the driver's checks refused: keep and expose the record."""
 
-    record: EquivocationEvidence
+    record: MisbehaviourEvidence
 
 
 Action = Union[Persist, Send, Broadcast, SetTimer, RequestProposal, CheckBlock, Finalized, Evidence]

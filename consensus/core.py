@@ -113,6 +113,8 @@ from consensus.messages import (
     CatchUpResponse,
     CertificateMessage,
     EquivocationEvidence,
+    InvalidBlockEvidence,
+    MisbehaviourEvidence,
     Proposal,
     Vote,
 )
@@ -135,6 +137,8 @@ JUSTIFICATION_CERTIFICATES_MAX = 32
 """Certificates rebroadcast per timeout (see Core._rebroadcast_justification)."""
 EVIDENCE_KEPT_MAX = 1_024
 """Evidence records kept in ``Core.evidence`` (oldest dropped first); each also left as an Evidence action."""
+INVALID_BLOCK_REASON_CHARS_MAX = 100
+"""Characters of a driver's reason kept in invalid-block evidence (well inside its byte bound)."""
 RESTORED_VIEW_MARGIN = 3
 """A restored validator resumes this many views above the highest certificate its peers show (see Core)."""
 
@@ -263,7 +267,7 @@ class Core:
             self.safety = self.safety.enter(self.finalized_view + 1)
             self._persist_on_start = True
 
-        self.evidence: list[EquivocationEvidence] = []
+        self.evidence: list[MisbehaviourEvidence] = []
         self.counters: Counter[str] = Counter()
         self._evidence_keys: set[tuple[int, VoteKind, int]] = set()
         self._votes: dict[int, dict[VoteKind, dict[int, Vote]]] = {}
@@ -588,7 +592,24 @@ class Core:
         else:
             self._invalid.add(event.block_hash)
             self.counters["invalid_block_external"] += 1
+            if event.reason is not None:
+                self._record_invalid_proposal(event.block_hash, event.reason, out)
         self._rule_notarize(out)
+
+    def _record_invalid_proposal(self, block_hash: bytes, reason: str, out: list[Action]) -> None:
+        """Keep the leader's signed proposal of a block the driver found invalid (once: a block is checked once)."""
+        block = self._blocks.get(block_hash)
+        if block is None:
+            return
+        leader = self.validators.leader(block.header.view)
+        vote = self._votes.get(block.header.view, {}).get(VoteKind.NOTARIZE, {}).get(leader)
+        if vote is None or vote.block_hash != block_hash:
+            return
+        record = InvalidBlockEvidence(vote=vote, reason=reason[:INVALID_BLOCK_REASON_CHARS_MAX])
+        self.counters["invalid_proposal_evidence"] += 1
+        self.evidence.append(record)
+        del self.evidence[:-EVIDENCE_KEPT_MAX]
+        out.append(Evidence(record))
 
     def _on_proposal_ready(self, event: ProposalReady, out: list[Action]) -> None:
         block = event.block

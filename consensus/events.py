@@ -39,10 +39,15 @@ class ProposalReady:
 
 @dataclass(frozen=True)
 class BlockChecked:
-    """The driver's answer to CheckBlock: the IO-dependent rules hold (or not) for the block."""
+    """The driver's answer to CheckBlock: the IO-dependent rules hold (or not) for the block.
+
+    ``reason``: when the block is invalid (not merely uncheckable now), what is wrong with
+    it; the core then keeps the leader's signed proposal as evidence.
+    """
 
     block_hash: bytes
     valid: bool
+    reason: str | None = None
 
 
 Event = Union[Start, MessageReceived, TimerFired, ProposalReady, BlockChecked]

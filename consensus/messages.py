@@ -326,6 +326,9 @@ class EquivocationEvidence:
     def view(self) -> int:
         return self.first.view
 
+    def describe(self) -> str:
+        return f"two {self.first.kind.name} votes in view {self.view}"
+
     def to_cbor(self) -> dict[str, Any]:
         return {"first": self.first.to_cbor(), "second": self.second.to_cbor()}
 
@@ -342,3 +345,66 @@ class EquivocationEvidence:
     @classmethod
     def decode(cls, data: bytes) -> EquivocationEvidence:
         return cls.from_cbor(cbor.decode(data, max_size=2 * (SIGNATURE_SIZE + 256)))
+
+
+INVALID_BLOCK_REASON_SIZE_MAX = 200
+
+
+@dataclass(frozen=True)
+class InvalidBlockEvidence:
+    """A leader's signed proposal of a block this validator's own checks refused.
+
+    The vote proves that validator ``signer`` proposed block ``vote.block_hash`` in
+    ``view``; ``reason`` says what was wrong with it (for example an anchor record the
+    validator's bitcoind contradicts). Unlike equivocation this is not self-proving: an
+    honest leader cannot make such a block, but a third party must re-check the reason
+    (for an anchor, against Bitcoin) before blaming the leader.
+    """
+
+    vote: Vote
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vote, Vote) or self.vote.kind != VoteKind.NOTARIZE:
+            raise MessageError("invalid-block evidence holds the leader's notarize vote")
+        if (
+            not isinstance(self.reason, str)
+            or not 0 < len(self.reason.encode()) <= INVALID_BLOCK_REASON_SIZE_MAX
+            or not self.reason.isprintable()
+        ):
+            raise MessageError(f"invalid-block evidence reason must be 1..{INVALID_BLOCK_REASON_SIZE_MAX} printable bytes")
+
+    @property
+    def signer(self) -> int:
+        return self.vote.signer
+
+    @property
+    def view(self) -> int:
+        return self.vote.view
+
+    def describe(self) -> str:
+        return f"a proposal in view {self.view} refused: {self.reason}"
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"vote": self.vote.to_cbor(), "reason": self.reason}
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> InvalidBlockEvidence:
+        fields = cbor.expect_map(value, "invalid-block evidence", {"vote", "reason"})
+        return _build(
+            lambda: cls(
+                vote=Vote.from_cbor(fields["vote"]),
+                reason=cbor.expect_text(fields["reason"], "invalid-block reason", max_size=INVALID_BLOCK_REASON_SIZE_MAX),
+            ),
+            "invalid-block evidence",
+        )
+
+    def encode(self) -> bytes:
+        return cbor.encode(self.to_cbor())
+
+    @classmethod
+    def decode(cls, data: bytes) -> InvalidBlockEvidence:
+        return cls.from_cbor(cbor.decode(data, max_size=SIGNATURE_SIZE + 2 * INVALID_BLOCK_REASON_SIZE_MAX + 256))
+
+
+MisbehaviourEvidence = Union[EquivocationEvidence, InvalidBlockEvidence]

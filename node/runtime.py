@@ -278,18 +278,19 @@ class Node:
             elif isinstance(action, RequestProposal):
                 self._start_builder(action)
             elif isinstance(action, CheckBlock):
-                valid = self._check_block(action.block, action.pending)
-                if valid and action.block.header.anchors:
+                fault = self._block_fault(action.block, action.pending)
+                if fault is None and action.block.header.anchors:
                     self._nursery.start_soon(self._check_anchors, action.block)
                     continue
-                if valid:
+                if fault is None:
                     self._keep_unfinalized(action.block)
-                await self._events_send.send(BlockChecked(action.block.hash, valid))
+                await self._events_send.send(BlockChecked(action.block.hash, fault is None, fault))
             elif isinstance(action, Finalized):
                 self._apply_finalized(action.block, action)
             elif isinstance(action, Evidence):
                 self.chain.add_evidence(action.record.encode())
-                event(log, logging.WARNING, "equivocation evidence", detail=repr(action.record)[:200])
+                event(log, logging.WARNING, "misbehaviour evidence kept", validator=action.record.signer,
+                      detail=action.record.describe()[:200])
             else:
                 raise NodeError(f"consensus asked for an unknown action {action!r}")
 
@@ -358,12 +359,15 @@ class Node:
             return True
         return bool(self._anchors_to_propose(pending))
 
-    def _check_block(self, block: Block, pending: tuple[Block, ...]) -> bool:
-        """The IO side of block validity: none of its roots is already logged or in an
-        ancestor, and its AnchorRefs name finalized ancestors, once each (their Bitcoin
-        side is checked after this, off the consensus loop: see _check_anchors)."""
-        if not self._anchor_refs_local_ok(block, pending):
-            return False
+    def _block_fault(self, block: Block, pending: tuple[Block, ...]) -> str | None:
+        """What is wrong with the IO side of a block, or None: none of its roots is already
+        logged or in an ancestor, and its AnchorRefs name finalized ancestors, once each
+        (their Bitcoin side is checked after this, off the consensus loop: see
+        _check_anchors). A fault is something no honest leader does, so the core keeps
+        the leader's signed proposal as evidence."""
+        fault = self._anchor_refs_fault(block, pending)
+        if fault is not None:
+            return fault
         in_flight = _roots_of(pending)
         roots = block.roots
         for offset in range(0, len(roots), 32):
@@ -372,13 +376,13 @@ class Node:
             if root in in_flight or (root not in self.mempool and self.log.index_of(root) is not None):
                 self.metrics.messages_rejected.labels(reason="block_repeats_root").inc()
                 event(log, logging.WARNING, "block repeats a root", height=block.header.height, root=root)
-                return False
-        return True
+                return f"repeats root {root.hex()[:16]}, already logged or in an ancestor"
+        return None
 
-    def _anchor_refs_local_ok(self, block: Block, pending: tuple[Block, ...]) -> bool:
+    def _anchor_refs_fault(self, block: Block, pending: tuple[Block, ...]) -> str | None:
         anchors = block.header.anchors
         if not anchors:
-            return True
+            return None
         ancestors = {b.hash for b in pending}
         seen: set[bytes] = set()
         for ref in anchors:
@@ -397,9 +401,9 @@ class Node:
                 self.metrics.messages_rejected.labels(reason="block_anchor_invalid").inc()
                 event(log, logging.WARNING, "block carries an invalid anchor", height=block.header.height,
                       reason=reason, anchored=ref.anchored_block_hash.hex()[:16])
-                return False
+                return f"anchor record refused: {reason}"
             seen.add(ref.anchored_block_hash)
-        return True
+        return None
 
     async def _check_anchors(self, block: Block) -> None:
         """Check a proposal's AnchorRefs with our own bitcoind, in a worker thread so the
@@ -411,6 +415,7 @@ class Node:
         a dead bitcoind never stops them; a leader offers anchors only while its bitcoind
         answers (Anchorer.refs_to_propose)."""
         valid = False
+        reason = None
         if self.anchorer is None:
             event(log, logging.WARNING, "cannot check a block's anchors: [bitcoin] is not enabled here",
                   height=block.header.height)
@@ -423,12 +428,13 @@ class Node:
                       height=block.header.height, error=str(exc)[:200])
             except AnchorRefInvalid as exc:
                 event(log, logging.WARNING, "block carries an anchor bitcoind contradicts",
-                      height=block.header.height, error=str(exc)[:200])
+                      height=block.header.height, proposer=block.header.proposer, error=str(exc)[:200])
+                reason = "".join(char if char.isprintable() else " " for char in f"anchor record refused: {exc}")
         if not valid:
             self.metrics.messages_rejected.labels(reason="block_anchor_unchecked").inc()
         else:
             self._keep_unfinalized(block)
-        await self._events_send.send(BlockChecked(block.hash, valid))
+        await self._events_send.send(BlockChecked(block.hash, valid, reason))
 
     async def _anchoring_loop(self, anchorer: Anchorer) -> None:
         """One anchoring tick at a time, in a worker thread (every bitcoind call blocks)."""

@@ -10,12 +10,12 @@ import dataclasses
 
 from proof.chain import FinalizationProof, VoteKind
 
-from consensus.actions import Persist, Send
+from consensus.actions import CheckBlock, Evidence, Persist, Send
 from consensus.catchup import build_response
 from consensus.catchup_client import CATCHUP_TIMEOUT_MS
 from consensus.core import VIEWS_RETAINED_MAX, CoreConfig
-from consensus.events import Start, TimerFired
-from consensus.messages import CatchUpRequest, CertificateMessage
+from consensus.events import BlockChecked, Start, TimerFired
+from consensus.messages import CatchUpRequest, CertificateMessage, InvalidBlockEvidence
 from consensus.safety import FINALIZE_VOTES_KEPT_MAX, SafetyState
 from tests.test_consensus_harness import Cast, fresh_roots, of_type, received, votes_in
 
@@ -267,3 +267,31 @@ def test_a_restored_core_does_not_count_its_own_certificates_or_one_peer_twice()
         core.handle(received(3, CertificateMessage(cast.certificate(NULLIFY, view))), 0)
         core.handle(received(0, CertificateMessage(cast.certificate(NULLIFY, view + 3))), 0)
     assert core.recovering
+
+
+# ---------------------------------------------------------------- a leader's invalid block is kept as evidence
+
+
+def test_a_block_the_driver_refuses_for_a_reason_keeps_the_leaders_signed_proposal_as_evidence() -> None:
+    """A leader that proposes an anchor record the validator's bitcoind contradicts (node.runtime)."""
+    cast = Cast()
+    core = cast.core()
+    block = cast.block(0)
+    actions = core.handle(received(0, cast.proposal(block)), 0)
+    assert of_type(actions, CheckBlock)
+    actions = core.handle(BlockChecked(block.hash, False, "anchor record refused: tx not in block"), 0)
+    [evidence] = [action.record for action in of_type(actions, Evidence)]
+    assert isinstance(evidence, InvalidBlockEvidence)
+    assert (evidence.signer, evidence.view, evidence.vote.block_hash) == (0, 0, block.hash)
+    assert cast.verifier.verify(0, evidence.vote.message(cast.genesis.hash), evidence.vote.signature)
+    assert InvalidBlockEvidence.decode(evidence.encode()) == evidence
+    assert votes_in(actions) == []
+
+
+def test_a_block_that_could_not_be_checked_now_is_no_evidence_against_its_leader() -> None:
+    cast = Cast()
+    core = cast.core()
+    block = cast.block(0)
+    core.handle(received(0, cast.proposal(block)), 0)
+    actions = core.handle(BlockChecked(block.hash, False), 0)  # e.g. bitcoind unavailable
+    assert of_type(actions, Evidence) == []

@@ -24,7 +24,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consensus.block import Block
-from consensus.messages import CatchUpRequest, CatchUpResponse, CertificateMessage, EquivocationEvidence, decode_message
+from consensus.messages import (
+    CatchUpRequest,
+    CatchUpResponse,
+    CertificateMessage,
+    EquivocationEvidence,
+    InvalidBlockEvidence,
+    decode_message,
+)
 from consensus.safety import SafetyState
 from journal.entry import Entry
 from journal.errors import ChainError, JournalError
@@ -67,6 +74,7 @@ RECORD_SEEDS = {
     "evidence": EquivocationEvidence(
         CAST.vote(2, VoteKind.NOTARIZE, 4, b"\1" * 32), CAST.vote(2, VoteKind.NOTARIZE, 4, b"\2" * 32)
     ).encode(),
+    "invalid-block": InvalidBlockEvidence(CAST.vote(0, VoteKind.NOTARIZE, 4, b"\1" * 32), "repeats a root").encode(),
 }
 BUNDLE_GENESIS = Genesis.decode((VECTORS / "bundles" / "genesis-v4.cbor").read_bytes())
 BUNDLE_SEEDS = [path.read_bytes() for path in sorted((VECTORS / "bundles" / "valid").glob("*v4*.cbor"))[:6]]
@@ -132,6 +140,7 @@ RECORD_DECODERS: dict[str, Callable[[bytes], object]] = {
     "block": Block.decode,
     "safety": SafetyState.decode,
     "evidence": EquivocationEvidence.decode,
+    "invalid-block": InvalidBlockEvidence.decode,
 }
 
 

@@ -269,7 +269,7 @@ class Simulation:
             return
         accused = action.record.signer
         self.evidence_against[accused] = self.evidence_against.get(accused, 0) + 1
-        self.checker.evidence(node, accused, f"{action.record.first.kind.name} votes in view {action.record.view}")
+        self.checker.evidence(node, accused, action.record.describe())
 
     def decode(self, data: bytes) -> Message:
         """Strict decode, memoized per run: a broadcast's n-1 identical copies decode once.
