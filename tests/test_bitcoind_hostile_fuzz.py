@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from anchor.payload import encode_script
 from anchor.replies import BlockInfo, ChainInfo, FinalizedPsbt, FundedTx, HeaderInfo, ProcessedPsbt, PsbtBump
-from anchor.replies import SignedTx, WalletTx
+from anchor.replies import FeeEstimate, SignedTx, WalletTx
 from anchor.rpc import BitcoindError, BitcoindRPC
 from anchor.spv import SpvMaterialError, extract_spv_material
 from anchor.state import AnchorStateError, built, encode_record
@@ -153,6 +153,9 @@ TYPED_CALLS: dict[str, tuple[Callable[[BitcoindRPC], Any], type | tuple[type, ..
     "psbtbumpfee": (lambda r: r.psbt_bump_fee(DEFAULT_MINED.txid, Decimal(5)), PsbtBump),
     "walletprocesspsbt": (lambda r: r.process_psbt("cHNidP8="), ProcessedPsbt),
     "finalizepsbt": (lambda r: r.finalize_psbt("cHNidP8="), FinalizedPsbt),
+    "getblock raw": (lambda r: r.raw_block(DEFAULT_MINED.block_hash), bytes),
+    "estimatesmartfee": (lambda r: r.fee_estimate(6), FeeEstimate),
+    "listtransactions": (lambda r: r.wallet_txids(50), tuple),
 }
 
 
