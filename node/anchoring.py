@@ -820,15 +820,46 @@ class Anchorer:
             block_hash = info.previous
         if fetched:
             self.anchors.put_headers(fetched)
-            if self._headers_synced:
-                # New blocks since the last tick (the first sync fills the cache: nothing new).
-                self._unscanned.extend((height, sha256d(raw)) for height, raw in sorted(fetched.items()))
+        relinked = self._relink_headers(lowest_btc_height)
+        if relinked:
+            replaced_low = min(relinked) if replaced_low is None else min(replaced_low, min(relinked))
+            fetched.update(relinked)
+        if fetched and self._headers_synced:
+            # New blocks since the last tick (the first sync fills the cache: nothing new).
+            self._unscanned.extend((height, sha256d(raw)) for height, raw in sorted(fetched.items()))
         self._headers_synced = True
         if replaced_low is not None:
             self._scan_from = replaced_low if self._scan_from is None else min(self._scan_from, replaced_low)
             self._block_txids.clear()
         if not met_ancestor and replaced_low is not None:
             self._alert_reorg_too_deep()
+
+    def _relink_headers(self, lowest_btc_height: int) -> dict[int, bytes]:
+        """Repair cached headers from the tip down to ``lowest_btc_height`` that do not link up.
+
+        The walk above stops at the first cached header that matches the best chain, which
+        proves nothing about heights it never reached: a height that was below every
+        followed anchor during a reorg keeps its stale header, and an anchor recorded there
+        later (a re-mined transaction moves down too) would never be confirmed. Blocks are
+        immutable, so a cache whose every header names the one below as its parent, up to
+        the best tip, is the best chain; each header that breaks the link is refetched by
+        the parent hash the header above it names (no RPC while the cache links up).
+        """
+        above = self.anchors.header_at(self._tip_height)
+        if above is None:
+            return {}
+        relinked: dict[int, bytes] = {}
+        for height in range(self._tip_height - 1, max(lowest_btc_height, 0) - 1, -1):
+            parent_hash = above[4:36]
+            cached = self.anchors.header_at(height)
+            if cached is None or sha256d(cached) != parent_hash:
+                cached = self.rpc.raw_header(parent_hash)
+                relinked[height] = cached
+            above = cached
+        if relinked:
+            self.anchors.put_headers(relinked)
+            event(log, logging.INFO, "cached Bitcoin headers repaired after a reorg", heights=sorted(relinked)[:16])
+        return relinked
 
     def _alert_reorg_too_deep(self) -> None:
         event(log, logging.ERROR, "anchor alert", kind=ALERT_REORG_TOO_DEEP,
