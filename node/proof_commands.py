@@ -150,16 +150,6 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _read_bundle(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PantheonError(f"cannot read bundle {path}: {exc.strerror}") from None
-    if len(data) > BUNDLE_SIZE_MAX:
-        raise PantheonError(f"{path} is {len(data)} bytes, larger than any bundle ({BUNDLE_SIZE_MAX})")
-    return data
-
-
 # ---------------------------------------------------------------------------- verify
 
 
@@ -290,7 +280,7 @@ def run_upgrade(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Pending -> anchored; an anchored bundle gains the confirming headers the node has since added."""
     out = out or sys.stdout
     path = Path(args.file)
-    current = Bundle.decode(_read_bundle(path))
+    current = Bundle.decode(verify_cli.read_bundle_file(path))
     data = NodeClient(args.node).proof(current.root)
     if data is None:
         raise PantheonError(f"node {args.node} has no proof for root {current.root.hex()}")
