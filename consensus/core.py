@@ -326,8 +326,12 @@ class Core:
         """A restored core that has not yet learned from its peers which views are safe to vote in."""
         return self._restored_signer is not None
 
+    def _window_floor(self) -> int:
+        """The lowest view whose votes, certificates, proposals and blocks are kept in memory."""
+        return max(self.finalized_view + 1, self.view - VIEWS_RETAINED_MAX)
+
     def footprint(self) -> Footprint:
-        floor = max(self.finalized_view + 1, self.view - VIEWS_RETAINED_MAX)
+        floor = self._window_floor()
         in_window = sum(1 for block in self._blocks.values() if block.header.view >= floor)
         return Footprint(
             views=len(self._votes),
@@ -445,7 +449,10 @@ class Core:
         if key in self._evidence_keys:
             return
         self._evidence_keys.add(key)
-        record = EquivocationEvidence(first=first, second=second)
+        self._keep_evidence(EquivocationEvidence(first=first, second=second), out)
+
+    def _keep_evidence(self, record: MisbehaviourEvidence, out: list[Action]) -> None:
+        """Keep ``record`` in the bounded ``evidence`` list and hand it to the driver."""
         self.evidence.append(record)
         del self.evidence[:-EVIDENCE_KEPT_MAX]
         out.append(Evidence(record))
@@ -505,7 +512,7 @@ class Core:
         known = self._certificates[cert.kind].get(cert.view)
         if known is not None and known.block_hash == cert.block_hash:
             if self._restored_signer is not None:
-                self._learn_safe_view(sender, cert.view, out)  # the same certificate, verified already
+                self._learn_safe_view(sender, cert.view)  # the same certificate, verified already
             if block is not None and block.hash not in self._blocks and self._block_worth_keeping(block):
                 self._blocks[block.hash] = block  # the certificate naming it is already verified
                 self._rule_notarize(out)
@@ -520,7 +527,7 @@ class Core:
             return
         self._equivocations_in(cert, out)
         if self._restored_signer is not None:
-            self._learn_safe_view(sender, cert.view, out)
+            self._learn_safe_view(sender, cert.view)
         if block is not None and self._block_worth_keeping(block):
             self._blocks.setdefault(block.hash, block)
         if known is not None:
@@ -528,7 +535,7 @@ class Core:
             return
         self._on_certificate(cert, sender, out)
 
-    def _learn_safe_view(self, sender: int, view: int, out: list[Action]) -> None:
+    def _learn_safe_view(self, sender: int, view: int) -> None:
         """A restored core: note the highest verified certificate ``sender`` has shown (see ``__init__``)."""
         signer = self._restored_signer
         assert signer is not None
@@ -605,11 +612,8 @@ class Core:
         vote = self._votes.get(block.header.view, {}).get(VoteKind.NOTARIZE, {}).get(leader)
         if vote is None or vote.block_hash != block_hash:
             return
-        record = InvalidBlockEvidence(vote=vote, reason=reason[:INVALID_BLOCK_REASON_CHARS_MAX])
         self.counters["invalid_proposal_evidence"] += 1
-        self.evidence.append(record)
-        del self.evidence[:-EVIDENCE_KEPT_MAX]
-        out.append(Evidence(record))
+        self._keep_evidence(InvalidBlockEvidence(vote=vote, reason=reason[:INVALID_BLOCK_REASON_CHARS_MAX]), out)
 
     def _on_proposal_ready(self, event: ProposalReady, out: list[Action]) -> None:
         block = event.block
@@ -1061,7 +1065,7 @@ class Core:
     # ------------------------------------------------------------------ memory bounds
 
     def _prune(self) -> None:
-        floor = max(self.finalized_view + 1, self.view - VIEWS_RETAINED_MAX)
+        floor = self._window_floor()
         for view in [v for v in self._votes if v < floor]:
             del self._votes[view]
         for kind in VoteKind:
