@@ -151,6 +151,24 @@ class ServeLimiter:
         """Take the cost of an answer just built for ``peer`` (may leave the bucket negative)."""
         self._tokens[peer] = self._tokens.get(peer, float(self._burst)) - max(answer_bytes, self._cost)
 
+    def answer(
+        self,
+        peer: int,
+        request: CatchUpRequest,
+        read_finalized: Callable[[int], tuple[Block, FinalizationProof] | None],
+        now_ms: int,
+    ) -> bytes | None:
+        """The encoded answer to ``peer``'s request, charged to its budget; None when it is spent.
+
+        What every driver does with a request (node.runtime, the simulator): one place, so
+        the bound they model is the one the node enforces.
+        """
+        if not self.allow(peer, now_ms):
+            return None
+        data = build_response(request, read_finalized).encode()
+        self.charge(peer, len(data))
+        return data
+
 
 def verify_response(
     *,

@@ -43,7 +43,7 @@ from consensus.actions import (
     SetTimer,
 )
 from consensus.block import Block, build_block
-from consensus.catchup import ServeLimiter, build_response
+from consensus.catchup import ServeLimiter
 from consensus.core import Core, CoreConfig, FinalizedTip
 from consensus.crypto import MLDSASigner, MLDSAVerifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
@@ -504,12 +504,10 @@ class Node:
 
     def _serve_catch_up(self, peer: int, request: CatchUpRequest) -> None:
         """Answer from finalized storage, within the per-peer byte budget (consensus.catchup.ServeLimiter)."""
-        now = now_ms()
-        if not self._serve_limiter.allow(peer, now):
+        payload = self._serve_limiter.answer(peer, request, self.read_finalized, now_ms())
+        if payload is None:
             self.metrics.catchup_refused.inc()
             return
-        payload = build_response(request, self.read_finalized).encode()
-        self._serve_limiter.charge(peer, len(payload))
         self.metrics.catchup_served_bytes.inc(len(payload))
         self._send(peer, Channel.CATCHUP, payload)
 

@@ -40,7 +40,7 @@ from consensus.actions import (
     SetTimer,
 )
 from consensus.block import ROOT_SIZE, Block, build_block
-from consensus.catchup import ServeLimiter, build_response
+from consensus.catchup import ServeLimiter
 from consensus.core import Core, CoreConfig, FinalizedTip
 from consensus.crypto import Signer, Verifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
@@ -237,12 +237,11 @@ class SimNode:
 
     def serve_catch_up(self, src: int, request: CatchUpRequest, now_ms: int) -> None:
         """The driver's job, as node.runtime does it: answer from the disk, rate-limited per peer."""
-        if not self.serve_limiter.allow(src, now_ms):
+        data = self.serve_limiter.answer(src, request, self.disk.read_finalized, now_ms)
+        if data is None:
             self.counters.catchup_refused += 1
             return
         self.counters.catchup_served += 1
-        data = build_response(request, self.disk.read_finalized).encode()
-        self.serve_limiter.charge(src, len(data))
         self.transmit_checked(src, data)
 
     def transmit_checked(self, to: int, data: bytes) -> None:
