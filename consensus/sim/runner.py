@@ -33,6 +33,7 @@ from consensus.sim.network import LINK_DELAY_MS_MAX, STALL_MS_MAX, LinkStats, Ne
 from consensus.sim.node import SimNode
 from consensus.sim.rng import derive_rng
 from consensus.sim.scheduler import Scheduler
+from consensus.sim.traffic import Cost, CountingVerifier, Traffic, message_kind
 from proof.errors import DecodeError
 from proof.chain import FinalizationProof, Genesis, VoteKind, verify_finalization
 from proof.mldsa import SIGNATURE_SIZE, SigningKey
@@ -166,6 +167,8 @@ class RunResult:
     real_sizes: bool = False
     rejoin_worst_ms: int = 0
     catchup_blocks: int = 0
+    cost: Cost | None = None
+    finalized_heights: int = 0
 
 
 class Simulation:
@@ -197,6 +200,8 @@ class Simulation:
         core_config = config.core_config(self.real_sizes)
         roots_per_block_max = core_config.block_roots_max
         choose = derive_rng(seed, "byzantine", "behaviour")
+        self.traffic = Traffic(n)
+        self.counting_verifiers = [CountingVerifier(self.verifier) for _ in range(n)]
         self.nodes: list[SimNode] = []
         self.behaviour_of: dict[int, str] = {}
         for index in range(n):
@@ -204,7 +209,7 @@ class Simulation:
                 index=index,
                 genesis=self.genesis,
                 signer=signers[index],
-                verifier=self.verifier,
+                verifier=self.counting_verifiers[index],
                 config=core_config,
                 mempool=RootStream(seed, index, roots_per_block_max=roots_per_block_max, full=self.real_sizes),
                 host=self,
@@ -231,6 +236,7 @@ class Simulation:
 
     def transmit(self, src: int, dst: int, data: bytes) -> None:
         now_ms = self.scheduler.now_ms
+        self.traffic.sent(src, len(data), message_kind(self.decode(data)) if src in self.checker.honest else None)
         for time_ms in self.network.transmit(src, dst, len(data), now_ms):
             self.scheduler.at(time_ms, (_DELIVER, dst, src, data))
 
@@ -426,6 +432,8 @@ class Simulation:
             real_sizes=self.real_sizes,
             rejoin_worst_ms=self.checker.rejoin_worst_ms,
             catchup_blocks=core_totals.get("catchup_blocks", 0),
+            cost=Cost.of(self.honest, self.traffic, self.counting_verifiers),
+            finalized_heights=len(self.first_final_ms),
         )
 
 
