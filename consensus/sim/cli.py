@@ -4,6 +4,9 @@ One summary line per run set, e.g.::
 
     seeds=1000 violations=0 finalized=123456 median_finality_ms=210 p99_finality_ms=980 ...
 
+``msgs_per_block``, ``bytes_per_block`` and ``verifies_per_block`` are what the honest
+validators sent and verified, summed over them, per finalized block (consensus.sim.traffic).
+
 Exit status 0 when every invariant held in every seed; 1 otherwise, after printing
 each failing seed, its violation and the exact command that replays it.
 """
@@ -54,6 +57,9 @@ class Summary:
     real_size_seeds: int = 0
     rejoin_worst_ms: int = 0
     catchup_blocks: int = 0
+    honest_msgs: int = 0
+    honest_bytes: int = 0
+    honest_verifies: int = 0
 
     def add(self, result: RunResult) -> None:
         self.seeds += 1
@@ -69,6 +75,10 @@ class Summary:
         self.real_size_seeds += result.real_sizes
         self.rejoin_worst_ms = max(self.rejoin_worst_ms, result.rejoin_worst_ms)
         self.catchup_blocks += result.catchup_blocks
+        if result.cost is not None:
+            self.honest_msgs += result.cost.msgs
+            self.honest_bytes += result.cost.bytes_sent
+            self.honest_verifies += result.cost.verifies
         if result.mean_link_delay_ms > 0:
             self.hops_per_ms.append(1.0 / result.mean_link_delay_ms)
         if result.violation is not None:
@@ -80,6 +90,7 @@ class Summary:
         median = statistics.median(latencies) if latencies else 0
         p99 = latencies[min(len(latencies) - 1, (len(latencies) * 99) // 100)] if latencies else 0
         hops_per_ms = statistics.mean(self.hops_per_ms) if self.hops_per_ms else 0.0
+        blocks = max(1, self.finalized)
         return (
             f"seeds={self.seeds} violations={self.violations} finalized={self.finalized} "
             f"median_finality_ms={median:g} p99_finality_ms={p99} "
@@ -88,6 +99,8 @@ class Summary:
             f"invalid_proposals={self.invalid_proposals} steps={self.steps} "
             f"real_size_seeds={self.real_size_seeds} catchup_blocks={self.catchup_blocks} "
             f"rejoin_worst_ms={self.rejoin_worst_ms} "
+            f"msgs_per_block={self.honest_msgs / blocks:.1f} bytes_per_block={self.honest_bytes / blocks:.0f} "
+            f"verifies_per_block={self.honest_verifies / blocks:.1f} "
             f"sec_per_seed={seconds / max(1, self.seeds):.3f}"
         )
 
