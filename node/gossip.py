@@ -1,9 +1,10 @@
 """Roots gossiped by peers: admitted within a budget per peer, a chunk at a time.
 
 Why a budget. A gossip frame is up to 4 MiB (131,040 roots), each costing a LevelDB
-lookup and a write, and gossip needs no token: before this, a validator could fill every
-other validator's mempool (and, through their blocks, the permanent log) and keep each
-event loop busy for the length of one frame. Now each peer has
+lookup (gossiped roots are held in memory only: node.mempool), and gossip needs no
+token: before this, a validator could fill every other validator's mempool (and,
+through their blocks, the permanent log) and keep each event loop busy for the length
+of one frame. Now each peer has
 
 - a **rate**: a bucket of ``burst_roots`` refilled at ``roots_per_s``, charged for every
   root of a frame it lets through (a root already waiting costs a lookup too);
@@ -41,8 +42,8 @@ from node.metrics import NodeMetrics
 log = logging.getLogger("pantheon.gossip")
 
 GOSSIP_CHUNK_ROOTS = 1024
-"""Roots admitted between two checkpoints: about 6 ms of lookups and one batch write (a full
-frame in one go held the event loop for about 180 ms)."""
+"""Roots admitted between two checkpoints: a few ms of lookups (a full frame in one go held
+the event loop for about 180 ms)."""
 DROP_LOG_INTERVAL_S = 60.0
 """Dropped gossip is logged at most this often per peer (a peer at its budget must not flood the log)."""
 
@@ -112,7 +113,7 @@ class GossipAdmission:
                 break
             count = min(GOSSIP_CHUNK_ROOTS, allowed - done, room, gossip_room)
             chunk = payload[done * ROOT_SIZE : (done + count) * ROOT_SIZE]
-            new += len(self.mempool.admit(chunk, received_at_ms, owner=owner, sync=False).new_roots) // ROOT_SIZE
+            new += len(self.mempool.admit(chunk, received_at_ms, owner=owner, durable=False).new_roots) // ROOT_SIZE
             done += count
             await trio.lowlevel.checkpoint()
         if total > allowed:

@@ -18,9 +18,16 @@ Two rules keep one owner from crowding out the others (issue 14, finding 4):
   the others. A backlog of N roots from one token therefore delays nobody else's root
   by N / block_roots_max blocks: it only shares each block.
 
+Durable or not. A root a producer submitted here is *durable*: its entry is written
+(synced) before its receipt goes out, and deleted in its finalization batch. A root a
+peer gossiped is held in memory only: the peer that acknowledged it holds it synced,
+so writing it again here (and deleting it again at finalization) would double every
+validator's writes for nothing. A submission of a root that is waiting here as gossip
+makes it durable. After a restart only the durable roots are back.
+
 Roots travel as one ``bytes`` of n*32 concatenated digests. In memory each root costs
-one dict entry (its value packs the arrival time and the owner's number) and one slot
-in its owner's queue.
+one dict entry (its value packs the arrival time, the durable bit and the owner's
+number) and one slot in its owner's queue.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ _STAMP = struct.Struct(">Q")
 written before owners were kept: they count as one owner, ``""``)."""
 OWNER_BITS = 32
 _OWNER_MASK = (1 << OWNER_BITS) - 1
+_DURABLE = 1 << OWNER_BITS
+_STAMP_SHIFT = OWNER_BITS + 1
 QUEUE_SLACK_ROOTS = 1024
 """An owner's queue is rebuilt when it holds this many more finalized (stale) roots than
 twice its waiting ones: its memory stays within about twice what the owner holds."""
@@ -63,12 +72,16 @@ class Admission:
     """What happened to each root of one submission, positionally.
 
     ``new``: stored now; ``pending``: already waiting here; ``logged``: already in
-    the log (its index in ``indices``; -1 for the others).
+    the log (its index in ``indices``; -1 for the others). ``to_persist``: the roots this
+    admission makes durable (the new ones, and those that waited here as gossip), and
+    ``entry`` the value their records hold.
     """
 
     states: tuple[str, ...]
     indices: tuple[int, ...]
     new_roots: bytes
+    to_persist: bytes = b""
+    entry: bytes = b""
 
 
 def split_roots(data: bytes) -> list[bytes]:
@@ -85,7 +98,8 @@ class Mempool:
         self.roots_max = roots_max
         self.share_roots_max = roots_max if share_roots_max is None else share_roots_max
         self._pending: dict[bytes, int] = {}
-        """root -> arrival ms << OWNER_BITS | owner number; insertion order is arrival order."""
+        """root -> arrival ms << (OWNER_BITS + 1) | durable bit << OWNER_BITS | owner number;
+        insertion order is arrival order."""
         self._owner_names: list[str] = []
         self._owner_numbers: dict[str, int] = {}
         self._held: collections.Counter[int] = collections.Counter()
@@ -100,7 +114,7 @@ class Mempool:
             else:
                 logged.append(key)
         for received_at_ms, root, owner in sorted(stored):
-            self._add(root, received_at_ms, self._number_of(owner))
+            self._add(root, received_at_ms, self._number_of(owner), durable=True)
         if logged:
             with store.batch(sync=True) as batch:
                 for key in logged:
@@ -121,18 +135,28 @@ class Mempool:
         """New roots ``owner`` could add now: within its share and within the whole bound."""
         return max(0, min(self.share_roots_max - self.held_by(owner), self.roots_max - len(self._pending)))
 
-    def admit(self, roots: bytes, received_at_ms: int, *, owner: str = "", sync: bool = True) -> Admission:
-        """Store every root that is new, as ``owner``'s; classify the rest. All or nothing:
+    def admit(
+        self, roots: bytes, received_at_ms: int, *, owner: str = "", durable: bool = True, write: bool = True
+    ) -> Admission:
+        """Take every root that is new, as ``owner``'s; classify the rest. All or nothing:
         :class:`MempoolFull` or :class:`ShareExceeded` leave the mempool as it was.
 
-        Durable when this returns with ``sync`` (what a receipt promises). Roots gossiped
-        by a peer are admitted without: the peer that acknowledged them holds them synced.
+        ``durable`` (a producer's submission): with ``write``, durable when this returns
+        (what a receipt promises); without, the caller writes ``to_persist`` with
+        :meth:`stage` in a synced batch of its own (one for many submissions: a group
+        commit) and gives the receipt only after that batch, or calls :meth:`abandon`.
+        Not ``durable`` (roots a peer gossiped): held in memory only.
         """
         states: list[str] = []
         indices: list[int] = []
         fresh: dict[bytes, None] = {}
+        volatile: list[bytes] = []
+        pending = self._pending
         for root in split_roots(roots):
-            if root in self._pending or root in fresh:
+            value = pending.get(root)
+            if value is not None or root in fresh:
+                if durable and value is not None and not value & _DURABLE:
+                    volatile.append(root)
                 states.append("pending")
                 indices.append(-1)
                 continue
@@ -144,9 +168,9 @@ class Mempool:
             fresh[root] = None
             states.append("new")
             indices.append(-1)
-        if len(self._pending) + len(fresh) > self.roots_max:
+        if len(pending) + len(fresh) > self.roots_max:
             raise MempoolFull(
-                f"mempool holds {len(self._pending)} of {self.roots_max} roots; "
+                f"mempool holds {len(pending)} of {self.roots_max} roots; "
                 f"{len(fresh)} more do not fit"
             )
         held = self.held_by(owner)
@@ -156,15 +180,44 @@ class Mempool:
                 f"(of {self.roots_max}); {len(fresh)} more do not fit until some are in blocks",
                 owner,
             )
+        new_roots = b"".join(fresh)
+        admission = Admission(tuple(states), tuple(indices), new_roots)
+        if durable and (fresh or volatile):
+            admission = Admission(admission.states, admission.indices, new_roots,
+                                  new_roots + b"".join(volatile), _STAMP.pack(received_at_ms) + owner.encode("utf-8"))
+            if write:
+                with self._store.batch(sync=True) as batch:
+                    self.stage(admission, batch)
         if fresh:
-            entry = _STAMP.pack(received_at_ms) + owner.encode("utf-8")
-            with self._store.batch(sync=sync) as batch:
-                for root in fresh:
-                    batch.put(keys.MEMPOOL + root, entry)
             number = self._number_of(owner)
             for root in fresh:
-                self._add(root, received_at_ms, number)
-        return Admission(tuple(states), tuple(indices), b"".join(fresh))
+                self._add(root, received_at_ms, number, durable=durable)
+        for root in volatile:
+            pending[root] |= _DURABLE
+        return admission
+
+    def stage(self, admission: Admission, batch: BatchWriter) -> None:
+        """Put the records that make ``admission``'s roots durable into ``batch``."""
+        data, entry = admission.to_persist, admission.entry
+        for offset in range(0, len(data), ROOT_SIZE):
+            batch.put(keys.MEMPOOL + data[offset : offset + ROOT_SIZE], entry)
+
+    def abandon(self, admission: Admission) -> None:
+        """The batch holding ``admission``'s records failed: its roots stay waiting, as gossip
+        does (nothing durable was promised for them)."""
+        pending = self._pending
+        for root in split_roots(admission.to_persist):
+            value = pending.get(root)
+            if value is not None:
+                pending[root] = value & ~_DURABLE
+
+    def not_waiting(self, roots: frozenset[bytes]) -> set[bytes]:
+        """Those of ``roots`` that do not wait here (one C-level set operation, not a loop)."""
+        return roots.difference(self._pending)
+
+    def is_durable(self, root: bytes) -> bool:
+        """Whether ``root`` waits here with its record written (or being written)."""
+        return bool(self._pending.get(root, 0) & _DURABLE)
 
     def take(self, roots_max: int, exclude: Container[bytes] = frozenset()) -> bytes:
         """Up to ``roots_max`` roots not in ``exclude`` (roots already in flight), split evenly
@@ -189,9 +242,12 @@ class Mempool:
         return b"".join(chosen)
 
     def remove(self, roots: bytes, batch: BatchWriter) -> None:
-        """Delete finalized roots inside the caller's finalization batch."""
+        """Delete the records of finalized roots inside the caller's finalization batch (only
+        durable roots have one)."""
+        pending = self._pending
         for root in split_roots(roots):
-            batch.delete(keys.MEMPOOL + root)
+            if pending.get(root, 0) & _DURABLE:
+                batch.delete(keys.MEMPOOL + root)
 
     def forget(self, roots: bytes) -> None:
         """Drop finalized roots from memory after their batch was written."""
@@ -207,7 +263,7 @@ class Mempool:
 
     def oldest_received_at_ms(self) -> int | None:
         value = next(iter(self._pending.values()), None)
-        return None if value is None else value >> OWNER_BITS
+        return None if value is None else value >> _STAMP_SHIFT
 
     def _number_of(self, owner: str) -> int:
         """The owner's number: bounded by the tokens file and the validator set, plus the owners
@@ -219,8 +275,8 @@ class Mempool:
             self._queues[number] = collections.deque()
         return number
 
-    def _add(self, root: bytes, received_at_ms: int, number: int) -> None:
-        self._pending[root] = received_at_ms << OWNER_BITS | number
+    def _add(self, root: bytes, received_at_ms: int, number: int, *, durable: bool) -> None:
+        self._pending[root] = received_at_ms << _STAMP_SHIFT | (_DURABLE if durable else 0) | number
         self._held[number] += 1
         self._queues[number].append(root)
 

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from node.mempool import Mempool, MempoolFull
+from node.mempool import Mempool, MempoolFull, split_roots
+from storage import keys
 from storage.db import Store
 from storage.merkle_log import MerkleLog
 
@@ -85,7 +86,7 @@ def test_roots_not_a_multiple_of_32_bytes_are_refused(store):
 
 
 def test_roots_that_reached_the_log_are_dropped_from_the_mempool_at_start(tmp_path):
-    """A stored mempool entry for a logged root (e.g. a gossip write racing a finalization) is cleaned up."""
+    """A stored mempool entry for a logged root (e.g. a group commit racing a finalization) is cleaned up."""
     with Store(tmp_path / "db") as store:
         log = MerkleLog(store)
         Mempool(store, log, roots_max=100).admit(roots(1, 2), received_at_ms=10)
@@ -95,3 +96,63 @@ def test_roots_that_reached_the_log_are_dropped_from_the_mempool_at_start(tmp_pa
         assert pool.take(10) == roots(2)
     with Store(tmp_path / "db") as store:
         assert len(Mempool(store, MerkleLog(store), roots_max=100)) == 1
+
+
+def _stored(store: Store) -> int:
+    return sum(1 for _ in store.iterate(keys.MEMPOOL))
+
+
+def test_gossiped_roots_are_held_in_memory_only_and_are_gone_after_a_restart(tmp_path):
+    with Store(tmp_path / "db") as store:
+        pool = Mempool(store, MerkleLog(store), roots_max=100)
+        assert pool.admit(roots(1, 2), received_at_ms=10, owner="peer:1", durable=False).states == ("new", "new")
+        assert len(pool) == 2 and not pool.is_durable(roots(1))
+        assert _stored(store) == 0
+    with Store(tmp_path / "db") as store:
+        assert len(Mempool(store, MerkleLog(store), roots_max=100)) == 0
+
+
+def test_submitting_a_root_that_waits_as_gossip_makes_it_durable(tmp_path):
+    with Store(tmp_path / "db") as store:
+        pool = Mempool(store, MerkleLog(store), roots_max=100)
+        pool.admit(roots(1), received_at_ms=10, owner="peer:1", durable=False)
+        admission = pool.admit(roots(1, 2), received_at_ms=11, owner="producer")
+        assert admission.states == ("pending", "new")
+        assert sorted(split_roots(admission.to_persist)) == sorted(split_roots(roots(1, 2)))
+        assert pool.is_durable(roots(1)) and pool.is_durable(roots(2))
+    with Store(tmp_path / "db") as store:
+        assert Mempool(store, MerkleLog(store), roots_max=100).take(10) in (roots(1, 2), roots(2, 1))
+
+
+def test_finalizing_deletes_the_records_of_durable_roots_only(store):
+    pool = Mempool(store, MerkleLog(store), roots_max=100)
+    pool.admit(roots(1), received_at_ms=10, owner="producer")
+    pool.admit(roots(2), received_at_ms=10, owner="peer:1", durable=False)
+    deleted = []
+
+    class Recorder:
+        def put(self, key: bytes, value: bytes) -> None:
+            raise AssertionError("finalizing writes no mempool record")
+
+        def delete(self, key: bytes) -> None:
+            deleted.append(key)
+
+    pool.remove(roots(1, 2, 3), Recorder())
+    assert deleted == [keys.MEMPOOL + roots(1)]
+
+
+def test_an_admission_left_unwritten_is_durable_only_once_its_records_are_staged(store):
+    pool = Mempool(store, MerkleLog(store), roots_max=100)
+    admission = pool.admit(roots(1, 2), received_at_ms=10, owner="producer", write=False)
+    assert _stored(store) == 0
+    with store.batch() as batch:
+        pool.stage(admission, batch)
+    assert _stored(store) == 2
+
+
+def test_an_abandoned_admission_leaves_its_roots_waiting_but_not_durable(store):
+    pool = Mempool(store, MerkleLog(store), roots_max=100)
+    admission = pool.admit(roots(1, 2), received_at_ms=10, owner="producer", write=False)
+    pool.abandon(admission)
+    assert len(pool) == 2 and not pool.is_durable(roots(1)) and not pool.is_durable(roots(2))
+    assert pool.admit(roots(1), received_at_ms=11, owner="producer").to_persist == roots(1)
