@@ -68,6 +68,12 @@ class NodeMetrics:
             "pantheon_p2p_handshake_failures", "p2p handshakes refused, by reason (docs/p2p.md)", ["reason"], registry=r
         )
         self._handshake_failures_seen: dict[str, int] = {}
+        self.submit_flushes = Counter(
+            "pantheon_submit_flushes", "Synced batches that made submissions durable (node.group_commit)", registry=r
+        )
+        self.submit_flush_requests = Counter(
+            "pantheon_submit_flush_requests", "Submissions made durable by those batches", registry=r
+        )
         self.finalize_latency = Histogram(
             "pantheon_finalize_latency_seconds",
             "From a root's acceptance to its block's finalization",

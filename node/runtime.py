@@ -11,8 +11,9 @@ A finalized block is applied in one atomic batch: its header and finalization pr
 the log append of its roots, and the removal of those roots from the mempool. After
 a crash the node therefore restarts with either all of a block or none of it.
 
-Submitted roots are stored (synced) before the HTTP receipt is sent, then gossiped to
-every peer, so whichever validator leads next can propose them.
+Submitted roots are gossiped to every peer, so whichever validator leads next can
+propose them, and stored: the receipt is sent only once their synced batch is written
+(one batch for all the submissions that arrive together: node.group_commit).
 
 Tasks: p2p manager, inbound pump, consensus loop, view timer, block builder, HTTP
 server, and a signal watcher. Any task that fails cancels the nursery: the node stops
@@ -57,6 +58,7 @@ from node.byte_budget import ByteBudget
 from node.commands import read_genesis
 from node.config import Config
 from node.gossip import GossipAdmission
+from node.group_commit import GroupCommit
 from node.http_server import HTTPSettings, serve_api
 from node.keyfiles import read_key_file
 from node.logs import event
@@ -82,6 +84,8 @@ PEER_EVENTS_BYTES_MAX = 64 * 1024 * 1024
 BUILDER_POLL_S = 1.0
 GOSSIP_ROOTS_PER_FRAME_MAX = (MAX_FRAME_BYTES - 1024) // 32
 SUBMIT_IN_FLIGHT_MAX = 64
+ROOT_SETS_MAX = 64
+"""Unfinalized blocks whose root sets are kept (Node._root_set): more than ever wait on one chain."""
 
 
 class NodeError(PantheonError):
@@ -130,6 +134,7 @@ class Node:
         self.gossip = GossipAdmission(self.mempool, self.metrics, roots_per_s=config.p2p.gossip_roots_per_s,
                                       burst_roots=config.p2p.gossip_burst_roots,
                                       gossip_roots_max=config.mempool.gossip_roots_max)
+        self.group_commit = GroupCommit(self.store, self.mempool, self._flushed)
         self._serve_limiter = ServeLimiter()
         safety_raw = self.chain.load_safety()
         self._unfinalized: dict[bytes, int] = {}
@@ -174,6 +179,7 @@ class Node:
         self._builder_scope: trio.CancelScope | None = None
         self._mempool_changed = trio.Event()
         self._submits_in_flight = 0
+        self._root_sets: collections.OrderedDict[bytes, frozenset[bytes]] = collections.OrderedDict()
         self.api_url: str | None = None
         self.sync_metrics()
 
@@ -188,6 +194,7 @@ class Node:
                 await nursery.start(self.peers.run)
                 nursery.start_soon(self._pump_inbound)
                 nursery.start_soon(self._consensus_loop)
+                nursery.start_soon(self.group_commit.run)
                 if self.anchorer is not None:
                     nursery.start_soon(self._anchoring_loop, self.anchorer)
                 self.api_url = await nursery.start(self._serve_http)
@@ -333,7 +340,7 @@ class Node:
                     self._mempool_changed = trio.Event()
                     with trio.move_on_at(min(give_up_at, trio.current_time() + BUILDER_POLL_S)):
                         await self._mempool_changed.wait()
-                in_flight = _roots_of(request.pending)
+                in_flight = self._roots_of(request.pending)
                 roots = self.mempool.take(self.config.consensus.block_roots_max, exclude=in_flight)
                 block = build_block(
                     genesis=self.genesis,
@@ -355,7 +362,7 @@ class Node:
         return self.anchorer.refs_to_propose(now_ms(), (ref for block in pending for ref in block.header.anchors))
 
     def _proposable(self, pending: tuple[Block, ...]) -> bool:
-        if len(self.mempool) and self.mempool.take(1, exclude=_roots_of(pending)):
+        if len(self.mempool) and self.mempool.take(1, exclude=self._roots_of(pending)):
             return True
         return bool(self._anchors_to_propose(pending))
 
@@ -368,16 +375,34 @@ class Node:
         fault = self._anchor_refs_fault(block, pending)
         if fault is not None:
             return fault
-        in_flight = _roots_of(pending)
-        roots = block.roots
-        for offset in range(0, len(roots), 32):
-            root = roots[offset : offset + 32]
-            # A root in our mempool is not logged (the mempool never holds a logged root).
-            if root in in_flight or (root not in self.mempool and self.log.index_of(root) is not None):
-                self.metrics.messages_rejected.labels(reason="block_repeats_root").inc()
-                event(log, logging.WARNING, "block repeats a root", height=block.header.height, root=root)
-                return f"repeats root {root.hex()[:16]}, already logged or in an ancestor"
+        roots = self._root_set(block)
+        repeated = self._roots_of(pending).first_shared(roots)
+        if repeated is None:
+            # A root waiting in our mempool is not logged (the mempool never holds a logged root),
+            # so only the others cost a lookup.
+            repeated = next((root for root in self.mempool.not_waiting(roots) if self.log.index_of(root) is not None),
+                            None)
+        if repeated is not None:
+            self.metrics.messages_rejected.labels(reason="block_repeats_root").inc()
+            event(log, logging.WARNING, "block repeats a root", height=block.header.height, root=repeated)
+            return f"repeats root {repeated.hex()[:16]}, already logged or in an ancestor"
         return None
+
+    def _root_set(self, block: Block) -> frozenset[bytes]:
+        """The roots of ``block`` as a set, computed once per block while it is unfinalized (a
+        block's roots are checked against every later proposal that builds on it)."""
+        roots = self._root_sets.get(block.hash)
+        if roots is None:
+            data = block.roots
+            roots = frozenset(data[i : i + 32] for i in range(0, len(data), 32))
+            self._root_sets[block.hash] = roots
+            while len(self._root_sets) > ROOT_SETS_MAX:
+                self._root_sets.popitem(last=False)
+        return roots
+
+    def _roots_of(self, blocks: Iterable[Block]) -> _InAny:
+        """The roots of unfinalized ancestors, which a new block must not repeat."""
+        return _InAny([self._root_set(block) for block in blocks])
 
     def _anchor_refs_fault(self, block: Block, pending: tuple[Block, ...]) -> str | None:
         anchors = block.header.anchors
@@ -519,15 +544,19 @@ class Node:
         self._submits_in_flight += 1
         try:
             received_at = now_ms()
-            admission = self.mempool.admit(roots, received_at, owner=submitter)
+            admission = self.mempool.admit(roots, received_at, owner=submitter, write=False)
+            flush = self.group_commit.add(admission)
+            if admission.new_roots:
+                for start in range(0, len(admission.new_roots), GOSSIP_ROOTS_PER_FRAME_MAX * 32):
+                    self.peers.broadcast(
+                        Channel.GOSSIP, admission.new_roots[start : start + GOSSIP_ROOTS_PER_FRAME_MAX * 32]
+                    )
+                self.metrics.roots_submitted.inc(len(admission.new_roots) // 32)
+                self.sync_metrics()
+                self._mempool_changed.set()
+            await self.group_commit.wait(flush)
         finally:
             self._submits_in_flight -= 1
-        if admission.new_roots:
-            for start in range(0, len(admission.new_roots), GOSSIP_ROOTS_PER_FRAME_MAX * 32):
-                self.peers.broadcast(Channel.GOSSIP, admission.new_roots[start : start + GOSSIP_ROOTS_PER_FRAME_MAX * 32])
-            self.metrics.roots_submitted.inc(len(admission.new_roots) // 32)
-            self.sync_metrics()
-            self._mempool_changed.set()
         receipts = []
         for position, state in enumerate(admission.states):
             root = roots[position * 32 : position * 32 + 32]
@@ -536,6 +565,10 @@ class Node:
                 Receipt(root, "certified" if state == "logged" else "pending", received_at, index if index >= 0 else None)
             )
         return receipts
+
+    def _flushed(self, requests: int, _roots: int) -> None:
+        self.metrics.submit_flushes.inc()
+        self.metrics.submit_flush_requests.inc(requests)
 
     def sync_metrics(self) -> None:
         self.metrics.height.set(self.chain.tip_height)
@@ -585,12 +618,21 @@ def _channel_of(message: Message) -> Channel:
     return Channel.CATCHUP if isinstance(message, (CatchUpRequest, CatchUpResponse)) else Channel.CONSENSUS
 
 
-def _roots_of(blocks: Iterable[Block]) -> set[bytes]:
-    roots: set[bytes] = set()
-    for block in blocks:
-        data = block.roots
-        roots.update(data[i : i + 32] for i in range(0, len(data), 32))
-    return roots
+class _InAny:
+    """Membership in any of several sets, without building their union."""
+
+    def __init__(self, sets: list[frozenset[bytes]]) -> None:
+        self._sets = [roots for roots in sets if roots]
+
+    def __contains__(self, root: object) -> bool:
+        return any(root in roots for roots in self._sets)
+
+    def first_shared(self, roots: frozenset[bytes]) -> bytes | None:
+        """A root of ``roots`` that one of the sets holds, or None (set operations in C)."""
+        for held in self._sets:
+            if not held.isdisjoint(roots):
+                return next(iter(held & roots))
+        return None
 
 
 async def run_until_signalled(node: Node) -> None:
