@@ -1,15 +1,26 @@
-"""Throughput and latency of a 4-validator network on this machine (not a test).
+"""``pantheon bench``: throughput and latency of a 4-validator network of real processes.
 
-Starts a fresh devnet (real node processes, no Bitcoin), then for ``--seconds``:
-- loader threads POST batches of 1,000 random roots as fast as the nodes accept them
-  (round robin over the nodes, honouring 429/503 Retry-After);
-- a probe thread submits one root every 200 ms and polls it until it is certified,
-  which gives submit -> certified latency under that load.
-Prints finalized roots/s (log growth at node 0), acknowledged roots/s, latency
-p50/p99, and as a same-run reference the single-process Merkle log append rate
-(what one validator's storage alone can do), with the ratio between them.
+Not a test: it prints figures, one ``name=value`` line each, for scripts to read.
 
-Run: ``.venv/bin/python -m bench.network_bench [--seconds 20] [--loaders 2]``
+The run, on this machine:
+
+1. **Reference.** One process doing the least work a root costs a validator: the leaf
+   hash, the tree nodes and the index entry (``MerkleLog.append``), one synced LevelDB
+   batch per 1,000 roots, and one 4-signer ML-DSA-65 certificate signed and verified per
+   batch. Every validator repeats this work, so four of them sharing the cores can reach
+   at most ``cores / 4`` of it (0.5 on two cores).
+2. **Saturation.** A fresh devnet (real ``pantheon node run`` processes, real P2P and
+   LevelDB; regtest anchoring with ``--bitcoin``), driven for ``--seconds`` by loader
+   threads that POST batches of 1,000 roots through the HTTP batch API as fast as the
+   nodes accept them (round robin, honouring 429/503 Retry-After). Probes submit one root
+   every 200 ms and poll it until it is certified (and anchored, with ``--bitcoin``).
+3. **Half load.** For half as long, the loaders are paced at half the finalized rate of
+   step 2, and the probes measure latency again.
+
+``--profile DIR`` samples node 0 with py-spy during saturation and prints its top
+functions (a ``# `` comment block) and writes the raw samples to DIR.
+
+Run: ``pantheon bench [--seconds 60] [--bitcoin] [--profile DIR]`` or ``make bench``.
 """
 
 from __future__ import annotations
@@ -18,21 +29,62 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from devnet import cluster
-from storage.db import Store
-from storage.merkle_log import MerkleLog
-from tests.network_harness import Network, wait_until
 
 BATCH_ROOTS = 1_000
 PROBE_INTERVAL_S = 0.2
 PROBE_POLL_S = 0.01
+REFERENCE_ROOTS = 200_000
+CERTIFICATE_SIGNERS = 4
+WARMUP_S = 5.0
+PROFILE_TOP = 25
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    """The bench could not run as asked (the network did not come up, a tool is missing)."""
+
+
+# ---- the same-run reference ------------------------------------------------------
+
+
+def reference_roots_per_s(roots_total: int = REFERENCE_ROOTS) -> float:
+    """Roots/s of one process doing a validator's least work per root (see the module docstring)."""
+    from proof.mldsa import SigningKey, verify
+    from storage.db import Store
+    from storage.merkle_log import MerkleLog
+
+    keys = [SigningKey.generate() for _ in range(CERTIFICATE_SIGNERS)]
+    batches = [os.urandom(32 * BATCH_ROOTS) for _ in range(roots_total // BATCH_ROOTS)]
+    with tempfile.TemporaryDirectory() as directory, Store(Path(directory) / "db") as store:
+        log = MerkleLog(store)
+        started = time.perf_counter()
+        for batch in batches:
+            log.append(batch)
+            message = log.root()
+            for key in keys:
+                if not verify(key.public_key, message, key.sign(message)):
+                    raise BenchError("the reference certificate does not verify")
+        return len(batches) * BATCH_ROOTS / (time.perf_counter() - started)
+
+
+# ---- talking to the nodes --------------------------------------------------------
 
 
 class Client:
@@ -40,7 +92,7 @@ class Client:
 
     def __init__(self, url: str, token: str) -> None:
         parsed = urlparse(url)
-        self.address = (parsed.hostname, parsed.port)
+        self.address = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.connection = http.client.HTTPConnection(*self.address, timeout=30)
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
 
@@ -50,7 +102,7 @@ class Client:
                 self.connection.request(method, path, body=body, headers=self.headers)
                 response = self.connection.getresponse()
                 return response.status, response.read(), response.getheader("Retry-After")
-            except (http.client.RemoteDisconnected, ConnectionError):
+            except (http.client.HTTPException, ConnectionError):
                 self.connection.close()
                 self.connection = http.client.HTTPConnection(*self.address, timeout=30)
                 if attempt:
@@ -65,47 +117,130 @@ class Client:
         status, body, _ = self._request("GET", f"/v1/roots/{root.hex()}")
         return json.loads(body)["state"] if status == 200 else None
 
-    def log_size(self) -> int:
-        return json.loads(self._request("GET", "/healthz")[1])["log_size"]
+    def health(self) -> dict[str, Any]:
+        return json.loads(self._request("GET", "/healthz")[1])
+
+    def close(self) -> None:
+        self.connection.close()
 
 
-def loader(state: cluster.DevnetState, offset: int, stop: threading.Event, counts: list[int]) -> None:
+def wait_for(predicate: Callable[[], bool], *, deadline_s: float, what: str) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (OSError, http.client.HTTPException, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise BenchError(f"timed out after {deadline_s:.0f} s waiting for {what}")
+
+
+# ---- load and probes -------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """Shared by the loader threads: the pace (None: as fast as accepted) and the counts."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    roots_per_s: float | None = None
+    accepted: int = 0
+    refused: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def loader(state: cluster.DevnetState, offset: int, loaders: int, load: Load) -> None:
     clients = [Client(node.api_url, state.token) for node in state.nodes]
     turn = offset
-    while not stop.is_set():
+    next_at = time.monotonic()
+    while not load.stop.is_set():
+        if load.roots_per_s is not None:
+            next_at += BATCH_ROOTS * loaders / load.roots_per_s
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_at = time.monotonic()
         status, retry_after_s = clients[turn % len(clients)].submit(os.urandom(32 * BATCH_ROOTS))
         turn += 1
-        if status == 202:
-            counts[offset] += BATCH_ROOTS
-        else:
-            time.sleep(max(retry_after_s, 0.05))
+        with load.lock:
+            if status == 202:
+                load.accepted += BATCH_ROOTS
+            else:
+                load.refused += BATCH_ROOTS
+        if status != 202:
+            time.sleep(min(max(retry_after_s, 0.05), 1.0))
+    for client in clients:
+        client.close()
 
 
-def prober(state: cluster.DevnetState, stop: threading.Event, latencies_ms: list[float]) -> None:
-    submit = Client(state.nodes[0].api_url, state.token)
-    poll = Client(state.nodes[1].api_url, state.token)
-    while not stop.is_set():
+@dataclass
+class Probes:
+    stop: threading.Event = field(default_factory=threading.Event)
+    certified_ms: list[float] = field(default_factory=list)
+    anchored_ms: list[float] = field(default_factory=list)
+    pending_anchor: list[tuple[bytes, float, int]] = field(default_factory=list)
+
+
+def prober(state: cluster.DevnetState, probes: Probes, anchors: bool) -> None:
+    """Submit a root every PROBE_INTERVAL_S to the nodes in turn; time it to certified on the
+    node it went to (and, with ``anchors``, follow it to anchored)."""
+    clients = [Client(node.api_url, state.token) for node in state.nodes]
+    turn = 0
+    while not probes.stop.is_set():
+        client = clients[turn % len(clients)]
+        turn += 1
         root = os.urandom(32)
         started = time.monotonic()
-        status, _ = submit.submit(root)
+        status, _ = client.submit(root)
         if status != 202:
             time.sleep(PROBE_INTERVAL_S)
             continue
-        while not stop.is_set() and poll.state(root) != "certified":
+        while not probes.stop.is_set() and client.state(root) not in ("certified", "anchored"):
             time.sleep(PROBE_POLL_S)
-        if not stop.is_set():
-            latencies_ms.append((time.monotonic() - started) * 1000)
+        if probes.stop.is_set():
+            break
+        probes.certified_ms.append((time.monotonic() - started) * 1000)
+        if anchors and len(probes.pending_anchor) < 64:
+            probes.pending_anchor.append((root, started, turn % len(clients)))
         time.sleep(max(0.0, PROBE_INTERVAL_S - (time.monotonic() - started)))
+    for client in clients:
+        client.close()
 
 
-def reference_append_rate(roots_total: int = 200_000) -> float:
-    with tempfile.TemporaryDirectory() as directory, Store(Path(directory) / "db") as store:
-        log = MerkleLog(store)
-        batches = [os.urandom(32 * BATCH_ROOTS) for _ in range(roots_total // BATCH_ROOTS)]
-        started = time.perf_counter()
-        for batch in batches:
-            log.append(batch)
-        return roots_total / (time.perf_counter() - started)
+def anchor_watcher(state: cluster.DevnetState, probes: Probes, stop: threading.Event) -> None:
+    """Poll the certified probes until each is anchored (a Bitcoin checkpoint covers it)."""
+    clients = [Client(node.api_url, state.token) for node in state.nodes]
+    while not stop.is_set():
+        for entry in list(probes.pending_anchor):
+            root, started, index = entry
+            if clients[index].state(root) == "anchored":
+                probes.anchored_ms.append((time.monotonic() - started) * 1000)
+                probes.pending_anchor.remove(entry)
+        time.sleep(0.25)
+    for client in clients:
+        client.close()
+
+
+# ---- process figures -------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_high_water_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"/proc/{pid}/status has no VmHWM")
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(child.stat().st_size for child in path.rglob("*") if child.is_file())
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -113,52 +248,239 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+# ---- profile ---------------------------------------------------------------------
+
+
+@contextmanager
+def profiled(pid: int, directory: Path | None, seconds: float) -> Iterator[list[str]]:
+    """Sample ``pid`` with py-spy for ``seconds`` while the body runs; yields the lines of
+    its top functions, filled in at exit."""
+    lines: list[str] = []
+    if directory is None:
+        yield lines
+        return
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        raise BenchError("--profile needs py-spy (pip install -e '.[bench]')")
+    directory.mkdir(parents=True, exist_ok=True)
+    raw = directory / f"node-{pid}.txt"
+    process = subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+         "--format", "raw", "--output", str(raw), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        yield lines
+    finally:
+        _out, err = process.communicate(timeout=seconds + 60)
+        if process.returncode != 0 or not raw.exists():
+            raise BenchError(f"py-spy failed: {err.decode(errors='replace')[-400:]}")
+        lines.extend(top_functions(raw.read_text()))
+
+
+def top_functions(collapsed: str, top: int = PROFILE_TOP) -> list[str]:
+    """The functions holding the most samples, by own time and by total time, from py-spy's
+    collapsed-stack output (``frame;frame;... count`` per line)."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_short(frame) for frame in stack.split(";")]
+        samples += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            total[frame] += count
+    if not samples:
+        return ["no samples"]
+    out = [f"{samples} samples; own time:"]
+    out += [f"  {100 * n / samples:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    out.append("total time (with callees):")
+    out += [f"  {100 * n / samples:5.1f}%  {frame}" for frame, n in total.most_common(top)]
+    return out
+
+
+def _short(frame: str) -> str:
+    """``function (path/to/module.py:LINE)`` -> ``function (module.py)``; lines vary, functions do not."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    parts = Path(path).parts
+    return f"{name} ({'/'.join(parts[-2:])})" if parts else name
+
+
+# ---- the run ---------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """What one load phase measured."""
+
+    seconds: float
+    finalized_roots_per_s: float
+    accepted_roots_per_s: float
+    certified_ms: list[float]
+    anchored_ms: list[float]
+    cpu_s: float
+    finalized_roots: int
+
+
+def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None, loaders: int,
+              anchors: bool, profile_dir: Path | None = None) -> tuple[Phase, list[str]]:
+    size_client = Client(state.nodes[0].api_url, state.token)
+    pids = [node.pid for node in state.nodes if node.pid is not None]
+    load = Load(roots_per_s=pace)
+    probes = Probes()
+    watcher_stop = threading.Event()
+    threads = [threading.Thread(target=loader, args=(state, i, loaders, load), daemon=True) for i in range(loaders)]
+    threads.append(threading.Thread(target=prober, args=(state, probes, anchors), daemon=True))
+    if anchors:
+        threads.append(threading.Thread(target=anchor_watcher, args=(state, probes, watcher_stop), daemon=True))
+    for thread in threads:
+        thread.start()
+    time.sleep(WARMUP_S)
+    probes.certified_ms.clear()
+    size_before = size_client.health()["log_size"]
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
+    accepted_before = load.accepted
+    started = time.monotonic()
+    with profiled(state.nodes[0].pid or 0, profile_dir, min(seconds, 30.0)) as profile:
+        time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    size_after = size_client.health()["log_size"]
+    cpu_after = sum(cpu_seconds(pid) for pid in pids)
+    accepted = load.accepted - accepted_before
+    load.stop.set()
+    probes.stop.set()
+    if anchors:
+        wait_for(lambda: not probes.pending_anchor, deadline_s=120, what="probes to be anchored")
+    watcher_stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    size_client.close()
+    finalized = size_after - size_before
+    return Phase(
+        seconds=elapsed,
+        finalized_roots_per_s=finalized / elapsed,
+        accepted_roots_per_s=accepted / elapsed,
+        certified_ms=list(probes.certified_ms),
+        anchored_ms=list(probes.anchored_ms),
+        cpu_s=cpu_after - cpu_before,
+        finalized_roots=finalized,
+    ), profile
+
+
+def drain(state: cluster.DevnetState, deadline_s: float = 120) -> None:
+    """Wait until every node's mempool is empty, so the next phase starts from no backlog."""
+    clients = [Client(node.api_url, state.token) for node in state.nodes]
+    wait_for(lambda: all(c.health()["mempool_roots"] == 0 for c in clients), deadline_s=deadline_s,
+             what="the mempools to drain")
+    for client in clients:
+        client.close()
+
+
+def start_network(directory: Path, *, bitcoin: bool, validators: int) -> cluster.DevnetState:
+    info = None
+    if bitcoin:
+        from devnet import regtest
+        from devnet.bitcoind import find_or_install
+
+        info = regtest.new_info(directory, find_or_install(), validators, mine_every_s=1.0)
+    state = cluster.create(directory, validators, bitcoin=info)
+    if info is not None:
+        cluster.start_bitcoin(state)
+    cluster.start(state)
+    clients = [Client(node.api_url, state.token) for node in state.nodes]
+    wait_for(lambda: all(c.health()["ok"] for c in clients), deadline_s=90, what="the nodes to answer /healthz")
+    wait_for(lambda: all(c.health()["peers"] == validators - 1 for c in clients), deadline_s=90,
+             what="every node to connect to every other")
+    for client in clients:
+        client.close()
+    return state
+
+
+def figures(args: argparse.Namespace) -> list[tuple[str, float | int | str]]:
+    reference = reference_roots_per_s()
+    out: list[tuple[str, float | int | str]] = [("nproc", os.cpu_count() or 0), ("validators", args.validators)]
+    with tempfile.TemporaryDirectory(prefix="pantheon-bench-") as directory:
+        state = start_network(Path(directory) / "devnet", bitcoin=args.bitcoin, validators=args.validators)
+        try:
+            full, profile = run_phase(state, args.seconds, pace=None, loaders=args.loaders, anchors=args.bitcoin,
+                                      profile_dir=args.profile)
+            drain(state)
+            half, _ = run_phase(state, max(args.seconds / 2, 1.0), pace=full.finalized_roots_per_s / 2,
+                                loaders=args.loaders, anchors=False)
+            rss = [rss_high_water_mb(node.pid) for node in state.nodes if node.pid is not None]
+            log_size = Client(state.nodes[0].api_url, state.token).health()["log_size"]
+            disk = directory_bytes(Path(state.directory) / "node0" / "data")
+        finally:
+            cluster.stop(state)
+    out += [
+        ("seconds", round(full.seconds, 1)),
+        ("finalized_roots_per_s", round(full.finalized_roots_per_s)),
+        ("accepted_roots_per_s", round(full.accepted_roots_per_s)),
+        ("reference_roots_per_s", round(reference)),
+        ("ratio", round(full.finalized_roots_per_s / reference, 3)),
+        ("ceiling_ratio", round((os.cpu_count() or 1) / args.validators, 3)),
+    ]
+    out += latency_figures("certify", full.certified_ms)
+    out += latency_figures("certify_half", half.certified_ms)
+    out.append(("half_finalized_roots_per_s", round(half.finalized_roots_per_s)))
+    if args.bitcoin:
+        out += [("anchor_p50_ms", round(statistics.median(full.anchored_ms)) if full.anchored_ms else "none"),
+                ("anchor_probes", len(full.anchored_ms))]
+    out += [
+        ("cpu_s_per_1000_roots", round(1000 * full.cpu_s / max(full.finalized_roots, 1), 4)),
+        ("rss_mb_max", round(max(rss), 1)),
+        *[(f"node{i}_rss_mb_max", round(value, 1)) for i, value in enumerate(rss)],
+        ("log_size", log_size),
+        ("disk_bytes_per_root", round(disk / max(log_size, 1), 1)),
+    ]
+    if profile:
+        print("# profile of node 0 under saturation (py-spy):")
+        for line in profile:
+            print(f"#   {line}")
+    return out
+
+
+def latency_figures(name: str, values: list[float]) -> list[tuple[str, float | int | str]]:
+    if not values:
+        return [(f"{name}_p50_ms", "none"), (f"{name}_p99_ms", "none"), (f"{name}_probes", 0)]
+    return [(f"{name}_p50_ms", round(statistics.median(values))), (f"{name}_p99_ms", round(percentile(values, 0.99))),
+            (f"{name}_probes", len(values))]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="length of the saturation phase (the half-load phase runs half as long; default 60)")
+    parser.add_argument("--loaders", type=int, default=4, help="loader threads posting batches of 1,000 roots (4)")
+    parser.add_argument("--validators", type=int, default=4, help="validators, 3f+1 (4)")
+    parser.add_argument("--bitcoin", action="store_true", help="anchor on regtest and report anchor_p50_ms")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="sample node 0 with py-spy during saturation; print its top functions")
+
+
+def run(args: argparse.Namespace) -> int:
+    for name, value in figures(args):
+        print(f"{name}={value}", flush=True)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="throughput and latency of a local 4-validator network (prints name=value lines)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--loaders", type=int, default=2)
-    args = parser.parse_args()
-
-    reference = reference_append_rate()
-    with tempfile.TemporaryDirectory() as directory:
-        state = cluster.create(Path(directory) / "devnet", 4)
-        cluster.start(state)
-        network = Network(state)
-        try:
-            wait_until(network.all_ready, deadline_s=60, what="nodes ready")
-            wait_until(lambda: all(network.status(i)["peers"] == 3 for i in range(4)), deadline_s=60, what="mesh")
-            size_client = Client(state.nodes[0].api_url, state.token)
-            stop = threading.Event()
-            counts = [0] * args.loaders
-            latencies_ms: list[float] = []
-            threads = [threading.Thread(target=loader, args=(state, i, stop, counts)) for i in range(args.loaders)]
-            threads.append(threading.Thread(target=prober, args=(state, stop, latencies_ms)))
-            size_before = size_client.log_size()
-            started = time.monotonic()
-            for thread in threads:
-                thread.start()
-            time.sleep(args.seconds)
-            size_after = size_client.log_size()
-            elapsed = time.monotonic() - started
-            stop.set()
-            for thread in threads:
-                thread.join()
-        finally:
-            network.close()
-            cluster.stop(state)
-
-    finalized_rate = (size_after - size_before) / elapsed
-    print(f"{'measure':<34} value")
-    print(f"{'-' * 34} {'-' * 40}")
-    print(f"{'validators':<34} 4 processes on {os.cpu_count()} cores, loopback, no Bitcoin")
-    print(f"{'duration':<34} {elapsed:.1f} s, {args.loaders} loader threads, batches of {BATCH_ROOTS}")
-    print(f"{'acknowledged roots/s':<34} {sum(counts) / elapsed:,.0f}")
-    print(f"{'finalized roots/s (node 0 log)':<34} {finalized_rate:,.0f}")
-    if latencies_ms:
-        print(f"{'submit -> certified p50':<34} {statistics.median(latencies_ms):.0f} ms ({len(latencies_ms)} probes)")
-        print(f"{'submit -> certified p99':<34} {percentile(latencies_ms, 0.99):.0f} ms")
-    print(f"{'ref: one-process log append':<34} {reference:,.0f} roots/s")
-    print(f"{'  finalized / reference':<34} {finalized_rate / reference:.2f}")
+    add_arguments(parser)
+    raise SystemExit(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

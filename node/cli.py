@@ -20,6 +20,7 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 def _command_modules() -> list[Register]:
     """Commands in the order ``--help`` lists them."""
+    from bench import network_bench
     from consensus.sim import cli as sim_cli
     from devnet import cli as devnet_cli
     from devnet import soak
@@ -34,6 +35,7 @@ def _command_modules() -> list[Register]:
         soak.register,
         sim_cli.register,
         journal_cli.register,
+        network_bench.register,
     ]
 
 
