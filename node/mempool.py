@@ -36,11 +36,11 @@ import collections
 import struct
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from proof.errors import PantheonError
 from storage import keys
 from storage.db import BatchWriter, Store
-from storage.merkle_log import MerkleLog
 
 ROOT_SIZE = 32
 _STAMP = struct.Struct(">Q")
@@ -53,6 +53,12 @@ _STAMP_SHIFT = OWNER_BITS + 1
 QUEUE_SLACK_ROOTS = 1024
 """An owner's queue is rebuilt when it holds this many more finalized (stale) roots than
 twice its waiting ones: its memory stays within about twice what the owner holds."""
+
+
+class RootIndex(Protocol):
+    """Where a logged root's index is looked up (a MerkleLog, or storage.logged_filter.LoggedRoots)."""
+
+    def index_of(self, audit_root: bytes) -> int | None: ...
 
 
 class MempoolFull(PantheonError):
@@ -91,7 +97,7 @@ def split_roots(data: bytes) -> list[bytes]:
 
 
 class Mempool:
-    def __init__(self, store: Store, log: MerkleLog, *, roots_max: int, share_roots_max: int | None = None) -> None:
+    def __init__(self, store: Store, log: RootIndex, *, roots_max: int, share_roots_max: int | None = None) -> None:
         """``share_roots_max``: most roots one owner may hold (None: ``roots_max``, no share)."""
         self._store = store
         self._log = log

@@ -73,6 +73,7 @@ from proof.errors import DecodeError, PantheonError
 from storage.anchor_store import AnchorStore
 from storage.chain_store import ChainStore
 from storage.db import Store
+from storage.logged_filter import LoggedRoots, Unlogged
 from storage.merkle_log import MerkleLog
 
 log = logging.getLogger("pantheon.node")
@@ -117,7 +118,8 @@ class Node:
         self.store = Store(config.resolve(config.node.data_dir))
         self.log = MerkleLog(self.store)
         self.chain = ChainStore(self.store)
-        self.mempool = Mempool(self.store, self.log, roots_max=config.mempool.roots_max,
+        self.logged = LoggedRoots(self.log, self.store)
+        self.mempool = Mempool(self.store, self.logged, roots_max=config.mempool.roots_max,
                                share_roots_max=config.mempool.share_roots_max)
         self.anchor_store = AnchorStore(self.store)
         self.anchorer: Anchorer | None = None
@@ -188,6 +190,7 @@ class Node:
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         event(log, logging.INFO, "starting", validator=self.index, chain=self.genesis.hash.hex()[:16],
               height=self.chain.tip_height, log_size=self.log.size, mempool=len(self.mempool))
+        self.logged.start()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -206,6 +209,7 @@ class Node:
                 self.peers.shutdown()
                 nursery.cancel_scope.cancel()
         finally:
+            self.logged.close()
             self.store.close()
             event(log, logging.INFO, "stopped", height=self.chain.tip_height, log_size=self.log.size)
 
@@ -275,7 +279,7 @@ class Node:
     async def _execute(self, actions: Iterable[Action]) -> None:
         for action in actions:
             if isinstance(action, Persist):
-                self.chain.save_safety(action.state.encode())
+                await trio.to_thread.run_sync(self.chain.save_safety, action.state.encode())
             elif isinstance(action, Send):
                 self._send(action.to, _channel_of(action.message), action.message.encode())
             elif isinstance(action, Broadcast):
@@ -290,10 +294,10 @@ class Node:
                     self._nursery.start_soon(self._check_anchors, action.block)
                     continue
                 if fault is None:
-                    self._keep_unfinalized(action.block)
+                    await self._keep_unfinalized(action.block)
                 await self._events_send.send(BlockChecked(action.block.hash, fault is None, fault))
             elif isinstance(action, Finalized):
-                self._apply_finalized(action.block, action)
+                await self._apply_finalized(action.block, action)
             elif isinstance(action, Evidence):
                 self.chain.add_evidence(action.record.encode())
                 event(log, logging.WARNING, "misbehaviour evidence kept", validator=action.record.signer,
@@ -351,7 +355,7 @@ class Node:
                     timestamp_ms=now_ms(),
                     anchors=self._anchors_to_propose(request.pending),
                 )
-                self._keep_unfinalized(block)
+                await self._keep_unfinalized(block)
                 await self._events_send.send(ProposalReady(request.view, block))
 
         self._nursery.start_soon(build)
@@ -380,8 +384,9 @@ class Node:
         if repeated is None:
             # A root waiting in our mempool is not logged (the mempool never holds a logged root),
             # so only the others cost a lookup.
-            repeated = next((root for root in self.mempool.not_waiting(roots) if self.log.index_of(root) is not None),
-                            None)
+            repeated = next(
+                (root for root in self.mempool.not_waiting(roots) if self.logged.index_of(root) is not None), None
+            )
         if repeated is not None:
             self.metrics.messages_rejected.labels(reason="block_repeats_root").inc()
             event(log, logging.WARNING, "block repeats a root", height=block.header.height, root=repeated)
@@ -458,7 +463,7 @@ class Node:
         if not valid:
             self.metrics.messages_rejected.labels(reason="block_anchor_unchecked").inc()
         else:
-            self._keep_unfinalized(block)
+            await self._keep_unfinalized(block)
         await self._events_send.send(BlockChecked(block.hash, valid, reason))
 
     async def _anchoring_loop(self, anchorer: Anchorer) -> None:
@@ -469,28 +474,37 @@ class Node:
             self.sync_anchor_metrics()
             await trio.sleep(interval_s)
 
-    def _keep_unfinalized(self, block: Block) -> None:
+    async def _keep_unfinalized(self, block: Block) -> None:
         """Persist a block before voting on or proposing it (see ChainStore.keep_unfinalized)."""
         if block.hash not in self._unfinalized:
-            self.chain.keep_unfinalized(block.hash, block.encode())
+            await trio.to_thread.run_sync(self.chain.keep_unfinalized, block.hash, block.encode())
             self._unfinalized[block.hash] = block.header.height
 
-    def _apply_finalized(self, block: Block, action: Finalized) -> None:
+    async def _apply_finalized(self, block: Block, action: Finalized) -> None:
+        """One synced batch, written in a worker thread so that gossip, submissions and the API
+        go on meanwhile (the consensus loop waits for it). Until ``commit`` the finalized roots
+        are still in the mempool, so a root gossiped or submitted during the write is either
+        seen as logged or taken back out by ``forget``."""
         header = block.header
         if header.height <= self.chain.tip_height:
             return
         settled = [h for h, height in self._unfinalized.items() if height <= header.height]
-        staged = self.log.stage_append(block.roots, unlogged=self.mempool)
+        staged = self.log.stage_append(block.roots, unlogged=Unlogged(self.mempool, self.logged))
         recorded = self._recorded_anchors(header)
-        with self.store.batch(sync=True) as batch:
-            staged.write_to(batch)
-            self.chain.stage_finalized(batch, header, action.proof)
-            self.anchor_store.stage_recorded(batch, recorded, header.height)
-            self.mempool.remove(block.roots, batch)
-            self.chain.drop_unfinalized(batch, settled)
+
+        def write() -> None:
+            with self.store.batch(sync=True) as batch:
+                staged.write_to(batch)
+                self.chain.stage_finalized(batch, header, action.proof)
+                self.anchor_store.stage_recorded(batch, recorded, header.height)
+                self.mempool.remove(block.roots, batch)
+                self.chain.drop_unfinalized(batch, settled)
+
+        await trio.to_thread.run_sync(write)
         for block_hash in settled:
             del self._unfinalized[block_hash]
         self.log.commit(staged)
+        self.logged.added(block.roots)
         self.chain.commit_tip(header)
         self.mempool.forget(block.roots)
         if self.log.size != header.log_size or self.log.root() != header.log_root:
