@@ -10,7 +10,8 @@ The run, on this machine:
    batch. Every validator repeats this work, so four of them sharing the cores can reach
    at most ``cores / 4`` of it (0.5 on two cores).
 2. **Saturation.** A fresh devnet (real ``pantheon node run`` processes, real P2P and
-   LevelDB; regtest anchoring with ``--bitcoin``), driven for ``--seconds`` by loader
+   LevelDB; regtest anchoring with ``--bitcoin``; the per-token quota lifted, so that the
+   validators and not a producer's quota set the pace), driven for ``--seconds`` by loader
    threads that POST batches of 1,000 roots through the HTTP batch API as fast as the
    nodes accept them (round robin, honouring 429/503 Retry-After). Probes submit one root
    every 200 ms and poll it until it is certified (and anchored, with ``--bitcoin``).
@@ -325,10 +326,13 @@ class Phase:
     anchored_ms: list[float]
     cpu_s: float
     finalized_roots: int
+    backlog_roots: int
+    """Roots waiting in the mempools at the end: a backlog shows the nodes, not the loaders, set the pace."""
+    refused_roots: int
 
 
 def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None, loaders: int,
-              anchors: bool, profile_dir: Path | None = None) -> tuple[Phase, list[str]]:
+              anchors: bool, warmup_s: float = WARMUP_S, profile_dir: Path | None = None) -> tuple[Phase, list[str]]:
     size_client = Client(state.nodes[0].api_url, state.token)
     pids = [node.pid for node in state.nodes if node.pid is not None]
     load = Load(roots_per_s=pace)
@@ -340,7 +344,7 @@ def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None,
         threads.append(threading.Thread(target=anchor_watcher, args=(state, probes, watcher_stop), daemon=True))
     for thread in threads:
         thread.start()
-    time.sleep(WARMUP_S)
+    time.sleep(warmup_s)
     probes.certified_ms.clear()
     size_before = size_client.health()["log_size"]
     cpu_before = sum(cpu_seconds(pid) for pid in pids)
@@ -351,6 +355,7 @@ def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None,
     elapsed = time.monotonic() - started
     size_after = size_client.health()["log_size"]
     cpu_after = sum(cpu_seconds(pid) for pid in pids)
+    backlog = sum(Client(node.api_url, state.token).health()["mempool_roots"] for node in state.nodes)
     accepted = load.accepted - accepted_before
     load.stop.set()
     probes.stop.set()
@@ -361,6 +366,7 @@ def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None,
         thread.join(timeout=60)
     size_client.close()
     finalized = size_after - size_before
+    refused = load.refused
     return Phase(
         seconds=elapsed,
         finalized_roots_per_s=finalized / elapsed,
@@ -369,6 +375,8 @@ def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None,
         anchored_ms=list(probes.anchored_ms),
         cpu_s=cpu_after - cpu_before,
         finalized_roots=finalized,
+        backlog_roots=backlog,
+        refused_roots=refused,
     ), profile
 
 
@@ -389,6 +397,8 @@ def start_network(directory: Path, *, bitcoin: bool, validators: int) -> cluster
 
         info = regtest.new_info(directory, find_or_install(), validators, mine_every_s=1.0)
     state = cluster.create(directory, validators, bitcoin=info)
+    for node in state.nodes:
+        unmetered(Path(node.config))
     if info is not None:
         cluster.start_bitcoin(state)
     cluster.start(state)
@@ -401,17 +411,26 @@ def start_network(directory: Path, *, bitcoin: bool, validators: int) -> cluster
     return state
 
 
+def unmetered(config: Path) -> None:
+    """Lift the per-token quota (node.api's 429s): the bench measures what the validators can
+    finalize, not the rate an operator grants one producer (5,000 roots/s per node by default)."""
+    text = config.read_text()
+    if "[api]\n" not in text:
+        raise BenchError(f"{config} has no [api] table to lift the token quota in")
+    config.write_text(text.replace("[api]\n", "[api]\ntoken_roots_per_s = 0\ntoken_backlog_roots = 0\n", 1))
+
+
 def figures(args: argparse.Namespace) -> list[tuple[str, float | int | str]]:
-    reference = reference_roots_per_s()
+    reference = reference_roots_per_s(args.reference_roots)
     out: list[tuple[str, float | int | str]] = [("nproc", os.cpu_count() or 0), ("validators", args.validators)]
     with tempfile.TemporaryDirectory(prefix="pantheon-bench-") as directory:
         state = start_network(Path(directory) / "devnet", bitcoin=args.bitcoin, validators=args.validators)
         try:
             full, profile = run_phase(state, args.seconds, pace=None, loaders=args.loaders, anchors=args.bitcoin,
-                                      profile_dir=args.profile)
+                                      warmup_s=args.warmup_seconds, profile_dir=args.profile)
             drain(state)
             half, _ = run_phase(state, max(args.seconds / 2, 1.0), pace=full.finalized_roots_per_s / 2,
-                                loaders=args.loaders, anchors=False)
+                                loaders=args.loaders, anchors=False, warmup_s=args.warmup_seconds)
             rss = [rss_high_water_mb(node.pid) for node in state.nodes if node.pid is not None]
             log_size = Client(state.nodes[0].api_url, state.token).health()["log_size"]
             disk = directory_bytes(Path(state.directory) / "node0" / "data")
@@ -423,6 +442,9 @@ def figures(args: argparse.Namespace) -> list[tuple[str, float | int | str]]:
         ("accepted_roots_per_s", round(full.accepted_roots_per_s)),
         ("reference_roots_per_s", round(reference)),
         ("ratio", round(full.finalized_roots_per_s / reference, 3)),
+        ("backlog_roots", full.backlog_roots),
+        ("refused_roots", full.refused_roots),
+        ("cpu_cores_used", round(full.cpu_s / full.seconds, 2)),
         ("ceiling_ratio", round((os.cpu_count() or 1) / args.validators, 3)),
     ]
     out += latency_figures("certify", full.certified_ms)
@@ -455,8 +477,12 @@ def latency_figures(name: str, values: list[float]) -> list[tuple[str, float | i
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=60.0,
                         help="length of the saturation phase (the half-load phase runs half as long; default 60)")
-    parser.add_argument("--loaders", type=int, default=4, help="loader threads posting batches of 1,000 roots (4)")
+    parser.add_argument("--loaders", type=int, default=12, help="loader threads posting batches of 1,000 roots (12)")
     parser.add_argument("--validators", type=int, default=4, help="validators, 3f+1 (4)")
+    parser.add_argument("--warmup-seconds", type=float, default=WARMUP_S,
+                        help="load before each phase's measurement starts (5)")
+    parser.add_argument("--reference-roots", type=int, default=REFERENCE_ROOTS,
+                        help="roots the same-run reference appends (200,000)")
     parser.add_argument("--bitcoin", action="store_true", help="anchor on regtest and report anchor_p50_ms")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="sample node 0 with py-spy during saturation; print its top functions")

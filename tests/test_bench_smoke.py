@@ -1,0 +1,44 @@
+"""The benchmarks run and print their figures as name=value lines (their values are not
+asserted: speed is shown by `make bench`, not tested)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+NETWORK_FIGURES = (
+    "nproc", "finalized_roots_per_s", "reference_roots_per_s", "ratio", "certify_p50_ms", "certify_p99_ms",
+    "certify_half_p50_ms", "certify_half_p99_ms", "cpu_s_per_1000_roots", "rss_mb_max", "disk_bytes_per_root",
+)
+
+
+def figures(output: str) -> dict[str, str]:
+    pairs = [line.split("=", 1) for line in output.splitlines() if line and not line.startswith("#")]
+    assert all(len(pair) == 2 for pair in pairs), output
+    return dict(pairs)
+
+
+@pytest.mark.timeout(300)
+def test_pantheon_bench_drives_a_real_network_and_prints_every_figure():
+    result = subprocess.run(
+        [sys.executable, "-m", "node.cli", "bench", "--seconds", "3", "--warmup-seconds", "1",
+         "--reference-roots", "5000", "--loaders", "2"],
+        capture_output=True, text=True, timeout=280,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    values = figures(result.stdout)
+    for name in NETWORK_FIGURES:
+        assert name in values, f"{name} missing from:\n{result.stdout}"
+        float(values[name])
+    assert float(values["finalized_roots_per_s"]) > 0
+    assert float(values["reference_roots_per_s"]) > 0
+
+
+def test_the_verify_bench_prints_the_anchored_bundle_figure():
+    result = subprocess.run([sys.executable, "-m", "bench.verify_bench", "--rounds", "2"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    values = figures(result.stdout)
+    assert float(values["verify_anchored_n4_ms"]) > 0
