@@ -36,11 +36,12 @@ import collections
 import struct
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 from proof.errors import PantheonError
 from storage import keys
 from storage.db import BatchWriter, Store
+from storage.logged_filter import LoggedRoots
+from storage.merkle_log import MerkleLog
 
 ROOT_SIZE = 32
 _STAMP = struct.Struct(">Q")
@@ -53,12 +54,6 @@ _STAMP_SHIFT = OWNER_BITS + 1
 QUEUE_SLACK_ROOTS = 1024
 """An owner's queue is rebuilt when it holds this many more finalized (stale) roots than
 twice its waiting ones: its memory stays within about twice what the owner holds."""
-
-
-class RootIndex(Protocol):
-    """Where a logged root's index is looked up (a MerkleLog, or storage.logged_filter.LoggedRoots)."""
-
-    def index_of(self, audit_root: bytes) -> int | None: ...
 
 
 class MempoolFull(PantheonError):
@@ -90,6 +85,27 @@ class Admission:
     entry: bytes = b""
 
 
+def _classify(split: list[bytes], fresh: Container[bytes], logged: dict[bytes, int]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Each root's state in submission order: the first copy of a fresh root is ``new``, a
+    later copy (or a root already waiting) ``pending``, a logged one ``logged`` with its index."""
+    states: list[str] = []
+    indices: list[int] = []
+    seen: set[bytes] = set()
+    for root in split:
+        index = logged.get(root)
+        if index is not None:
+            states.append("logged")
+            indices.append(index)
+        elif root in fresh and root not in seen:
+            seen.add(root)
+            states.append("new")
+            indices.append(-1)
+        else:
+            states.append("pending")
+            indices.append(-1)
+    return tuple(states), tuple(indices)
+
+
 def split_roots(data: bytes) -> list[bytes]:
     if len(data) % ROOT_SIZE:
         raise ValueError(f"roots must be a multiple of {ROOT_SIZE} bytes, got {len(data)}")
@@ -97,10 +113,11 @@ def split_roots(data: bytes) -> list[bytes]:
 
 
 class Mempool:
-    def __init__(self, store: Store, log: RootIndex, *, roots_max: int, share_roots_max: int | None = None) -> None:
+    def __init__(self, store: Store, log: MerkleLog | LoggedRoots, *, roots_max: int, share_roots_max: int | None = None) -> None:
         """``share_roots_max``: most roots one owner may hold (None: ``roots_max``, no share)."""
         self._store = store
-        self._log = log
+        self._log = log if isinstance(log, LoggedRoots) else LoggedRoots(log, store)
+        """The log's index, with the node's filter in front (a bare MerkleLog: every lookup a read)."""
         self.roots_max = roots_max
         self.share_roots_max = roots_max if share_roots_max is None else share_roots_max
         self._pending: dict[bytes, int] = {}
@@ -142,7 +159,8 @@ class Mempool:
         return max(0, min(self.share_roots_max - self.held_by(owner), self.roots_max - len(self._pending)))
 
     def admit(
-        self, roots: bytes, received_at_ms: int, *, owner: str = "", durable: bool = True, write: bool = True
+        self, roots: bytes, received_at_ms: int, *, owner: str = "", durable: bool = True, write: bool = True,
+        classify: bool = True,
     ) -> Admission:
         """Take every root that is new, as ``owner``'s; classify the rest. All or nothing:
         :class:`MempoolFull` or :class:`ShareExceeded` leave the mempool as it was.
@@ -151,29 +169,21 @@ class Mempool:
         (what a receipt promises); without, the caller writes ``to_persist`` with
         :meth:`stage` in a synced batch of its own (one for many submissions: a group
         commit) and gives the receipt only after that batch, or calls :meth:`abandon`.
-        Not ``durable`` (roots a peer gossiped): held in memory only.
+        Not ``durable`` (roots a peer gossiped): held in memory only. Without ``classify``
+        (gossip, which sends no receipts) ``states`` and ``indices`` are left empty.
+
+        Per root this is a few C-level set and dict operations; only roots the log's filter
+        cannot rule out cost a LevelDB read (storage.logged_filter).
         """
-        states: list[str] = []
-        indices: list[int] = []
-        fresh: dict[bytes, None] = {}
-        volatile: list[bytes] = []
+        split = split_roots(roots)
         pending = self._pending
-        for root in split_roots(roots):
-            value = pending.get(root)
-            if value is not None or root in fresh:
-                if durable and value is not None and not value & _DURABLE:
-                    volatile.append(root)
-                states.append("pending")
-                indices.append(-1)
-                continue
+        fresh = dict.fromkeys([root for root in split if root not in pending])
+        logged: dict[bytes, int] = {}
+        for root in self._log.maybe_logged(list(fresh)):
             index = self._log.index_of(root)
             if index is not None:
-                states.append("logged")
-                indices.append(index)
-                continue
-            fresh[root] = None
-            states.append("new")
-            indices.append(-1)
+                logged[root] = index
+                del fresh[root]
         if len(pending) + len(fresh) > self.roots_max:
             raise MempoolFull(
                 f"mempool holds {len(pending)} of {self.roots_max} roots; "
@@ -186,18 +196,25 @@ class Mempool:
                 f"(of {self.roots_max}); {len(fresh)} more do not fit until some are in blocks",
                 owner,
             )
+        states: tuple[str, ...] = ()
+        indices: tuple[int, ...] = ()
+        if classify:
+            states, indices = _classify(split, fresh, logged)
+        volatile = [root for root in split if not pending.get(root, _DURABLE) & _DURABLE] if durable else []
         new_roots = b"".join(fresh)
-        admission = Admission(tuple(states), tuple(indices), new_roots)
+        admission = Admission(states, indices, new_roots)
         if durable and (fresh or volatile):
-            admission = Admission(admission.states, admission.indices, new_roots,
-                                  new_roots + b"".join(volatile), _STAMP.pack(received_at_ms) + owner.encode("utf-8"))
+            admission = Admission(states, indices, new_roots, new_roots + b"".join(dict.fromkeys(volatile)),
+                                  _STAMP.pack(received_at_ms) + owner.encode("utf-8"))
             if write:
                 with self._store.batch(sync=True) as batch:
                     self.stage(admission, batch)
         if fresh:
             number = self._number_of(owner)
-            for root in fresh:
-                self._add(root, received_at_ms, number, durable=durable)
+            value = received_at_ms << _STAMP_SHIFT | (_DURABLE if durable else 0) | number
+            pending.update(dict.fromkeys(fresh, value))
+            self._held[number] += len(fresh)
+            self._queues[number].extend(fresh)
         for root in volatile:
             pending[root] |= _DURABLE
         return admission
@@ -257,14 +274,11 @@ class Mempool:
 
     def forget(self, roots: bytes) -> None:
         """Drop finalized roots from memory after their batch was written."""
-        touched = set()
-        for root in split_roots(roots):
-            value = self._pending.pop(root, None)
-            if value is not None:
-                number = value & _OWNER_MASK
-                self._held[number] -= 1
-                touched.add(number)
-        for number in touched:
+        pop = self._pending.pop
+        values = [pop(root, None) for root in split_roots(roots)]
+        owners = collections.Counter([value & _OWNER_MASK for value in values if value is not None])
+        for number, count in owners.items():
+            self._held[number] -= count
             self._tidy(number)
 
     def oldest_received_at_ms(self) -> int | None:

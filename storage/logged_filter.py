@@ -54,8 +54,26 @@ class BloomFilter:
         self.count += 1
 
     def add_roots(self, data: bytes) -> None:
-        for offset in range(0, len(data), ROOT_SIZE):
-            self.add(data[offset : offset + ROOT_SIZE])
+        mask, bits, shift = self._mask, self._bits, self._shift
+        for h in map(hash, [data[i : i + ROOT_SIZE] for i in range(0, len(data), ROOT_SIZE)]):
+            a = h & mask
+            b = (h >> shift) & mask
+            bits[a >> 3] |= 1 << (a & 7)
+            bits[b >> 3] |= 1 << (b & 7)
+        self.count += len(data) // ROOT_SIZE
+
+    def maybe(self, roots: list[bytes]) -> list[bytes]:
+        """Those of ``roots`` the filter cannot rule out."""
+        mask, bits, shift = self._mask, self._bits, self._shift
+        out = []
+        for root in roots:
+            h = hash(root)
+            a = h & mask
+            if bits[a >> 3] >> (a & 7) & 1:
+                b = (h >> shift) & mask
+                if bits[b >> 3] >> (b & 7) & 1:
+                    out.append(root)
+        return out
 
     def may_contain(self, root: bytes) -> bool:
         h = hash(root)
@@ -111,6 +129,11 @@ class LoggedRoots:
         if ready is not None and len(root) == ROOT_SIZE and not ready.may_contain(root):
             return None
         return self._log.index_of(root)
+
+    def maybe_logged(self, roots: list[bytes]) -> list[bytes]:
+        """Those of ``roots`` that may be logged: all of them until the filter is built."""
+        ready = self._ready
+        return roots if ready is None else ready.maybe(roots)
 
     def certainly_unlogged(self, root: bytes) -> bool:
         ready = self._ready
