@@ -156,14 +156,15 @@ def _value(value: float) -> str:
 def table(rows: list[tuple[int, str, dict[str, float]]]) -> list[str]:
     """The markdown table of the headline figures, one row per (n, scenario)."""
     header = (
-        "| n | f | run | blocks | msgs/block | msgs/block/n² | msgs/block/validator | MB/block | "
+        "| n | f | run | blocks | ms/block | msgs/block | msgs/block/n² | msgs/block/validator | MB/block | "
         "MB/block/validator | sig verifies/block | verifies/block/validator | repeat verifies | "
         "finality p50 ms (hops) | finality p99 ms (hops) | bytes: proposals / votes / certs |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for n, scenario, fig in rows:
         lines.append(
-            f"| {n} | {(n - 1) // 3} | {scenario} | {int(fig['blocks'])} | {fig['msgs_per_block']:.0f} | "
+            f"| {n} | {(n - 1) // 3} | {scenario} | {int(fig['blocks'])} | {fig['block_interval_ms']:.0f} | "
+            f"{fig['msgs_per_block']:.0f} | "
             f"{fig['msgs_per_block_over_n2']:.2f} | {fig['msgs_per_block_per_validator']:.1f} | "
             f"{fig['bytes_per_block'] / 1e6:.2f} | {fig['bytes_per_block_per_validator'] / 1e6:.3f} | "
             f"{fig['sig_verifies_per_block']:.0f} | {fig['sig_verifies_per_block_per_validator']:.1f} | "
