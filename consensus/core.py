@@ -104,7 +104,7 @@ from consensus.actions import (
 )
 from consensus.block import BLOCK_ROOTS_MAX, ROOT_SIZE, Block, InvalidBlock, check_extension
 from consensus.catchup import CatchUpError, verify_response
-from consensus.catchup_client import CatchUpClient
+from consensus.catchup_client import APPLY_ALLOWANCE_MS_PER_1000_ROOTS, CatchUpClient
 from consensus.crypto import Signer, Verifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
 from consensus.messages import (
@@ -913,9 +913,11 @@ class Core:
         block = self._blocks.get(block_hash)
         return block is not None and block.header.height <= self.finalized_height
 
-    def _request_catch_up(self, out: list[Action], *, continue_with: int | None = None) -> None:
+    def _request_catch_up(self, out: list[Action], *, continue_with: int | None = None, allowance_ms: int = 0) -> None:
         """Ask for finalized blocks past our tip; consensus.catchup_client picks the peer and the moment."""
-        flight = self._catchup.start(self.finalized_height + 1, self._now_ms, continue_with=continue_with)
+        flight = self._catchup.start(
+            self.finalized_height + 1, self._now_ms, continue_with=continue_with, allowance_ms=allowance_ms
+        )
         if flight is None:
             return
         request = CatchUpRequest(
@@ -946,13 +948,16 @@ class Core:
             return
         self._catchup.delivered(sender, len(proven))
         for item in proven:
-            out.append(Finalized(block=item.block, certificate=item.certificate, descendants=item.descendants))
             self._set_tip(item.block.header, item.log, item.certificate)
         self.counters["catchup_blocks"] += len(proven)
         if not proven:
             return
         self._prune()
-        self._request_catch_up(out, continue_with=sender)
+        # The next request leaves before these blocks are applied (pipelined, see catchup_client).
+        roots = sum(item.block.root_count for item in proven)
+        self._request_catch_up(out, continue_with=sender, allowance_ms=roots * APPLY_ALLOWANCE_MS_PER_1000_ROOTS // 1000)
+        out.extend(Finalized(block=item.block, certificate=item.certificate, descendants=item.descendants)
+                   for item in proven)
         if self._pending_finalization is not None:
             pending = self._pending_finalization
             if pending.view <= self.finalized_view:

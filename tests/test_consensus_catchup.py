@@ -9,10 +9,14 @@ import pytest
 from proof.chain import FinalizationProof, VoteKind, verify_finalization
 from proof.compact import CompactRange
 
+from consensus.actions import Finalized, Send
 from consensus.block import Block
 from consensus.catchup import CatchUpError, ServeLimiter, build_response, verify_response
-from consensus.messages import MESSAGE_SIZE_MAX, CatchUpRequest, CatchUpResponse
-from tests.test_consensus_harness import Cast, Net, fresh_roots, received, sim_check
+from consensus.catchup_client import APPLY_ALLOWANCE_MS_PER_1000_ROOTS, CATCHUP_TIMEOUT_MS
+from consensus.core import CoreConfig
+from consensus.events import TimerFired
+from consensus.messages import MESSAGE_SIZE_MAX, CatchUpRequest, CatchUpResponse, CertificateMessage
+from tests.test_consensus_harness import Cast, Net, fresh_roots, of_type, received, sim_check
 
 FINALIZE = VoteKind.FINALIZE
 
@@ -289,3 +293,49 @@ def test_an_unsolicited_catch_up_response_is_ignored() -> None:
     assert core.handle(received(0, response_certified_at(cast, blocks, 0)), 0) == []
     assert core.counters["dropped_unsolicited_catchup"] == 1
     assert core.finalized_height == 0
+
+
+def _ask_for_a_chain(cast: Cast, length: int, core) -> tuple[list[Block], dict, Send]:
+    """A chain of ``length`` blocks of 1,000 roots finalized by one certificate for the last, and the core's
+    first request for it."""
+    blocks: list[Block] = []
+    for view in range(length):
+        blocks.append(cast.block(view, blocks[-1] if blocks else None, roots=fresh_roots(b"pipelined-%d" % view, 1_000)))
+    last = blocks[-1]
+    cert = cast.certificate(FINALIZE, last.header.view, last.hash)
+    headers = [block.header for block in blocks]
+    stored = {
+        block.header.height: (block, FinalizationProof(headers=tuple(headers[i + 1 :]), certificate=cert))
+        for i, block in enumerate(blocks)
+    }
+    [ask] = catch_up_requests(core.handle(received(1, CertificateMessage(cert)), 0))
+    return blocks, stored, ask
+
+
+def catch_up_requests(actions) -> list[Send]:
+    return [a for a in of_type(actions, Send) if isinstance(a.message, CatchUpRequest)]
+
+
+def test_the_next_request_leaves_before_the_blocks_just_delivered_are_applied() -> None:
+    cast = Cast()
+    core = cast.core(config=CoreConfig(catchup_blocks_max=2))
+    _, stored, ask = _ask_for_a_chain(cast, 4, core)
+    actions = core.handle(received(ask.to, build_response(ask.message, stored.get)), 10)
+    [again] = catch_up_requests(actions)
+    finalized = [position for position, action in enumerate(actions) if isinstance(action, Finalized)]
+    assert len(finalized) == 2
+    assert actions.index(again) < finalized[0]
+    assert (again.to, again.message.from_height) == (ask.to, 3)
+
+
+def test_a_pipelined_request_times_out_only_after_the_allowance_for_the_blocks_being_applied() -> None:
+    cast = Cast()
+    core = cast.core(config=CoreConfig(catchup_blocks_max=2))
+    blocks, stored, ask = _ask_for_a_chain(cast, 4, core)
+    core.handle(received(ask.to, build_response(ask.message, stored.get)), 10)
+    allowance_ms = sum(block.root_count for block in blocks[:2]) * APPLY_ALLOWANCE_MS_PER_1000_ROOTS // 1000
+    assert allowance_ms > 0
+    assert catch_up_requests(core.handle(TimerFired(core.view), 10 + CATCHUP_TIMEOUT_MS + allowance_ms - 1)) == []
+    assert core.counters["catchup_timeouts"] == 0
+    core.handle(TimerFired(core.view), 10 + CATCHUP_TIMEOUT_MS + allowance_ms)
+    assert core.counters["catchup_timeouts"] == 1
