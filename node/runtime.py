@@ -9,15 +9,20 @@ the safety state that forbids its conflicting twin is on disk.
 
 A finalized block is applied in one atomic batch: its header and finalization proof,
 the log append of its roots, and the removal of those roots from the mempool. After
-a crash the node therefore restarts with either all of a block or none of it.
+a crash the node therefore restarts with either all of a block or none of it. Blocks
+are applied in order by their own task, so that consensus goes on with the next block
+meanwhile (applying 10,000 roots took 200 ms of the consensus loop under load); until a
+block is applied, its roots count as an unfinalized ancestor's for every block checked
+or built (Node._with_applying).
 
 Submitted roots are gossiped to every peer, so whichever validator leads next can
 propose them, and stored: the receipt is sent only once their synced batch is written
 (one batch for all the submissions that arrive together: node.group_commit).
 
-Tasks: p2p manager, inbound pump, consensus loop, view timer, block builder, HTTP
-server, and a signal watcher. Any task that fails cancels the nursery: the node stops
-as a whole and says why, it never keeps running with a dead part.
+Tasks: p2p manager, inbound pump, consensus loop, block applier, submission group
+commit, view timer, block builder, HTTP server, and a signal watcher. Any task that
+fails cancels the nursery: the node stops as a whole and says why, it never keeps
+running with a dead part.
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ from storage.merkle_log import MerkleLog
 log = logging.getLogger("pantheon.node")
 
 EVENTS_MAX = 4096
+APPLY_QUEUE_BLOCKS = 8
+"""Finalized blocks waiting to be applied before the consensus loop waits for the applier."""
 PEER_EVENTS_BYTES_MAX = 64 * 1024 * 1024
 """Bytes of decoded peer messages waiting for the consensus loop (node.byte_budget)."""
 # How often a waiting leader looks for confirmed anchors to propose (roots wake it at once).
@@ -174,6 +181,9 @@ class Node:
             listen=PeerAddress.parse(config.p2p.listen),
         )
         self._events_send, self._events_recv = trio.open_memory_channel[Event](EVENTS_MAX)
+        self._apply_send, self._apply_recv = trio.open_memory_channel[tuple[Block, Finalized]](APPLY_QUEUE_BLOCKS)
+        self._applying: collections.deque[Block] = collections.deque()
+        """Blocks the core finalized that are not yet applied, oldest first."""
         self._peer_events_budget = ByteBudget(PEER_EVENTS_BYTES_MAX)
         self._peer_event_sizes: collections.deque[int] = collections.deque()
         self._stop = trio.Event()
@@ -197,6 +207,7 @@ class Node:
                 await nursery.start(self.peers.run)
                 nursery.start_soon(self._pump_inbound)
                 nursery.start_soon(self._consensus_loop)
+                nursery.start_soon(self._apply_loop)
                 nursery.start_soon(self.group_commit.run)
                 if self.anchorer is not None:
                     nursery.start_soon(self._anchoring_loop, self.anchorer)
@@ -289,7 +300,7 @@ class Node:
             elif isinstance(action, RequestProposal):
                 self._start_builder(action)
             elif isinstance(action, CheckBlock):
-                fault = self._block_fault(action.block, action.pending)
+                fault = self._block_fault(action.block, self._with_applying(action.pending))
                 if fault is None and action.block.header.anchors:
                     self._nursery.start_soon(self._check_anchors, action.block)
                     continue
@@ -297,7 +308,8 @@ class Node:
                     await self._keep_unfinalized(action.block)
                 await self._events_send.send(BlockChecked(action.block.hash, fault is None, fault))
             elif isinstance(action, Finalized):
-                await self._apply_finalized(action.block, action)
+                self._applying.append(action.block)
+                await self._apply_send.send((action.block, action))
             elif isinstance(action, Evidence):
                 self.chain.add_evidence(action.record.encode())
                 event(log, logging.WARNING, "misbehaviour evidence kept", validator=action.record.signer,
@@ -340,11 +352,13 @@ class Node:
 
         async def build() -> None:
             with scope:
-                while not self._proposable(request.pending) and trio.current_time() < give_up_at:
+                while (not self._proposable(self._with_applying(request.pending))
+                       and trio.current_time() < give_up_at):
                     self._mempool_changed = trio.Event()
                     with trio.move_on_at(min(give_up_at, trio.current_time() + BUILDER_POLL_S)):
                         await self._mempool_changed.wait()
-                in_flight = self._roots_of(request.pending)
+                pending = self._with_applying(request.pending)
+                in_flight = self._roots_of(pending)
                 roots = self.mempool.take(self.config.consensus.block_roots_max, exclude=in_flight)
                 block = build_block(
                     genesis=self.genesis,
@@ -353,7 +367,7 @@ class Node:
                     log=request.log,
                     roots=roots,
                     timestamp_ms=now_ms(),
-                    anchors=self._anchors_to_propose(request.pending),
+                    anchors=self._anchors_to_propose(pending),
                 )
                 await self._keep_unfinalized(block)
                 await self._events_send.send(ProposalReady(request.view, block))
@@ -479,6 +493,16 @@ class Node:
         if block.hash not in self._unfinalized:
             await trio.to_thread.run_sync(self.chain.keep_unfinalized, block.hash, block.encode())
             self._unfinalized[block.hash] = block.header.height
+
+    def _with_applying(self, pending: tuple[Block, ...]) -> tuple[Block, ...]:
+        """``pending`` (the unfinalized ancestors the core names) and the finalized blocks not
+        yet applied: a new block must repeat the roots and anchors of neither."""
+        return (*self._applying, *pending) if self._applying else pending
+
+    async def _apply_loop(self) -> None:
+        async for block, action in self._apply_recv:
+            await self._apply_finalized(block, action)
+            self._applying.popleft()
 
     async def _apply_finalized(self, block: Block, action: Finalized) -> None:
         """One synced batch, written in a worker thread so that gossip, submissions and the API
