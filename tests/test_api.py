@@ -187,3 +187,13 @@ async def test_unknown_endpoint_is_json_404(client_for):
     response = await client_for.get("/v2/nothing")
     assert response.status_code == 404
     assert "no such endpoint" in response.json()["error"]
+
+
+def test_receipts_are_written_exactly_as_their_json_form():
+    from node.api import receipts_json
+    from node.interface import Receipt
+
+    receipts = [Receipt(bytes([i]) * 32, "pending", 1_700_000_000_000 + i) for i in range(3)]
+    receipts.append(Receipt(b"\xff" * 32, "certified", 5, 41))
+    name = 'validator-1 "quoted" \\ é'
+    assert json.loads(receipts_json(receipts, name)) == {"receipts": [r.to_json(name) for r in receipts]}
