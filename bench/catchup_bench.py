@@ -2,7 +2,8 @@
 
 Starts a fresh 4-validator devnet (real node processes, no Bitcoin), kills validator
 3, then saturates the other three with ``--roots`` random roots: loader threads POST
-batches of 1,000 round robin over validators 0-2, honouring 429/503 Retry-After. The
+batches of 1,000 round robin over validators 0-2, honouring 429/503 Retry-After (the
+submitter token is unmetered, so the mempool and consensus set the pace). The
 log growth at validator 0 while the loaders still have roots to send is the live
 finalized rate under saturation: the same-run reference. Then validator 3 restarts
 and catches up from its peers; its roots/s while doing so, over the live rate, is
@@ -77,10 +78,25 @@ class Loader:
             thread.join()
 
 
-def _with_block_roots_max(config: str, roots_max: int) -> None:
+def _configure(config: str, block_roots_max: int | None) -> None:
+    """Unmeter the submitter token, so that the load saturates consensus and not the token's quota."""
     path = Path(config)
-    text = path.read_text()
-    path.write_text(text.replace("[consensus]\n", f"[consensus]\nblock_roots_max = {roots_max}\n", 1))
+    text = path.read_text().replace("[api]\n", "[api]\ntoken_roots_per_s = 0\ntoken_backlog_roots = 0\n", 1)
+    if block_roots_max is not None:
+        text = text.replace("[consensus]\n", f"[consensus]\nblock_roots_max = {block_roots_max}\n", 1)
+    path.write_text(text)
+
+
+def _metric(network: Network, index: int, name: str) -> float:
+    """A counter from a validator's /metrics (0 if it has not been touched)."""
+    text = network.http.get(f"{network.url(index)}/metrics").text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def _served(network: Network) -> tuple[float, float]:
+    """Catch-up requests refused and answer bytes sent, summed over the live validators."""
+    return (sum(_metric(network, index, "pantheon_catchup_refused_total") for index in LIVE),
+            sum(_metric(network, index, "pantheon_catchup_served_bytes_total") for index in LIVE))
 
 
 def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
@@ -91,12 +107,12 @@ def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def measure(roots: int, block_roots_max: int | None, profile_dir: Path | None, profile_s: float) -> dict[str, float]:
+def measure(roots: int, block_roots_max: int | None, profile_dir: Path | None, profile_s: float,
+            workdir: Path | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as directory:
-        state = cluster.create(Path(directory) / "devnet", 4)
-        if block_roots_max is not None:
-            for entry in state.nodes:
-                _with_block_roots_max(entry.config, block_roots_max)
+        state = cluster.create(workdir or Path(directory) / "devnet", 4)
+        for entry in state.nodes:
+            _configure(entry.config, block_roots_max)
         with running(state) as network:
             network.kill9(DOWN)
             live_started = time.monotonic()
@@ -126,6 +142,7 @@ def measure(roots: int, block_roots_max: int | None, profile_dir: Path | None, p
 
 def _catch_up(network: Network, state: cluster.DevnetState, live: dict, profile_dir: Path | None,
               profile_s: float) -> dict[str, float]:
+    refused_before, served_before = _served(network)
     started = time.monotonic()
     cluster.start(state)
     profilers = []
@@ -145,7 +162,10 @@ def _catch_up(network: Network, state: cluster.DevnetState, live: dict, profile_
     if caught["log_root"] != live["log_root"] or network.status(0)["log_root"] != live["log_root"]:
         raise RuntimeError(f"caught-up log root {caught['log_root']} differs from the live {live['log_root']}")
     catch_up_s = max(caught_up - ready, 1e-3)
+    refused, served = _served(network)
     return {
+        "catchup_requests_refused": refused - refused_before,
+        "catchup_served_mib": (served - served_before) / 2**20,
         "restart_to_healthz_s": ready - started,
         "catchup_s": catch_up_s,
         "catchup_roots_per_s": (live["log_size"] - behind["log_size"]) / catch_up_s,
@@ -160,10 +180,11 @@ def main() -> None:
     parser.add_argument("--block-roots-max", type=int, default=None)
     parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy profiles of the catch-up")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the devnet (logs, data) in this new directory")
     args = parser.parse_args()
     if args.roots < BATCH_ROOTS:
         parser.error(f"--roots must be at least one batch ({BATCH_ROOTS})")
-    figures = measure(args.roots, args.block_roots_max, args.profile, args.profile_seconds)
+    figures = measure(args.roots, args.block_roots_max, args.profile, args.profile_seconds, args.workdir)
     print(f"# 4 validator processes on {os.cpu_count()} cores, loopback, no Bitcoin; validator {DOWN} down while "
           f"{LOADERS} loader threads send batches of {BATCH_ROOTS} to validators 0-2")
     print(f"# block_roots_max={args.block_roots_max or 'default'}")
