@@ -126,9 +126,20 @@ class MerkleLog:
         return self._range_hash(0, size)
 
     def index_of(self, audit_root: bytes) -> int | None:
+        """The root's index, or None if it is not logged.
+
+        An index at or past the size but below the size stored with it belongs to an append
+        whose batch is written and not yet committed (a node writes its finalization batch in
+        a worker thread and goes on answering meanwhile): that root is not logged yet.
+        """
         _check_root(audit_root)
         value = self._store.get(keys.log_index(audit_root))
-        return None if value is None else self._stored_index(value, audit_root)
+        if value is None:
+            return None
+        index = self._decode_u64(value, f"index of root {audit_root.hex()}")
+        if self._size <= index < self._stored_size():
+            return None
+        return self._stored_index(value, audit_root)
 
     def audit_root_at(self, index: int) -> bytes:
         self._check_index(index, self._size)
