@@ -117,9 +117,24 @@ class Store:
                 "Free space (or repair the disk) and restart the node: it resumes from its last complete write"
             ) from None
 
+    def property(self, name: str) -> str | None:
+        """A LevelDB property such as ``leveldb.stats``, for benchmarks and diagnostics; None if unknown."""
+        value = self._db.get_property(name.encode("ascii"))
+        return None if value is None else value.decode("ascii", "replace")
+
     def compact(self) -> None:
-        """Compact the whole key range (reclaims space; used by benchmarks and maintenance)."""
-        self._db.compact_range()
+        """Compact the whole key range (reclaims space; used by benchmarks and maintenance).
+
+        plyvel's ``compact_range()`` without arguments passes two empty keys, not
+        "no bound", so LevelDB compacts the empty range ["", ""] and only flushes the
+        memtable. The range is therefore given explicitly: from the first key to just
+        past the last one.
+        """
+        with self._db.iterator(reverse=True, include_value=False) as it:
+            last = next(it, None)
+        if last is None:
+            return
+        self._db.compact_range(start=b"", stop=last + b"\x00")
 
 
 def _message(exc: BaseException) -> str:

@@ -13,7 +13,10 @@ RFC 9162 sections 2.1.3.1 (PATH) and 2.1.4.1 (PROOF), all of them are perfect
 left: that one is the right edge of a smaller tree, the fold of at most
 log2(size) perfect subtrees. A proof therefore reads at most about
 2 * log2(size) records, whatever the size, and a past root (any size up to the
-current one) is the fold of popcount(size) perfect subtrees.
+current one) is the fold of popcount(size) perfect subtrees. Against the current
+size that right edge is a suffix of the in-memory edge (below) whenever it starts
+at one of the edge's subtree boundaries, and is then taken from there: such a
+proof reads one record per remaining sibling, about log2(size).
 
 The right edge of the current tree (a ``proof.compact.CompactRange``) is kept in
 memory and rebuilt at open from popcount(size) reads. An append hashes new leaves
@@ -333,7 +336,29 @@ class MerkleLog:
 
     def _range_hash(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) for a range the RFC recursion produces (start aligned)."""
+        if end == self._size:
+            edge = self._edge_suffix(start)
+            if edge is not None:
+                return _fold(edge)
         return _fold(self._subtree_hashes(start, end))
+
+    def _edge_suffix(self, start: int) -> list[bytes] | None:
+        """The hashes of D[start:size] from the in-memory right edge, when it holds them.
+
+        That is when ``start`` is a boundary between two of the edge's perfect
+        subtrees: D[start:size] is then exactly the edge's last few. It is the one
+        non-perfect sibling of a proof against the current size (the first point
+        where the path turns left), which would otherwise cost popcount reads.
+        """
+        hashes = self._edge.hashes
+        boundary = self._size
+        for count in range(1, len(hashes) + 1):
+            boundary &= boundary - 1  # clear the lowest set bit: where the count-th last subtree starts
+            if boundary == start:
+                return list(hashes[-count:])
+            if boundary < start:
+                return None
+        return None
 
     def _subtree_hashes(self, start: int, end: int) -> list[bytes]:
         """The stored hashes of the perfect subtrees making up D[start:end], left to right."""
