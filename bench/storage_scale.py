@@ -50,6 +50,7 @@ import argparse
 import hashlib
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -200,10 +201,13 @@ def _worker_ours(args: argparse.Namespace) -> None:
     reference = _ReferenceTask()
 
     times, cpu, reads, lengths = [], [], [], []
+    usage = _ThreadUsage()
     for number, index in enumerate(indices):
+        usage.start()
         t0, w0 = time.thread_time(), time.perf_counter()
         path_nodes = log.inclusion_proof(index, size)
         w1, t1 = time.perf_counter(), time.thread_time()
+        usage.stop(w1 - w0)
         times.append(w1 - w0)
         cpu.append(t1 - t0)
         reads.append(counted.reads_during(lambda: log.inclusion_proof(index, size)))
@@ -213,14 +217,18 @@ def _worker_ours(args: argparse.Namespace) -> None:
         if number % 64 == 0:
             memory.sample()
     _report_latency("inclusion", times, cpu, reads)
+    usage.report("inclusion")
     reference.report()
     _print("inclusion_path_len_mean", statistics.fmean(lengths), 1)
 
     times, cpu, reads, lengths = [], [], [], []
+    usage = _ThreadUsage()
     for number, size1 in enumerate(old_sizes):
+        usage.start()
         t0, w0 = time.thread_time(), time.perf_counter()
         path_nodes = log.consistency_proof(size1, size)
         w1, t1 = time.perf_counter(), time.thread_time()
+        usage.stop(w1 - w0)
         times.append(w1 - w0)
         cpu.append(t1 - t0)
         reads.append(counted.reads_during(lambda: log.consistency_proof(size1, size)))
@@ -229,6 +237,7 @@ def _worker_ours(args: argparse.Namespace) -> None:
         if number % 64 == 0:
             memory.sample()
     _report_latency("consistency", times, cpu, reads)
+    usage.report("consistency")
     _print("consistency_path_len_mean", statistics.fmean(lengths), 1)
 
     memory.report(rss_start)
@@ -266,6 +275,40 @@ def _settle(quiet_cpu_s: float = 0.005, interval_s: float = 0.25, limit_s: float
         if _process_cpu() - time.thread_time() - other0 < quiet_cpu_s:
             break
     return time.perf_counter() - started
+
+
+class _ThreadUsage:
+    """Per timed call: was this thread preempted (an involuntary context switch), did it wait for a disk read?
+
+    From getrusage(RUSAGE_THREAD). A call that was switched out waited for a core
+    (another process's, or LevelDB's own background thread's); a major fault
+    waited for the disk. Neither is work of the log, and the two counts say how
+    much of the wall-clock tail they explain.
+    """
+
+    def __init__(self) -> None:
+        self.preempted = 0
+        self.major_faults = 0
+        self.unpreempted: list[float] = []
+        self._before = resource.getrusage(resource.RUSAGE_THREAD)
+
+    def start(self) -> None:
+        self._before = resource.getrusage(resource.RUSAGE_THREAD)
+
+    def stop(self, wall: float) -> None:
+        after = resource.getrusage(resource.RUSAGE_THREAD)
+        self.major_faults += after.ru_majflt - self._before.ru_majflt
+        if after.ru_nivcsw > self._before.ru_nivcsw:
+            self.preempted += 1
+        else:
+            self.unpreempted.append(wall)
+
+    def report(self, what: str) -> None:
+        _print(f"{what}_preempted_calls", self.preempted)
+        _print(f"{what}_major_faults", self.major_faults)
+        if self.unpreempted:
+            millis = sorted(t * 1e3 for t in self.unpreempted)
+            _print(f"{what}_p99_ms_not_preempted", _p99(millis), 3)
 
 
 class _ReferenceTask:
