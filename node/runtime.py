@@ -84,8 +84,11 @@ from storage.merkle_log import MerkleLog
 log = logging.getLogger("pantheon.node")
 
 EVENTS_MAX = 4096
-APPLY_QUEUE_BLOCKS = 8
+APPLY_QUEUE_BLOCKS = 16
 """Finalized blocks waiting to be applied before the consensus loop waits for the applier."""
+APPLY_RUN_BLOCKS_MAX = 16
+APPLY_RUN_ROOTS_MAX = 160_000
+"""Most blocks, and roots, one batch applies (about 15 MB of records)."""
 PEER_EVENTS_BYTES_MAX = 64 * 1024 * 1024
 """Bytes of decoded peer messages waiting for the consensus loop (node.byte_budget)."""
 # How often a waiting leader looks for confirmed anchors to propose (roots wake it at once).
@@ -500,53 +503,72 @@ class Node:
         return (*self._applying, *pending) if self._applying else pending
 
     async def _apply_loop(self) -> None:
-        async for block, action in self._apply_recv:
-            await self._apply_finalized(block, action)
-            self._applying.popleft()
+        """Apply finalized blocks in order; those already waiting go into one batch together
+        (a catch-up answer finalizes a dozen at once, and one synced write serves them all)."""
+        async for first in self._apply_recv:
+            run = [first]
+            roots = first[0].root_count
+            while len(run) < APPLY_RUN_BLOCKS_MAX and roots < APPLY_RUN_ROOTS_MAX:
+                try:
+                    run.append(self._apply_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+                roots += run[-1][0].root_count
+            await self._apply_finalized(run)
+            for _ in run:
+                self._applying.popleft()
 
-    async def _apply_finalized(self, block: Block, action: Finalized) -> None:
-        """One synced batch, written in a worker thread so that gossip, submissions and the API
-        go on meanwhile (the consensus loop waits for it). Until ``commit`` the finalized roots
+    async def _apply_finalized(self, run: list[tuple[Block, Finalized]]) -> None:
+        """Consecutive finalized blocks in one synced batch, written in a worker thread so that
+        gossip, submissions and the API go on meanwhile. Until ``commit`` the finalized roots
         are still in the mempool, so a root gossiped or submitted during the write is either
         seen as logged or taken back out by ``forget``."""
-        header = block.header
-        if header.height <= self.chain.tip_height:
+        run = [(block, action) for block, action in run if block.header.height > self.chain.tip_height]
+        if not run:
             return
-        settled = [h for h, height in self._unfinalized.items() if height <= header.height]
-        staged = self.log.stage_append(block.roots, unlogged=Unlogged(self.mempool, self.logged))
-        recorded = self._recorded_anchors(header)
+        last = run[-1][0].header
+        roots = b"".join(block.roots for block, _ in run)
+        settled = [h for h, height in self._unfinalized.items() if height <= last.height]
+        staged = self.log.stage_append(roots, unlogged=Unlogged(self.mempool, self.logged))
+        run_heights = {block.hash: block.header.height for block, _ in run}
+        recorded = [self._recorded_anchors(block.header, run_heights) for block, _ in run]
 
         def write() -> None:
             with self.store.batch(sync=True) as batch:
                 staged.write_to(batch)
-                self.chain.stage_finalized(batch, header, action.proof)
-                self.anchor_store.stage_recorded(batch, recorded, header.height)
-                self.mempool.remove(block.roots, batch)
+                follows = self.chain.tip_height
+                for (block, action), anchors in zip(run, recorded):
+                    self.chain.stage_finalized(batch, block.header, action.proof, after=follows)
+                    self.anchor_store.stage_recorded(batch, anchors, block.header.height)
+                    follows = block.header.height
+                self.mempool.remove(roots, batch)
                 self.chain.drop_unfinalized(batch, settled)
 
         await trio.to_thread.run_sync(write)
         for block_hash in settled:
             del self._unfinalized[block_hash]
         self.log.commit(staged)
-        self.logged.added(block.roots)
-        self.chain.commit_tip(header)
-        self.mempool.forget(block.roots)
-        if self.log.size != header.log_size or self.log.root() != header.log_root:
+        self.logged.added(roots)
+        self.chain.commit_tip(last)
+        self.mempool.forget(roots)
+        # The last header commits to the whole log, so agreeing with it is agreeing with every block of the run.
+        if self.log.size != last.log_size or self.log.root() != last.log_root:
             raise NodeError(
-                f"log diverged from finalized block {header.height}: size {self.log.size} root "
-                f"{self.log.root().hex()[:16]} vs header {header.log_size} {header.log_root.hex()[:16]}"
+                f"log diverged from finalized block {last.height}: size {self.log.size} root "
+                f"{self.log.root().hex()[:16]} vs header {last.log_size} {last.log_root.hex()[:16]}"
             )
-        self.metrics.blocks_finalized.inc()
-        self.metrics.roots_finalized.inc(block.root_count)
+        self.metrics.blocks_finalized.inc(len(run))
+        self.metrics.roots_finalized.inc(len(roots) // 32)
         self.sync_metrics()
-        event(log, logging.DEBUG, "finalized", height=header.height, roots=block.root_count, log_size=header.log_size)
+        event(log, logging.DEBUG, "finalized", height=last.height, blocks=len(run), roots=len(roots) // 32,
+              log_size=last.log_size)
 
-    def _recorded_anchors(self, header: Any) -> list[tuple[int, AnchorRef]]:
+    def _recorded_anchors(self, header: Any, run_heights: dict[bytes, int]) -> list[tuple[int, AnchorRef]]:
         """(anchored height, ref) of a finalized block's anchors; the anchored blocks are
-        finalized ancestors, so they are in the chain store already."""
+        finalized ancestors: in the chain store already, or earlier in the same run."""
         out = []
         for ref in header.anchors:
-            height = self.chain.height_of(ref.anchored_block_hash)
+            height = run_heights.get(ref.anchored_block_hash) or self.chain.height_of(ref.anchored_block_hash)
             if height is None:
                 event(log, logging.WARNING, "finalized block records an anchor of an unknown block",
                       height=header.height, anchored=ref.anchored_block_hash.hex()[:16])

@@ -35,10 +35,16 @@ class ChainStore:
     def tip_header(self) -> BlockHeader | None:
         return self._tip_header
 
-    def stage_finalized(self, batch: BatchWriter, header: BlockHeader, proof: FinalizationProof) -> None:
-        """Write a finalized block's records into the caller's batch (call :meth:`commit_tip` after)."""
-        if header.height != self._tip_height + 1:
-            raise StoreError(f"finalized height {header.height} does not follow the stored tip {self._tip_height}")
+    def stage_finalized(
+        self, batch: BatchWriter, header: BlockHeader, proof: FinalizationProof, *, after: int | None = None
+    ) -> None:
+        """Write a finalized block's records into the caller's batch (call :meth:`commit_tip` after).
+
+        ``after``: the height this block follows when several are staged in one batch
+        (default: the stored tip)."""
+        follows = self._tip_height if after is None else after
+        if header.height != follows + 1:
+            raise StoreError(f"finalized height {header.height} does not follow height {follows}")
         height = keys.u64(header.height)
         batch.put(keys.BLOCK_BY_HEIGHT + height, header.encode())
         batch.put(keys.BLOCK_BY_HASH + header.hash, height)
