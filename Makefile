@@ -5,12 +5,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: devnet test bench sim soak fuzz bitcoind browser web verifier-wheel clean help
+.PHONY: devnet test bench bench-all bench-storage bench-catchup bench-consensus sim soak fuzz bitcoind browser web verifier-wheel clean help
 
 help:
 	@echo "make devnet   set up, then run a local validator network with live status"
 	@echo "make test     set up, then run the whole test suite"
-	@echo "make bench    benchmarks (prints figures; not part of the tests)"
+	@echo "make bench    4-validator throughput and latency, and bundle verification (name=value lines; ~3 min)"
+	@echo "make bench-storage   the Merkle log at 10M roots against pymerkle (~4 min)"
+	@echo "make bench-catchup   a validator 1M roots behind rejoins, against the live rate (~3 min)"
+	@echo "make bench-consensus messages, bytes and signature checks per block for n = 4, 7, 10, 16 (simulator)"
+	@echo "make bench-all       all of the above, then the log, p2p and browser benchmarks"
 	@echo "make sim      long simulator runs: 1000 seeds n=4 f=1, 300 seeds n=7 f=2"
 	@echo "make soak     chaos soak: 4 validators + regtest bitcoind, faults and load for SOAK_SECONDS (600), then checks"
 	@echo "make fuzz     long fuzz runs of every decoder and parser of outside input, counts per target"
@@ -49,11 +53,25 @@ web:
 test: $(STAMP) bitcoind browser
 	$(BIN)/python -m pytest -q -ra
 
+# Benchmarks print figures (name=value lines); they are not part of the tests. BENCH_ARGS, e.g.
+# `make bench BENCH_ARGS="--bitcoin --profile /tmp/prof"`, goes to `pantheon bench`.
 bench: $(STAMP)
+	@echo "nproc=$$(nproc)"
+	$(BIN)/pantheon bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.verify_bench
+
+bench-storage: $(STAMP)
+	$(BIN)/python -m bench.storage_scale
+
+bench-catchup: $(STAMP)
+	$(BIN)/python -m bench.catchup_bench
+
+bench-consensus: $(STAMP)
+	$(BIN)/python -m bench.consensus_scale
+
+bench-all: bench bench-storage bench-catchup bench-consensus
 	$(BIN)/python -m bench.log_bench
 	$(BIN)/python -m bench.p2p_bench
-	$(BIN)/python -m bench.verify_bench
-	$(BIN)/python -m bench.network_bench
 	$(BIN)/python -m bench.web_bench
 
 # Long fuzz runs (examples per target; the suite runs 120-150 each): only documented errors may escape.
