@@ -57,9 +57,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 from proof.merkle import leaf_hash, verify_consistency, verify_inclusion
 from storage.db import Store
+from storage.logged_filter import LoggedRoots, Unlogged
 from storage.merkle_log import APPEND_ROOTS_MAX, MerkleLog
 
 HASH_SIZE = 32
@@ -173,15 +175,57 @@ def _emit(prefix: str, values: dict[str, str], *, skip: tuple[str, ...] = ()) ->
 # ---- worker: our MerkleLog ---------------------------------------------------
 
 
+def _time_proofs(
+    name: str, items: list[int], prove: Callable[[int], list[bytes]], verify: Callable[[int, list[bytes]], object],
+    counted: _ReadCounter, memory: _MemorySampler, reference: _ReferenceTask | None,
+) -> None:
+    """Time ``prove`` on each item (wall and this thread's CPU), count its reads, check each
+    proof with ``verify`` outside the timed part; report as ``name_*`` figures."""
+    times, cpu, reads, lengths = [], [], [], []
+    usage = _ThreadUsage()
+    for number, item in enumerate(items):
+        usage.start()
+        t0, w0 = time.thread_time(), time.perf_counter()
+        path_nodes = prove(item)
+        w1, t1 = time.perf_counter(), time.thread_time()
+        usage.stop(w1 - w0)
+        times.append(w1 - w0)
+        cpu.append(t1 - t0)
+        reads.append(counted.reads_during(lambda: prove(item)))
+        lengths.append(len(path_nodes))
+        verify(item, path_nodes)
+        if reference is not None:
+            reference.run()
+        if number % 64 == 0:
+            memory.sample()
+    _report_latency(name, times, cpu, reads)
+    usage.report(name)
+    _print(f"{name}_path_len_mean", statistics.fmean(lengths), 1)
+
+
 def _worker_ours(args: argparse.Namespace) -> None:
     rss_start = _vm_kib("VmHWM")
     os.makedirs(args.dir, exist_ok=True)
     path = os.path.join(args.dir, "log")
     store = Store(path)
     log = MerkleLog(store)
+    logged = LoggedRoots(log, store)
+    logged.start()
+    logged.wait_ready()
+    unlogged = Unlogged(frozenset(), logged)
+
+    def append(data: bytes) -> None:
+        """A validator's append: the log's in-memory filter (storage.logged_filter) rules out
+        the index lookups of new roots, as node.runtime does."""
+        staged = log.stage_append(data, unlogged=unlogged)
+        with store.batch(sync=True) as batch:
+            staged.write_to(batch)
+        log.commit(staged)
+        logged.added(data)
+
     memory = _MemorySampler()
     _print("load_avg_start", os.getloadavg()[0], 2)
-    appends = _append_all(args, log.append, "ours", memory)
+    appends = _append_all(args, append, "ours", memory)
     assert log.size == args.roots, f"{log.size} != {args.roots}: a generated root repeated"
     size = log.size
     root = log.root()
@@ -200,45 +244,19 @@ def _worker_ours(args: argparse.Namespace) -> None:
     counted = _ReadCounter(store)
     reference = _ReferenceTask()
 
-    times, cpu, reads, lengths = [], [], [], []
-    usage = _ThreadUsage()
-    for number, index in enumerate(indices):
-        usage.start()
-        t0, w0 = time.thread_time(), time.perf_counter()
-        path_nodes = log.inclusion_proof(index, size)
-        w1, t1 = time.perf_counter(), time.thread_time()
-        usage.stop(w1 - w0)
-        times.append(w1 - w0)
-        cpu.append(t1 - t0)
-        reads.append(counted.reads_during(lambda: log.inclusion_proof(index, size)))
-        lengths.append(len(path_nodes))
-        verify_inclusion(leaf_hash(_root_at(args.seed, args.batch, index)), index, size, path_nodes, root)
-        reference.run()
-        if number % 64 == 0:
-            memory.sample()
-    _report_latency("inclusion", times, cpu, reads)
-    usage.report("inclusion")
+    _time_proofs(
+        "inclusion", indices, lambda index: log.inclusion_proof(index, size),
+        lambda index, path_nodes: verify_inclusion(
+            leaf_hash(_root_at(args.seed, args.batch, index)), index, size, path_nodes, root
+        ),
+        counted, memory, reference,
+    )
     reference.report()
-    _print("inclusion_path_len_mean", statistics.fmean(lengths), 1)
-
-    times, cpu, reads, lengths = [], [], [], []
-    usage = _ThreadUsage()
-    for number, size1 in enumerate(old_sizes):
-        usage.start()
-        t0, w0 = time.thread_time(), time.perf_counter()
-        path_nodes = log.consistency_proof(size1, size)
-        w1, t1 = time.perf_counter(), time.thread_time()
-        usage.stop(w1 - w0)
-        times.append(w1 - w0)
-        cpu.append(t1 - t0)
-        reads.append(counted.reads_during(lambda: log.consistency_proof(size1, size)))
-        lengths.append(len(path_nodes))
-        verify_consistency(size1, size, path_nodes, log.root(size1), root)
-        if number % 64 == 0:
-            memory.sample()
-    _report_latency("consistency", times, cpu, reads)
-    usage.report("consistency")
-    _print("consistency_path_len_mean", statistics.fmean(lengths), 1)
+    _time_proofs(
+        "consistency", old_sizes, lambda size1: log.consistency_proof(size1, size),
+        lambda size1, path_nodes: verify_consistency(size1, size, path_nodes, log.root(size1), root),
+        counted, memory, None,
+    )
 
     memory.report(rss_start)
     _print("load_avg_end", os.getloadavg()[0], 2)

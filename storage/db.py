@@ -26,6 +26,13 @@ from storage.errors import StoreError, StoreWriteError
 BLOOM_FILTER_BITS = 10
 # LevelDB's block cache; the Merkle log's upper nodes and recent entries stay hot.
 BLOCK_CACHE_BYTES = 32 * 1024 * 1024
+# Table files open at once. LevelDB memory-maps each open table, and every page a read
+# touches counts in the process's RSS: with the default of 1000 a 10M-root log showed
+# 924 MB of file-backed RSS. New roots are ruled out by the node's in-memory filter
+# (storage.logged_filter) before LevelDB is asked, so a smaller table cache costs little:
+# measured at 3M roots, 128 tables halved the file-backed RSS (355 -> 167 MB) for 4 %
+# fewer appends/s without the filter and none with it.
+MAX_OPEN_FILES = 128
 # No block compression: nearly every stored byte is a hash or a signature, which
 # Snappy cannot shrink, and trying costs CPU on every write and compaction
 # (measured: 1M-root log append went from about 80k to about 120k roots/s without it).
@@ -51,6 +58,7 @@ class Store:
                 create_if_missing=create_if_missing,
                 bloom_filter_bits=BLOOM_FILTER_BITS,
                 lru_cache_size=BLOCK_CACHE_BYTES,
+                max_open_files=MAX_OPEN_FILES,
                 compression=COMPRESSION,
             )
         except plyvel.IOError as exc:
