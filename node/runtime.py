@@ -607,10 +607,7 @@ class Node:
             admission = self.mempool.admit(roots, received_at, owner=submitter, write=False)
             flush = self.group_commit.add(admission)
             if admission.new_roots:
-                for start in range(0, len(admission.new_roots), GOSSIP_ROOTS_PER_FRAME_MAX * 32):
-                    self.peers.broadcast(
-                        Channel.GOSSIP, admission.new_roots[start : start + GOSSIP_ROOTS_PER_FRAME_MAX * 32]
-                    )
+                self._gossip(admission.new_roots)
                 self.metrics.roots_submitted.inc(len(admission.new_roots) // 32)
                 self.sync_metrics()
                 self._mempool_changed.set()
@@ -625,6 +622,16 @@ class Node:
                 Receipt(root, "certified" if state == "logged" else "pending", received_at, index if index >= 0 else None)
             )
         return receipts
+
+    def _gossip(self, roots: bytes) -> None:
+        """Send new roots to the peers that are connected now. Gossip only saves a round: a
+        peer that is down gets these roots in the blocks that carry them, and queueing them
+        for it (up to a send queue of 1,024 frames) only made it admit, on reconnect, roots
+        its catch-up was about to bring (10 % of a catching-up validator's CPU)."""
+        step = GOSSIP_ROOTS_PER_FRAME_MAX * 32
+        for peer in self.peers.connected_peers():
+            for start in range(0, len(roots), step):
+                self._send(peer, Channel.GOSSIP, roots[start : start + step])
 
     def _flushed(self, requests: int, _roots: int) -> None:
         self.metrics.submit_flushes.inc()
