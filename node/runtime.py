@@ -79,7 +79,7 @@ from storage.anchor_store import AnchorStore
 from storage.chain_store import ChainStore
 from storage.db import Store
 from storage.logged_filter import LoggedRoots, Unlogged
-from storage.merkle_log import MerkleLog
+from storage.merkle_log import APPEND_ROOTS_MAX, MerkleLog
 
 log = logging.getLogger("pantheon.node")
 
@@ -87,8 +87,8 @@ EVENTS_MAX = 4096
 APPLY_QUEUE_BLOCKS = 16
 """Finalized blocks waiting to be applied before the consensus loop waits for the applier."""
 APPLY_RUN_BLOCKS_MAX = 16
-APPLY_RUN_ROOTS_MAX = 160_000
-"""Most blocks, and roots, one batch applies (about 15 MB of records)."""
+APPLY_RUN_ROOTS_MAX = APPEND_ROOTS_MAX
+"""Most blocks, and roots, one batch applies (one log append: about 10 MB of records)."""
 PEER_EVENTS_BYTES_MAX = 64 * 1024 * 1024
 """Bytes of decoded peer messages waiting for the consensus loop (node.byte_budget)."""
 # How often a waiting leader looks for confirmed anchors to propose (roots wake it at once).
@@ -505,15 +505,22 @@ class Node:
     async def _apply_loop(self) -> None:
         """Apply finalized blocks in order; those already waiting go into one batch together
         (a catch-up answer finalizes a dozen at once, and one synced write serves them all)."""
-        async for first in self._apply_recv:
+        carried: tuple[Block, Finalized] | None = None
+        while True:
+            first = carried if carried is not None else await self._apply_recv.receive()
+            carried = None
             run = [first]
             roots = first[0].root_count
-            while len(run) < APPLY_RUN_BLOCKS_MAX and roots < APPLY_RUN_ROOTS_MAX:
+            while len(run) < APPLY_RUN_BLOCKS_MAX:
                 try:
-                    run.append(self._apply_recv.receive_nowait())
+                    item = self._apply_recv.receive_nowait()
                 except trio.WouldBlock:
                     break
-                roots += run[-1][0].root_count
+                if roots + item[0].root_count > APPLY_RUN_ROOTS_MAX:
+                    carried = item
+                    break
+                run.append(item)
+                roots += item[0].root_count
             await self._apply_finalized(run)
             for _ in run:
                 self._applying.popleft()
