@@ -95,8 +95,9 @@ PEER_EVENTS_BYTES_MAX = 64 * 1024 * 1024
 BUILDER_POLL_S = 1.0
 GOSSIP_ROOTS_PER_FRAME_MAX = (MAX_FRAME_BYTES - 1024) // 32
 SUBMIT_IN_FLIGHT_MAX = 64
-ROOT_SETS_MAX = 64
-"""Unfinalized blocks whose root sets are kept (Node._root_set): more than ever wait on one chain."""
+ROOT_SETS_MAX = 32
+"""Unfinalized (or not yet applied) blocks whose root sets are kept (Node._root_set), about
+1 MB each for a full block; more are recomputed when asked for."""
 
 
 class NodeError(PantheonError):
