@@ -7,18 +7,13 @@ import pytest
 import trio
 
 from consensus.actions import Finalized
-from devnet import cluster
-from node.config import load_config
 from node.runtime import APPLY_RUN_ROOTS_MAX, Node
 from tests.chain_fixtures import make_chain, random_roots
 
 
 @pytest.fixture
-def node(tmp_path):
-    state = cluster.create(tmp_path / "devnet", 4)
-    validator = Node(load_config(state.nodes[0].config))
-    yield validator
-    validator.store.close()
+def node(idle_node):
+    return idle_node
 
 
 async def apply_all(node: Node, chain) -> None:

@@ -8,18 +8,13 @@ import os
 import pytest
 
 from consensus.block import build_block
-from devnet import cluster
-from node.config import load_config
 from node.runtime import Node
 from proof.compact import CompactRange
 
 
 @pytest.fixture
-def node(tmp_path):
-    state = cluster.create(tmp_path / "devnet", 4)
-    validator = Node(load_config(state.nodes[0].config))
-    yield validator
-    validator.store.close()
+def node(idle_node):
+    return idle_node
 
 
 def block_of(node: Node, roots: bytes, parent=None, log: CompactRange | None = None, view: int = 1):

@@ -7,17 +7,12 @@ import os
 
 import pytest
 
-from devnet import cluster
-from node.config import load_config
 from node.runtime import GOSSIP_ROOTS_PER_FRAME_MAX, Node
 
 
 @pytest.fixture
-def node(tmp_path):
-    state = cluster.create(tmp_path / "devnet", 4)
-    validator = Node(load_config(state.nodes[0].config))
-    yield validator
-    validator.store.close()
+def node(idle_node):
+    return idle_node
 
 
 def queued(node: Node) -> dict[int, int]:
