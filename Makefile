@@ -56,7 +56,6 @@ test: $(STAMP) bitcoind browser
 # Benchmarks print figures (name=value lines); they are not part of the tests. BENCH_ARGS, e.g.
 # `make bench BENCH_ARGS="--bitcoin --profile /tmp/prof"`, goes to `pantheon bench`.
 bench: $(STAMP)
-	@echo "nproc=$$(nproc)"
 	$(BIN)/pantheon bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.verify_bench
 
