@@ -99,7 +99,7 @@ class NodeAPIService:
         }
 
     def block(self, height: int) -> dict[str, Any] | None:
-        header = self.node.chain.header_at(height) if height >= 1 else None
+        header = self.node.chain.header_at(height) if 1 <= height <= self.node.chain.tip_height else None
         if header is None:
             return None
         start, end = self.node.chain.log_range(height) or (0, 0)

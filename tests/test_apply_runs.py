@@ -48,3 +48,19 @@ async def test_a_finalized_root_leaves_the_mempool_when_its_block_is_applied(nod
     await apply_all(node, chain)
     assert len(node.mempool) == 0
     assert node.log.index_of(roots[:32]) == 0
+
+
+def test_a_block_whose_batch_is_written_but_not_yet_applied_is_not_served(node):
+    """Catch-up answers are read from the store; a run's batch is visible there before the log
+    moves past it, and serving it then stopped the node ("end ... is outside the log")."""
+    chain = make_chain()
+    block = chain.add_block(random_roots(100))
+    staged = node.log.stage_append(block.roots)
+    with node.store.batch() as batch:
+        staged.write_to(batch)
+        node.chain.stage_finalized(batch, block.header, chain.proofs[0])
+    assert node.read_finalized(1) is None
+    node.log.commit(staged)
+    node.chain.commit_tip(block.header)
+    served, proof = node.read_finalized(1)
+    assert served.hash == block.hash and proof == chain.proofs[0]
