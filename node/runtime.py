@@ -587,10 +587,7 @@ class Node:
     # ---- catch-up ----------------------------------------------------------------
 
     def read_finalized(self, height: int) -> tuple[Block, FinalizationProof] | None:
-        """A finalized block and its proof, up to the applied tip only: a run's batch is visible
-        in the store before the log and the tip move past it (Node._apply_finalized)."""
-        if height > self.chain.tip_height:
-            return None
+        """A finalized block and its proof (up to the applied tip: ChainStore reads stop there)."""
         header = self.chain.header_at(height)
         proof = self.chain.finalization_at(height)
         span = self.chain.log_range(height)

@@ -56,17 +56,27 @@ class ChainStore:
         self._tip_height = header.height
         self._tip_header = header
 
+    # Reads answer up to the committed tip only. A node writes a finalization batch in a
+    # worker thread and goes on serving meanwhile: the batch's records are in the store
+    # before commit_tip (and the log's commit) move past them, and a block read then would
+    # name log entries the log does not hold yet (MerkleLog.index_of does the same).
+
     def header_at(self, height: int) -> BlockHeader | None:
+        if height > self._tip_height:
+            return None
         raw = self._store.get(keys.BLOCK_BY_HEIGHT + keys.u64(height))
         return None if raw is None else BlockHeader.decode(raw)
 
     def finalization_at(self, height: int) -> FinalizationProof | None:
+        if height > self._tip_height:
+            return None
         raw = self._store.get(keys.CERTIFICATE + keys.u64(height))
         return None if raw is None else FinalizationProof.decode(raw)
 
     def height_of(self, block_hash: bytes) -> int | None:
         raw = self._store.get(keys.BLOCK_BY_HASH + block_hash)
-        return None if raw is None else keys.U64.unpack(raw)[0]
+        height = None if raw is None else keys.U64.unpack(raw)[0]
+        return height if height is not None and height <= self._tip_height else None
 
     def log_range(self, height: int) -> tuple[int, int] | None:
         """The log indices ``[start, end)`` of the roots of the block at ``height``."""

@@ -69,3 +69,22 @@ def test_safety_state_and_evidence_persist(tmp_path):
         chain_store = ChainStore(store)
         assert chain_store.load_safety() == b"state-1"
         assert chain_store.evidence() == [b"e1", b"e2"]
+
+
+def test_a_block_written_but_not_committed_is_not_read_back_yet(tmp_path, chain):
+    """A node writes a finalization batch in a worker thread and serves reads meanwhile."""
+    with Store(tmp_path / "db") as store:
+        log, chain_store = MerkleLog(store), ChainStore(store)
+        block, proof = chain.blocks[0], chain.proofs[0]
+        staged = log.stage_append(block.roots)
+        with store.batch() as batch:
+            staged.write_to(batch)
+            chain_store.stage_finalized(batch, block.header, proof)
+        assert chain_store.header_at(1) is None
+        assert chain_store.finalization_at(1) is None
+        assert chain_store.height_of(block.hash) is None
+        assert chain_store.log_range(1) is None
+        log.commit(staged)
+        chain_store.commit_tip(block.header)
+        assert chain_store.header_at(1) == block.header
+        assert chain_store.height_of(block.hash) == 1
