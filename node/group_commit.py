@@ -37,8 +37,8 @@ class GroupCommit:
     """Writes the mempool records of many submissions in one synced batch at a time."""
 
     def __init__(self, store: Store, mempool: Mempool,
-                 on_flushed: Callable[[int, int], None] = lambda admissions, roots: None) -> None:
-        """``on_flushed(admissions, roots)`` is told the size of each batch (for metrics)."""
+                 on_flushed: Callable[[int], None] = lambda admissions: None) -> None:
+        """``on_flushed(admissions)`` is told how many submissions each batch made durable (for metrics)."""
         self._store = store
         self._mempool = mempool
         self._on_flushed = on_flushed
@@ -83,7 +83,7 @@ class GroupCommit:
             finally:
                 self._in_flight = None
                 flush.done.set()
-            self._on_flushed(len(flush.admissions), sum(len(a.to_persist) for a in flush.admissions) // 32)
+            self._on_flushed(len(flush.admissions))
 
     def _write(self, admissions: list[Admission]) -> None:
         with self._store.batch(sync=True) as batch:

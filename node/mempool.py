@@ -137,7 +137,7 @@ class Mempool:
             else:
                 logged.append(key)
         for received_at_ms, root, owner in sorted(stored):
-            self._add(root, received_at_ms, self._number_of(owner), durable=True)
+            self._add_stored(root, received_at_ms, self._number_of(owner))
         if logged:
             with store.batch(sync=True) as batch:
                 for key in logged:
@@ -295,8 +295,9 @@ class Mempool:
             self._queues[number] = collections.deque()
         return number
 
-    def _add(self, root: bytes, received_at_ms: int, number: int, *, durable: bool) -> None:
-        self._pending[root] = received_at_ms << _STAMP_SHIFT | (_DURABLE if durable else 0) | number
+    def _add_stored(self, root: bytes, received_at_ms: int, number: int) -> None:
+        """A root found in the store at start: durable by definition."""
+        self._pending[root] = received_at_ms << _STAMP_SHIFT | _DURABLE | number
         self._held[number] += 1
         self._queues[number].append(root)
 

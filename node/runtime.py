@@ -642,7 +642,7 @@ class Node:
             for start in range(0, len(roots), step):
                 self._send(peer, Channel.GOSSIP, roots[start : start + step])
 
-    def _flushed(self, requests: int, _roots: int) -> None:
+    def _flushed(self, requests: int) -> None:
         self.metrics.submit_flushes.inc()
         self.metrics.submit_flush_requests.inc(requests)
 
