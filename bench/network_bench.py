@@ -128,6 +128,17 @@ class Client:
         self.connection.close()
 
 
+@contextmanager
+def node_clients(state: cluster.DevnetState) -> Iterator[list[Client]]:
+    """One keep-alive client per node, in node order, closed at the end."""
+    clients = [Client(node.api_url, state.token) for node in state.nodes]
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+
+
 def wait_for(predicate: Callable[[], bool], *, deadline_s: float, what: str) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -162,43 +173,39 @@ class Load:
 
 
 def loader(state: cluster.DevnetState, offset: int, loaders: int, load: Load) -> None:
-    clients = [Client(node.api_url, state.token) for node in state.nodes]
-    turn = offset
-    next_at = time.monotonic()
-    while not load.stop.is_set():
-        index = turn % len(clients)
-        if load.backlog.get(index, 0) > BACKLOG_ROOTS:
+    with node_clients(state) as clients:
+        turn = offset
+        next_at = time.monotonic()
+        while not load.stop.is_set():
+            index = turn % len(clients)
+            if load.backlog.get(index, 0) > BACKLOG_ROOTS:
+                turn += 1
+                time.sleep(BACKLOG_POLL_S / len(clients))
+                continue
+            if load.roots_per_s is not None:
+                next_at += BATCH_ROOTS * loaders / load.roots_per_s
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    next_at = time.monotonic()
+            status, retry_after_s = clients[index].submit(os.urandom(32 * BATCH_ROOTS))
             turn += 1
-            time.sleep(BACKLOG_POLL_S / len(clients))
-            continue
-        if load.roots_per_s is not None:
-            next_at += BATCH_ROOTS * loaders / load.roots_per_s
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_at = time.monotonic()
-        status, retry_after_s = clients[index].submit(os.urandom(32 * BATCH_ROOTS))
-        turn += 1
-        with load.lock:
-            if status == 202:
-                load.accepted += BATCH_ROOTS
-            else:
-                load.refused += BATCH_ROOTS
-        if status != 202:
-            time.sleep(min(max(retry_after_s, 0.05), 1.0))
-    for client in clients:
-        client.close()
+            with load.lock:
+                if status == 202:
+                    load.accepted += BATCH_ROOTS
+                else:
+                    load.refused += BATCH_ROOTS
+            if status != 202:
+                time.sleep(min(max(retry_after_s, 0.05), 1.0))
 
 
 def backlog_watcher(state: cluster.DevnetState, load: Load) -> None:
-    clients = [Client(node.api_url, state.token) for node in state.nodes]
-    while not load.stop.is_set():
-        for index, client in enumerate(clients):
-            load.backlog[index] = client.health()["mempool_roots"]
-        time.sleep(BACKLOG_POLL_S)
-    for client in clients:
-        client.close()
+    with node_clients(state) as clients:
+        while not load.stop.is_set():
+            for index, client in enumerate(clients):
+                load.backlog[index] = client.health()["mempool_roots"]
+            time.sleep(BACKLOG_POLL_S)
 
 
 @dataclass
@@ -212,41 +219,37 @@ class Probes:
 def prober(state: cluster.DevnetState, probes: Probes, anchors: bool) -> None:
     """Submit a root every PROBE_INTERVAL_S to the nodes in turn; time it to certified on the
     node it went to (and, with ``anchors``, follow it to anchored)."""
-    clients = [Client(node.api_url, state.token) for node in state.nodes]
-    turn = 0
-    while not probes.stop.is_set():
-        client = clients[turn % len(clients)]
-        turn += 1
-        root = os.urandom(32)
-        started = time.monotonic()
-        status, _ = client.submit(root)
-        if status != 202:
-            time.sleep(PROBE_INTERVAL_S)
-            continue
-        while not probes.stop.is_set() and client.state(root) not in ("certified", "anchored"):
-            time.sleep(PROBE_POLL_S)
-        if probes.stop.is_set():
-            break
-        probes.certified_ms.append((time.monotonic() - started) * 1000)
-        if anchors and len(probes.pending_anchor) < 64:
-            probes.pending_anchor.append((root, started, turn % len(clients)))
-        time.sleep(max(0.0, PROBE_INTERVAL_S - (time.monotonic() - started)))
-    for client in clients:
-        client.close()
+    with node_clients(state) as clients:
+        turn = 0
+        while not probes.stop.is_set():
+            client = clients[turn % len(clients)]
+            turn += 1
+            root = os.urandom(32)
+            started = time.monotonic()
+            status, _ = client.submit(root)
+            if status != 202:
+                time.sleep(PROBE_INTERVAL_S)
+                continue
+            while not probes.stop.is_set() and client.state(root) not in ("certified", "anchored"):
+                time.sleep(PROBE_POLL_S)
+            if probes.stop.is_set():
+                break
+            probes.certified_ms.append((time.monotonic() - started) * 1000)
+            if anchors and len(probes.pending_anchor) < 64:
+                probes.pending_anchor.append((root, started, turn % len(clients)))
+            time.sleep(max(0.0, PROBE_INTERVAL_S - (time.monotonic() - started)))
 
 
 def anchor_watcher(state: cluster.DevnetState, probes: Probes, stop: threading.Event) -> None:
     """Poll the certified probes until each is anchored (a Bitcoin checkpoint covers it)."""
-    clients = [Client(node.api_url, state.token) for node in state.nodes]
-    while not stop.is_set():
-        for entry in list(probes.pending_anchor):
-            root, started, index = entry
-            if clients[index].state(root) == "anchored":
-                probes.anchored_ms.append((time.monotonic() - started) * 1000)
-                probes.pending_anchor.remove(entry)
-        time.sleep(0.25)
-    for client in clients:
-        client.close()
+    with node_clients(state) as clients:
+        while not stop.is_set():
+            for entry in list(probes.pending_anchor):
+                root, started, index = entry
+                if clients[index].state(root) == "anchored":
+                    probes.anchored_ms.append((time.monotonic() - started) * 1000)
+                    probes.pending_anchor.remove(entry)
+            time.sleep(0.25)
 
 
 # ---- process figures -------------------------------------------------------------
@@ -381,7 +384,8 @@ def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None,
     elapsed = time.monotonic() - started
     size_after = size_client.health()["log_size"]
     cpu_after = sum(cpu_seconds(pid) for pid in pids)
-    backlog = sum(Client(node.api_url, state.token).health()["mempool_roots"] for node in state.nodes)
+    with node_clients(state) as clients:
+        backlog = sum(client.health()["mempool_roots"] for client in clients)
     accepted = load.accepted - accepted_before
     load.stop.set()
     probes.stop.set()
@@ -408,11 +412,9 @@ def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None,
 
 def drain(state: cluster.DevnetState, deadline_s: float = 120) -> None:
     """Wait until every node's mempool is empty, so the next phase starts from no backlog."""
-    clients = [Client(node.api_url, state.token) for node in state.nodes]
-    wait_for(lambda: all(c.health()["mempool_roots"] == 0 for c in clients), deadline_s=deadline_s,
-             what="the mempools to drain")
-    for client in clients:
-        client.close()
+    with node_clients(state) as clients:
+        wait_for(lambda: all(c.health()["mempool_roots"] == 0 for c in clients), deadline_s=deadline_s,
+                 what="the mempools to drain")
 
 
 def start_network(directory: Path, *, bitcoin: bool, validators: int) -> cluster.DevnetState:
@@ -428,12 +430,10 @@ def start_network(directory: Path, *, bitcoin: bool, validators: int) -> cluster
     if info is not None:
         cluster.start_bitcoin(state)
     cluster.start(state)
-    clients = [Client(node.api_url, state.token) for node in state.nodes]
-    wait_for(lambda: all(c.health()["ok"] for c in clients), deadline_s=90, what="the nodes to answer /healthz")
-    wait_for(lambda: all(c.health()["peers"] == validators - 1 for c in clients), deadline_s=90,
-             what="every node to connect to every other")
-    for client in clients:
-        client.close()
+    with node_clients(state) as clients:
+        wait_for(lambda: all(c.health()["ok"] for c in clients), deadline_s=90, what="the nodes to answer /healthz")
+        wait_for(lambda: all(c.health()["peers"] == validators - 1 for c in clients), deadline_s=90,
+                 what="every node to connect to every other")
     return state
 
 
@@ -455,10 +455,11 @@ def figures(args: argparse.Namespace) -> list[tuple[str, float | int | str]]:
             full, profile = run_phase(state, args.seconds, pace=None, loaders=args.loaders, anchors=args.bitcoin,
                                       warmup_s=args.warmup_seconds, profile_dir=args.profile)
             drain(state)
-            half, _ = run_phase(state, max(args.seconds / 2, 1.0), pace=full.finalized_roots_per_s / 2,
+            half, _ = run_phase(state, max(args.seconds / 2, 1.0), pace=max(full.finalized_roots_per_s / 2, BATCH_ROOTS),
                                 loaders=args.loaders, anchors=False, warmup_s=args.warmup_seconds)
             rss = [rss_high_water_mb(node.pid) for node in state.nodes if node.pid is not None]
-            log_size = Client(state.nodes[0].api_url, state.token).health()["log_size"]
+            with node_clients(state) as clients:
+                log_size = clients[0].health()["log_size"]
             disk = directory_bytes(Path(state.directory) / "node0" / "data")
         finally:
             cluster.stop(state)

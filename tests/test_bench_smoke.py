@@ -23,7 +23,8 @@ def figures(output: str) -> dict[str, str]:
 @pytest.mark.timeout(300)
 def test_pantheon_bench_drives_a_real_network_and_prints_every_figure():
     result = subprocess.run(
-        [sys.executable, "-m", "node.cli", "bench", "--seconds", "3", "--warmup-seconds", "1",
+        # 5 s: the window must outlast one view timeout (2 s in the devnet) to see a block finalized.
+        [sys.executable, "-m", "node.cli", "bench", "--seconds", "5", "--warmup-seconds", "1",
          "--reference-roots", "5000", "--loaders", "2"],
         capture_output=True, text=True, timeout=280,
     )
