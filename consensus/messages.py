@@ -28,7 +28,7 @@ from proof.hashing import HASH_SIZE
 from proof.mldsa import SIGNATURE_SIZE
 from proof.wire import MESSAGE_BYTES_MAX
 
-from consensus.block import Block, InvalidBlock
+from consensus.block import BLOCK_ROOTS_MAX, ROOT_SIZE, Block, InvalidBlock
 
 MESSAGE_SIZE_MAX = MESSAGE_BYTES_MAX
 """A message that cannot travel in one p2p frame is never valid (proof.wire owns the bound)."""
@@ -38,6 +38,8 @@ CATCHUP_BLOCKS_MAX = 256
 CATCHUP_TAIL_HEADERS_MAX = FINALIZATION_PROOF_HEADERS_MAX - CATCHUP_BLOCKS_MAX
 """Headers after a response's last block up to its certified descendant; with the response's
 own blocks they still fit one finalization proof."""
+GOSSIP_BATCH_ROOTS_MAX = MESSAGE_SIZE_MAX // ROOT_SIZE
+"""No gossip batch (one p2p frame of roots) holds more roots than this."""
 
 
 class MessageError(ChainRecordError):
@@ -267,9 +269,212 @@ class CatchUpResponse:
         return _encode(self)
 
 
-Message = Union[Vote, Proposal, CertificateMessage, CatchUpRequest, CatchUpResponse]
+@dataclass(frozen=True)
+class BatchRef:
+    """Roots ``start .. start + count`` (in roots, not bytes) of the gossip batch whose digest is
+    ``digest`` (node.batch_pool)."""
 
-_TYPE_OF: dict[type, int] = {Vote: 1, Proposal: 2, CertificateMessage: 3, CatchUpRequest: 4, CatchUpResponse: 5}
+    digest: bytes
+    start: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.digest, bytes) or len(self.digest) != HASH_SIZE:
+            raise MessageError(f"batch reference digest must be {HASH_SIZE} bytes")
+        _check_uint(self.start, "batch reference start")
+        _check_uint(self.count, "batch reference count")
+        if self.start >= GOSSIP_BATCH_ROOTS_MAX or not 1 <= self.count <= BLOCK_ROOTS_MAX:
+            raise MessageError(f"batch reference {self.start}+{self.count} is out of range")
+
+    def to_cbor(self) -> list[Any]:
+        return [self.digest, self.start, self.count]
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> BatchRef:
+        fields = cbor.expect_list(value, "batch reference", max_items=3)
+        if len(fields) != 3:
+            raise DecodeError("batch reference: expected [digest, start, count]")
+        return _build(
+            lambda: cls(
+                digest=cbor.expect_bytes(fields[0], "batch reference digest", size=HASH_SIZE),
+                start=cbor.expect_uint(fields[1], "batch reference start"),
+                count=cbor.expect_uint(fields[2], "batch reference count"),
+            ),
+            "batch reference",
+        )
+
+
+Segment = Union[bytes, BatchRef]
+"""Of a compact proposal's roots: inline roots (n * 32 bytes), or a run of a gossip batch."""
+
+
+def _check_roots_bytes(value: object, what: str) -> None:
+    if not isinstance(value, bytes) or not value or len(value) % ROOT_SIZE:
+        raise MessageError(f"{what} must be a non-empty multiple of {ROOT_SIZE} bytes")
+
+
+@dataclass(frozen=True)
+class CompactProposal:
+    """A proposal whose roots travel as runs of gossip batches the receivers already hold.
+
+    Receivers rebuild the Proposal it stands for (node.proposal_relay); the core never sees
+    this form. One encoding per proposal: inline runs are never adjacent, and a proposal
+    with no reference at all is sent as a plain Proposal.
+    """
+
+    header: BlockHeader
+    vote: Vote
+    segments: tuple[Segment, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.header, BlockHeader) or not isinstance(self.vote, Vote):
+            raise MessageError("a compact proposal holds a BlockHeader and a Vote")
+        if not isinstance(self.segments, tuple) or not 1 <= len(self.segments) <= BLOCK_ROOTS_MAX:
+            raise MessageError(f"a compact proposal holds 1..{BLOCK_ROOTS_MAX} segments")
+        total = 0
+        inline_before = False
+        referenced = False
+        for segment in self.segments:
+            if isinstance(segment, BatchRef):
+                total += segment.count
+                inline_before = False
+                referenced = True
+                continue
+            _check_roots_bytes(segment, "an inline segment")
+            if inline_before:
+                raise MessageError("two inline segments are adjacent: they are one segment")
+            inline_before = True
+            total += len(segment) // ROOT_SIZE
+        if not referenced:
+            raise MessageError("a compact proposal without batch references is a plain proposal")
+        if total > BLOCK_ROOTS_MAX:
+            raise MessageError(f"a compact proposal holds more than {BLOCK_ROOTS_MAX} roots")
+
+    @property
+    def root_count(self) -> int:
+        return sum(s.count if isinstance(s, BatchRef) else len(s) // ROOT_SIZE for s in self.segments)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {
+            "header": self.header.to_cbor(),
+            "vote": self.vote.to_cbor(),
+            "segs": [s.to_cbor() if isinstance(s, BatchRef) else s for s in self.segments],
+        }
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> CompactProposal:
+        fields = cbor.expect_map(value, "compact proposal", {"header", "vote", "segs"})
+        segments: list[Segment] = []
+        for item in cbor.expect_list(fields["segs"], "compact proposal segments", max_items=BLOCK_ROOTS_MAX):
+            if isinstance(item, bytes):
+                segments.append(item)
+            else:
+                segments.append(BatchRef.from_cbor(item))
+        return _build(
+            lambda: cls(
+                header=BlockHeader.from_cbor(fields["header"]),
+                vote=Vote.from_cbor(fields["vote"]),
+                segments=tuple(segments),
+            ),
+            "compact proposal",
+        )
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+
+def _check_indices(indices: object, what: str) -> None:
+    if not isinstance(indices, tuple) or not 1 <= len(indices) <= BLOCK_ROOTS_MAX:
+        raise MessageError(f"{what} names 1..{BLOCK_ROOTS_MAX} segments")
+    previous = -1
+    for index in indices:
+        _check_uint(index, f"{what} segment index")
+        if not previous < index < BLOCK_ROOTS_MAX:
+            raise MessageError(f"{what} segment indices must increase and stay below {BLOCK_ROOTS_MAX}")
+        previous = index
+
+
+@dataclass(frozen=True)
+class SegmentsRequest:
+    """Ask the sender of a compact proposal for the roots of the referenced segments we lack."""
+
+    block_hash: bytes
+    indices: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.block_hash, bytes) or len(self.block_hash) != HASH_SIZE:
+            raise MessageError(f"segments request block hash must be {HASH_SIZE} bytes")
+        _check_indices(self.indices, "segments request")
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"block": self.block_hash, "segs": list(self.indices)}
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> SegmentsRequest:
+        fields = cbor.expect_map(value, "segments request", {"block", "segs"})
+        indices = cbor.expect_list(fields["segs"], "segments request indices", max_items=BLOCK_ROOTS_MAX)
+        return _build(
+            lambda: cls(
+                block_hash=cbor.expect_bytes(fields["block"], "segments request block", size=HASH_SIZE),
+                indices=tuple(cbor.expect_uint(index, "segments request index") for index in indices),
+            ),
+            "segments request",
+        )
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+
+@dataclass(frozen=True)
+class SegmentsResponse:
+    """The roots of the segments a SegmentsRequest named, in its order."""
+
+    block_hash: bytes
+    indices: tuple[int, ...]
+    roots: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.block_hash, bytes) or len(self.block_hash) != HASH_SIZE:
+            raise MessageError(f"segments response block hash must be {HASH_SIZE} bytes")
+        _check_indices(self.indices, "segments response")
+        if not isinstance(self.roots, tuple) or len(self.roots) != len(self.indices):
+            raise MessageError("a segments response holds one run of roots per segment index")
+        for run in self.roots:
+            _check_roots_bytes(run, "a segments response run")
+        if sum(len(run) for run in self.roots) > BLOCK_ROOTS_MAX * ROOT_SIZE:
+            raise MessageError(f"a segments response holds more than {BLOCK_ROOTS_MAX} roots")
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"block": self.block_hash, "segs": list(self.indices), "roots": list(self.roots)}
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> SegmentsResponse:
+        fields = cbor.expect_map(value, "segments response", {"block", "segs", "roots"})
+        indices = cbor.expect_list(fields["segs"], "segments response indices", max_items=BLOCK_ROOTS_MAX)
+        runs = cbor.expect_list(fields["roots"], "segments response roots", max_items=BLOCK_ROOTS_MAX)
+        return _build(
+            lambda: cls(
+                block_hash=cbor.expect_bytes(fields["block"], "segments response block", size=HASH_SIZE),
+                indices=tuple(cbor.expect_uint(index, "segments response index") for index in indices),
+                roots=tuple(cbor.expect_bytes(run, "segments response run", max_size=BLOCK_ROOTS_MAX * ROOT_SIZE)
+                            for run in runs),
+            ),
+            "segments response",
+        )
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+
+Message = Union[
+    Vote, Proposal, CertificateMessage, CatchUpRequest, CatchUpResponse, CompactProposal, SegmentsRequest,
+    SegmentsResponse,
+]
+
+_TYPE_OF: dict[type, int] = {
+    Vote: 1, Proposal: 2, CertificateMessage: 3, CatchUpRequest: 4, CatchUpResponse: 5, CompactProposal: 6,
+    SegmentsRequest: 7, SegmentsResponse: 8,
+}
 _CLASS_OF: dict[int, type] = {code: kind for kind, code in _TYPE_OF.items()}
 
 

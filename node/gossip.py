@@ -90,8 +90,9 @@ class GossipAdmission:
         """peer -> (roots left, when); one entry per authenticated validator, so bounded by the genesis."""
         self._logged_at: dict[int, float] = {}
 
-    async def admit(self, peer: int, payload: bytes, received_at_ms: int) -> GossipOutcome:
-        """Admit what the budgets allow of one frame, yielding between chunks."""
+    async def admit(self, peer: int, payload: bytes, received_at_ms: int, *, gossip_batch: int = 0) -> GossipOutcome:
+        """Admit what the budgets allow of one frame, yielding between chunks; new roots are
+        tagged as having come in batch number ``gossip_batch`` (node.batch_pool)."""
         if not payload or len(payload) % ROOT_SIZE:
             self.metrics.messages_rejected.labels(reason="gossip_malformed").inc()
             return GossipOutcome(0, 0, "malformed")
@@ -113,7 +114,9 @@ class GossipAdmission:
                 break
             count = min(GOSSIP_CHUNK_ROOTS, allowed - done, room, gossip_room)
             chunk = payload[done * ROOT_SIZE : (done + count) * ROOT_SIZE]
-            new += len(self.mempool.admit(chunk, received_at_ms, owner=owner, durable=False).new_roots) // ROOT_SIZE
+            admission = self.mempool.admit(chunk, received_at_ms, owner=owner, durable=False, classify=False,
+                                           gossip_batch=gossip_batch)
+            new += len(admission.new_roots) // ROOT_SIZE
             done += count
             await trio.lowlevel.checkpoint()
         if total > allowed:

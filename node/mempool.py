@@ -26,8 +26,9 @@ validator's writes for nothing. A submission of a root that is waiting here as g
 makes it durable. After a restart only the durable roots are back.
 
 Roots travel as one ``bytes`` of n*32 concatenated digests. In memory each root costs
-one dict entry (its value packs the arrival time, the durable bit and the owner's
-number) and one slot in its owner's queue.
+one dict entry (its value packs the arrival time, the number of the gossip batch it came
+in (node.batch_pool), the durable bit and the owner's number; one value object is shared
+by all the roots of an admission) and one slot in its owner's queue.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ written before owners were kept: they count as one owner, ``""``)."""
 OWNER_BITS = 32
 _OWNER_MASK = (1 << OWNER_BITS) - 1
 _DURABLE = 1 << OWNER_BITS
-_STAMP_SHIFT = OWNER_BITS + 1
+BATCH_BITS = 48
+_BATCH_SHIFT = OWNER_BITS + 1
+_BATCH_MASK = (1 << BATCH_BITS) - 1
+_STAMP_SHIFT = _BATCH_SHIFT + BATCH_BITS
 QUEUE_SLACK_ROOTS = 1024
 """An owner's queue is rebuilt when it holds this many more finalized (stale) roots than
 twice its waiting ones: its memory stays within about twice what the owner holds."""
@@ -160,7 +164,7 @@ class Mempool:
 
     def admit(
         self, roots: bytes, received_at_ms: int, *, owner: str = "", durable: bool = True, write: bool = True,
-        classify: bool = True,
+        classify: bool = True, gossip_batch: int = 0,
     ) -> Admission:
         """Take every root that is new, as ``owner``'s; classify the rest. All or nothing:
         :class:`MempoolFull` or :class:`ShareExceeded` leave the mempool as it was.
@@ -170,7 +174,8 @@ class Mempool:
         :meth:`stage` in a synced batch of its own (one for many submissions: a group
         commit) and gives the receipt only after that batch, or calls :meth:`abandon`.
         Not ``durable`` (roots a peer gossiped): held in memory only. Without ``classify``
-        (gossip, which sends no receipts) ``states`` and ``indices`` are left empty.
+        (gossip, which sends no receipts) ``states`` and ``indices`` are left empty. ``gossip_batch``:
+        the number of the gossip batch the new roots came in (0: none), for :meth:`batch_of`.
 
         Per root this is a few C-level set and dict operations; only roots the log's filter
         cannot rule out cost a LevelDB read (storage.logged_filter).
@@ -211,7 +216,7 @@ class Mempool:
                     self.stage(admission, batch)
         if fresh:
             number = self._number_of(owner)
-            value = received_at_ms << _STAMP_SHIFT | (_DURABLE if durable else 0) | number
+            value = received_at_ms << _STAMP_SHIFT | (gossip_batch & _BATCH_MASK) << _BATCH_SHIFT | (_DURABLE if durable else 0) | number
             pending.update(dict.fromkeys(fresh, value))
             self._held[number] += len(fresh)
             self._queues[number].extend(fresh)
@@ -237,6 +242,10 @@ class Mempool:
     def not_waiting(self, roots: frozenset[bytes]) -> set[bytes]:
         """Those of ``roots`` that do not wait here (one C-level set operation, not a loop)."""
         return roots.difference(self._pending)
+
+    def batch_of(self, root: bytes) -> int:
+        """The number of the gossip batch ``root`` first came in here (0: none, or not waiting)."""
+        return self._pending.get(root, 0) >> _BATCH_SHIFT & _BATCH_MASK
 
     def is_durable(self, root: bytes) -> bool:
         """Whether ``root`` waits here with its record written (or being written)."""

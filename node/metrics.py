@@ -74,6 +74,17 @@ class NodeMetrics:
         self.submit_flush_requests = Counter(
             "pantheon_submit_flush_requests", "Submissions made durable by those batches", registry=r
         )
+        self.compact_proposals = Counter(
+            "pantheon_compact_proposals",
+            "Proposals by reference to gossip batches (node.proposal_relay): sent; received and rebuilt from the "
+            "batches held here (rebuilt) or after fetching segments (fetched); dropped (mismatch: the roots did "
+            "not match the header; abandoned: segments never came)",
+            ["outcome"], registry=r,
+        )
+        self.p2p_sent_bytes = Counter(
+            "pantheon_p2p_sent_bytes", "Payload bytes queued for peers, by message kind (roots: gossip)", ["message"],
+            registry=r,
+        )
         self.finalize_latency = Histogram(
             "pantheon_finalize_latency_seconds",
             "From a root's acceptance to its block's finalization",

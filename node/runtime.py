@@ -53,7 +53,18 @@ from consensus.catchup import ServeLimiter
 from consensus.core import Core, CoreConfig, FinalizedTip
 from consensus.crypto import MLDSASigner, MLDSAVerifier
 from consensus.events import BlockChecked, Event, MessageReceived, ProposalReady, Start, TimerFired
-from consensus.messages import CatchUpRequest, CatchUpResponse, Message, decode_message
+from consensus.messages import (
+    CatchUpRequest,
+    CatchUpResponse,
+    CertificateMessage,
+    CompactProposal,
+    Message,
+    Proposal,
+    SegmentsRequest,
+    SegmentsResponse,
+    Vote,
+    decode_message,
+)
 from consensus.safety import SafetyState
 from anchor.rpc import BitcoindError
 from node.anchoring import Anchorer, AnchorRefInvalid
@@ -62,6 +73,7 @@ from node.interface import Overloaded, Receipt
 from node.byte_budget import ByteBudget
 from node.commands import read_genesis
 from node.config import Config
+from node.batch_pool import BatchPool
 from node.gossip import GossipAdmission
 from node.group_commit import GroupCommit
 from node.http_server import HTTPSettings, serve_api
@@ -69,6 +81,7 @@ from node.keyfiles import read_key_file
 from node.logs import event
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
+from node.proposal_relay import ProposalRelay
 from node.tokens import TokenTable, load_tokens
 from p2p.frames import MAX_FRAME_BYTES, Channel
 from p2p.handshake import LocalIdentity
@@ -148,6 +161,9 @@ class Node:
                                       burst_roots=config.p2p.gossip_burst_roots,
                                       gossip_roots_max=config.mempool.gossip_roots_max)
         self.group_commit = GroupCommit(self.store, self.mempool, self._flushed)
+        self.batches = BatchPool(bytes_max=config.mempool.roots_max * 32)
+        """Gossip batches, for proposals by reference: at most a full mempool's worth of roots."""
+        self.relay = ProposalRelay(self.batches, self.mempool.batch_of, self.metrics)
         self._serve_limiter = ServeLimiter()
         safety_raw = self.chain.load_safety()
         self._unfinalized: dict[bytes, int] = {}
@@ -254,13 +270,39 @@ class Node:
                 await self._on_gossip(received)
                 continue
             message = self._decode(received)
+            peer = received.peer_index
             if isinstance(message, CatchUpRequest):
-                self._serve_catch_up(received.peer_index, message)
+                self._serve_catch_up(peer, message)
+            elif isinstance(message, (CompactProposal, SegmentsRequest, SegmentsResponse)):
+                await self._on_relay(peer, message, len(received.payload))
             elif message is not None:
-                size = len(received.payload)
-                await self._peer_events_budget.acquire(size)
-                self._peer_event_sizes.append(size)
-                await self._events_send.send(MessageReceived(received.peer_index, message))
+                await self._deliver(peer, message, len(received.payload))
+
+    async def _deliver(self, peer: int, message: Message, size: int) -> None:
+        """Hand a peer's message to the consensus loop, within the bytes budget of waiting ones."""
+        await self._peer_events_budget.acquire(size)
+        self._peer_event_sizes.append(size)
+        await self._events_send.send(MessageReceived(peer, message))
+
+    async def _on_relay(self, peer: int, message: CompactProposal | SegmentsRequest | SegmentsResponse,
+                        size: int) -> None:
+        """Proposals by reference (node.proposal_relay): rebuild, fetch what is missing, answer."""
+        if isinstance(message, SegmentsRequest):
+            answer = self.relay.answer(peer, message)
+            if answer is None:
+                self.metrics.messages_rejected.labels(reason="segments_unknown").inc()
+            else:
+                self._send_message(peer, answer)
+            return
+        if isinstance(message, CompactProposal):
+            outcome = self.relay.incoming(peer, message)
+            if isinstance(outcome, SegmentsRequest):
+                self._send_message(peer, outcome)
+                return
+        else:
+            outcome = self.relay.on_response(peer, message)
+        if outcome is not None:
+            await self._deliver(peer, outcome, size + len(outcome.block.roots))
 
     def _decode(self, received: Received) -> Message | None:
         try:
@@ -272,7 +314,12 @@ class Node:
 
     async def _on_gossip(self, received: Received) -> None:
         """Within the peer's gossip budget, a chunk at a time (node.gossip)."""
-        outcome = await self.gossip.admit(received.peer_index, received.payload, now_ms())
+        number = self.batches.reserve()
+        outcome = await self.gossip.admit(received.peer_index, received.payload, now_ms(), gossip_batch=number)
+        if outcome.reason not in ("malformed", "rate"):
+            self.batches.put(number, received.payload)
+            for peer, proposal in self.relay.on_batch():
+                await self._deliver(peer, proposal, len(proposal.block.roots))
         if outcome.new_roots:
             self.sync_metrics()
             self._mempool_changed.set()
@@ -296,9 +343,12 @@ class Node:
             if isinstance(action, Persist):
                 await trio.to_thread.run_sync(self.chain.save_safety, action.state.encode())
             elif isinstance(action, Send):
-                self._send(action.to, _channel_of(action.message), action.message.encode())
+                self._send_message(action.to, action.message)
             elif isinstance(action, Broadcast):
-                self.peers.broadcast(Channel.CONSENSUS, action.message.encode())
+                message = action.message
+                if isinstance(message, Proposal):
+                    message = self.relay.outgoing(message)
+                self._broadcast_message(message)
             elif isinstance(action, SetTimer):
                 self._set_timer(action.view, action.delay_ms)
             elif isinstance(action, RequestProposal):
@@ -321,11 +371,21 @@ class Node:
             else:
                 raise NodeError(f"consensus asked for an unknown action {action!r}")
 
-    def _send(self, peer: int, channel: Channel, payload: bytes) -> None:
+    def _send_message(self, peer: int, message: Message) -> None:
+        self._send(peer, _channel_of(message), message.encode(), kind=_KIND_OF[type(message)])
+
+    def _broadcast_message(self, message: Message) -> None:
+        payload = message.encode()
+        self.peers.broadcast(Channel.CONSENSUS, payload)
+        self.metrics.p2p_sent_bytes.labels(message=_KIND_OF[type(message)]).inc(len(payload) * (self.genesis.n - 1))
+
+    def _send(self, peer: int, channel: Channel, payload: bytes, *, kind: str) -> None:
         try:
             self.peers.send(peer, channel, payload)
         except PantheonError as exc:
             event(log, logging.WARNING, "send failed", peer=peer, error=str(exc))
+            return
+        self.metrics.p2p_sent_bytes.labels(message=kind).inc(len(payload))
 
     def _set_timer(self, view: int, delay_ms: int) -> None:
         if self._timer_scope is not None:
@@ -603,7 +663,7 @@ class Node:
             self.metrics.catchup_refused.inc()
             return
         self.metrics.catchup_served_bytes.inc(len(payload))
-        self._send(peer, Channel.CATCHUP, payload)
+        self._send(peer, Channel.CATCHUP, payload, kind="catch_up_response")
 
     # ---- submissions -------------------------------------------------------------
 
@@ -613,9 +673,12 @@ class Node:
         self._submits_in_flight += 1
         try:
             received_at = now_ms()
-            admission = self.mempool.admit(roots, received_at, owner=submitter, write=False)
+            number = self.batches.reserve() if len(roots) <= GOSSIP_ROOTS_PER_FRAME_MAX * 32 else 0
+            admission = self.mempool.admit(roots, received_at, owner=submitter, write=False, gossip_batch=number)
             flush = self.group_commit.add(admission)
             if admission.new_roots:
+                if number:
+                    self.batches.put(number, admission.new_roots)
                 self._gossip(admission.new_roots)
                 self.metrics.roots_submitted.inc(len(admission.new_roots) // 32)
                 self.sync_metrics()
@@ -640,7 +703,7 @@ class Node:
         step = GOSSIP_ROOTS_PER_FRAME_MAX * 32
         for peer in self.peers.connected_peers():
             for start in range(0, len(roots), step):
-                self._send(peer, Channel.GOSSIP, roots[start : start + step])
+                self._send(peer, Channel.GOSSIP, roots[start : start + step], kind="roots")
 
     def _flushed(self, requests: int) -> None:
         self.metrics.submit_flushes.inc()
@@ -687,6 +750,14 @@ class Node:
             "peers": len(self.peers.connected_peers()),
             "anchoring": self.anchoring_status(),
         }
+
+
+_KIND_OF: dict[type, str] = {
+    Vote: "vote", Proposal: "proposal", CompactProposal: "compact_proposal", CertificateMessage: "certificate",
+    CatchUpRequest: "catch_up_request", CatchUpResponse: "catch_up_response", SegmentsRequest: "segments_request",
+    SegmentsResponse: "segments_response",
+}
+"""The ``message`` label of pantheon_p2p_sent_bytes (gossip frames are ``roots``)."""
 
 
 def _channel_of(message: Message) -> Channel:

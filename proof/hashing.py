@@ -26,6 +26,8 @@ TAG_VOTE = "pantheon/vote/v1"
 TAG_VALIDATOR_SET = "pantheon/validator-set/v1"
 TAG_HANDSHAKE = "pantheon/p2p-handshake/v1"
 TAG_CHECKPOINT = "pantheon/checkpoint/v1"
+TAG_GOSSIP_BATCH = "pantheon/gossip-batch/v1"
+"""Names a gossip batch between validators (node.batch_pool); it is in no proof."""
 
 
 @lru_cache(maxsize=64)

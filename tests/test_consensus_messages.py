@@ -12,12 +12,16 @@ from proof.errors import DecodeError
 from consensus.block import Block, body_hash
 from consensus.messages import (
     CATCHUP_BLOCKS_MAX,
+    BatchRef,
     CatchUpRequest,
     CatchUpResponse,
     CertificateMessage,
+    CompactProposal,
     EquivocationEvidence,
     MessageError,
     Proposal,
+    SegmentsRequest,
+    SegmentsResponse,
     Vote,
     decode_message,
 )
@@ -108,7 +112,48 @@ def catch_up_responses(draw: st.DrawFn) -> CatchUpResponse:
     return CatchUpResponse(request_id=draw(st.integers(min_value=0, max_value=2**64 - 1)), blocks=entries, tail=tail)
 
 
-messages = st.one_of(votes(), proposals(), certificate_messages(), catch_up_requests, catch_up_responses())
+batch_refs = st.builds(
+    BatchRef, digest=hash32, start=st.integers(min_value=0, max_value=131_000),
+    count=st.integers(min_value=1, max_value=65_536),
+)
+inline_roots = st.lists(hash32, min_size=1, max_size=3).map(b"".join)
+
+
+@st.composite
+def compact_proposals(draw: st.DrawFn) -> CompactProposal:
+    segments: list = [draw(batch_refs)]
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        segments.insert(draw(st.integers(min_value=0, max_value=len(segments))), draw(batch_refs))
+    for position in sorted(draw(st.sets(st.integers(min_value=0, max_value=len(segments)), max_size=3)), reverse=True):
+        segments.insert(position, draw(inline_roots))
+    merged: list = []
+    for segment in segments:
+        if merged and isinstance(segment, bytes) and isinstance(merged[-1], bytes):
+            merged[-1] += segment
+        else:
+            merged.append(segment)
+    if sum(s.count if isinstance(s, BatchRef) else len(s) // 32 for s in merged) > 65_536:
+        merged = [merged[0] if isinstance(merged[0], BatchRef) else merged[1]]
+    return CompactProposal(header=draw(blocks()).header, vote=draw(votes()), segments=tuple(merged))
+
+
+segment_indices = st.sets(st.integers(min_value=0, max_value=65_535), min_size=1, max_size=4).map(
+    lambda indices: tuple(sorted(indices))
+)
+segments_requests = st.builds(SegmentsRequest, block_hash=hash32, indices=segment_indices)
+
+
+@st.composite
+def segments_responses(draw: st.DrawFn) -> SegmentsResponse:
+    indices = draw(segment_indices)
+    return SegmentsResponse(block_hash=draw(hash32), indices=indices,
+                            roots=tuple(draw(inline_roots) for _ in indices))
+
+
+messages = st.one_of(
+    votes(), proposals(), certificate_messages(), catch_up_requests, catch_up_responses(), compact_proposals(),
+    segments_requests, segments_responses(),
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -218,3 +263,39 @@ def test_a_certificate_message_whose_block_is_not_the_certified_one_cannot_exist
     cert = Certificate(kind=VoteKind.FINALIZE, view=0, block_hash=b"\4" * 32, signatures=((0, b"s"),))
     with pytest.raises(MessageError):
         CertificateMessage(certificate=cert, block=block)
+
+
+def _header_and_vote() -> tuple[BlockHeader, Vote]:
+    roots = bytes(range(32))
+    header = BlockHeader(
+        chain_id=b"c" * 32, height=1, view=1, parent=GENESIS_PARENT, timestamp_ms=1, proposer=1, log_size=1,
+        log_root=b"r" * 32, validator_set=b"v" * 32, anchors=(), body_hash=body_hash(roots),
+    )
+    return header, Vote(kind=VoteKind.NOTARIZE, view=1, block_hash=header.hash, signer=1, signature=b"s")
+
+
+def test_a_compact_proposal_without_a_batch_reference_cannot_exist() -> None:
+    header, vote = _header_and_vote()
+    with pytest.raises(MessageError, match="plain proposal"):
+        CompactProposal(header=header, vote=vote, segments=(b"x" * 32,))
+
+
+def test_adjacent_inline_segments_cannot_exist_they_have_one_encoding() -> None:
+    header, vote = _header_and_vote()
+    ref = BatchRef(digest=b"d" * 32, start=0, count=1)
+    with pytest.raises(MessageError, match="adjacent"):
+        CompactProposal(header=header, vote=vote, segments=(ref, b"x" * 32, b"y" * 32))
+
+
+def test_a_compact_proposal_of_more_roots_than_a_block_holds_cannot_exist() -> None:
+    header, vote = _header_and_vote()
+    ref = BatchRef(digest=b"d" * 32, start=0, count=65_536)
+    with pytest.raises(MessageError, match="more than"):
+        CompactProposal(header=header, vote=vote, segments=(ref, b"x" * 32))
+
+
+def test_segment_indices_must_increase() -> None:
+    with pytest.raises(MessageError, match="increase"):
+        SegmentsRequest(block_hash=b"h" * 32, indices=(3, 3))
+    with pytest.raises(MessageError, match="one run of roots per segment"):
+        SegmentsResponse(block_hash=b"h" * 32, indices=(1, 2), roots=(b"x" * 32,))
