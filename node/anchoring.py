@@ -18,7 +18,9 @@ Duty: validator ``(count + attempt) % n`` anchors it (its finalized tip, at or a
 the due block, so that one anchor covers everything finalized meanwhile), where ``count`` is the number of
 heights recorded so far (it rotates the duty from one checkpoint to the next) and
 ``attempt`` is how many [bitcoin] fallback_ms periods have passed since the due
-block's timestamp. So if the designated validator is down, or its bitcoind is, or
+block's timestamp. A validator starts an anchor only in the first half of its turn, so
+that the anchor has the second half to get into a block every validator has read
+before the next turn begins. So if the designated validator is down, or its bitcoind is, or
 its anchor is stuck, the next validator in rotation takes over once the deadline
 passes, and so on round the validator set. A validator never builds two anchors for
 one height, across crashes too: the record with its signed transaction is persisted
@@ -114,6 +116,7 @@ FOLLOW_PER_TICK_MAX = 1024
 REORG_DEPTH_MAX = HEADERS_AFTER_MAX
 # Blocks fetched per tick (getblock) while looking for a re-mined anchor.
 SCAN_BLOCKS_PER_TICK = 32
+UNPLACED_MAX = 64
 # A leader offers its confirmed anchors only if bitcoind answered this recently.
 REFS_FRESH_MS = 3 * 1000
 ALERT_REORG_TOO_DEEP = "reorg_too_deep"
@@ -221,10 +224,15 @@ def _header(chain: ChainStore, height: int) -> BlockHeader:
     return header
 
 
-def on_duty(count: int, due_timestamp_ms: int, now_ms: int, fallback_ms: int, n: int) -> int:
-    """The validator whose turn it is to anchor the due block now."""
-    attempt = max(0, now_ms - due_timestamp_ms) // max(fallback_ms, 1)
-    return (count + attempt) % n
+def on_duty(count: int, due_timestamp_ms: int, now_ms: int, fallback_ms: int, n: int) -> int | None:
+    """The validator whose turn it is to anchor the due block now, or None in the second half
+    of a turn: an anchor built then could not be in a block that the others have seen before
+    the next validator's turn, which would then anchor the checkpoint a second time."""
+    window = max(fallback_ms, 1)
+    elapsed = max(0, now_ms - due_timestamp_ms)
+    if elapsed % window >= window - window // 2:
+        return None
+    return (count + elapsed // window) % n
 
 
 # --------------------------------------------------------------------------- status
@@ -326,6 +334,10 @@ class Anchorer:
         self._headers_synced = False
         self._seen: dict[int, AnchorRef] = {}
         """Anchors seen in best-chain blocks, by anchored height, whoever broadcast them."""
+        self._unplaced: dict[bytes, AnchorRef] = {}
+        """Anchors seen in best-chain blocks of Pantheon blocks this validator has not applied
+        yet (another validator's tip may be a block ahead), by anchored block hash; looked
+        up again each tick, at most UNPLACED_MAX."""
         self._reconciled = False
         self._record_error_logged_ms: dict[int, int] = {}
         self._logged_kind = ""
@@ -669,21 +681,29 @@ class Anchorer:
         if due is None:
             self._unscanned.clear()
             self._seen = {}
+            self._unplaced = {}
             return []
         for _ in range(min(SCAN_BLOCKS_PER_TICK, len(self._unscanned))):
             btc_height, block_hash = self._unscanned.popleft()
             if not self._on_best_chain(block_hash, btc_height):
                 continue
             for found in anchors_in_block(self.rpc.raw_block(block_hash), block_hash):
-                height = self.chain.height_of(found.anchored_block_hash)
-                if height is not None and height >= due.header.height and height not in self._seen:
-                    self._seen[height] = AnchorRef(
-                        txid=found.txid,
-                        vout=found.vout,
-                        anchored_block_hash=found.anchored_block_hash,
-                        btc_block_hash=block_hash,
-                        btc_height=btc_height,
-                    )
+                self._unplaced.setdefault(found.anchored_block_hash, AnchorRef(
+                    txid=found.txid,
+                    vout=found.vout,
+                    anchored_block_hash=found.anchored_block_hash,
+                    btc_block_hash=block_hash,
+                    btc_height=btc_height,
+                ))
+        for anchored, ref in list(self._unplaced.items()):
+            height = self.chain.height_of(anchored)
+            if height is None and self._on_best_chain(ref.btc_block_hash, ref.btc_height):
+                continue
+            del self._unplaced[anchored]
+            if height is not None and height >= due.header.height and height not in self._seen:
+                self._seen[height] = ref
+        while len(self._unplaced) > UNPLACED_MAX:
+            del self._unplaced[next(iter(self._unplaced))]
         self._seen = {
             height: ref
             for height, ref in self._seen.items()

@@ -135,9 +135,18 @@ def test_duty_rotates_with_each_recorded_anchor():
 
 def test_duty_falls_back_to_the_next_validator_after_each_deadline():
     due_ms, fallback_ms = 50_000, 1_000
-    assert on_duty(2, due_ms, due_ms + fallback_ms - 1, fallback_ms, 4) == 2
+    assert on_duty(2, due_ms, due_ms + fallback_ms // 2 - 1, fallback_ms, 4) == 2
     assert on_duty(2, due_ms, due_ms + fallback_ms, fallback_ms, 4) == 3
     assert on_duty(2, due_ms, due_ms + 2 * fallback_ms, fallback_ms, 4) == 0
+
+
+def test_nobody_starts_an_anchor_in_the_second_half_of_a_turn():
+    """An anchor started then would not be in a block the others have read before the next
+    validator's turn, which would anchor the checkpoint a second time."""
+    due_ms, fallback_ms = 50_000, 1_000
+    assert on_duty(2, due_ms, due_ms + fallback_ms // 2, fallback_ms, 4) is None
+    assert on_duty(2, due_ms, due_ms + fallback_ms - 1, fallback_ms, 4) is None
+    assert on_duty(2, due_ms, due_ms + fallback_ms + fallback_ms // 2, fallback_ms, 4) is None
 
 
 def test_a_clock_behind_the_due_block_keeps_the_designated_validator():

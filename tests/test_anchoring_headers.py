@@ -74,3 +74,27 @@ def test_a_cache_that_links_up_to_the_tip_costs_no_rpc(tmp_path) -> None:
     anchorer = anchorer_with(tmp_path, dict(enumerate(best)), rpc, tip_height=10)
     assert anchorer._relink_headers(0) == {}
     assert rpc.calls == 0
+
+
+def test_an_anchor_of_a_block_not_applied_here_yet_is_seen_once_the_block_is(tmp_path, monkeypatch) -> None:
+    """Another validator anchors its finalized tip, which this validator may not have applied
+    when it reads the Bitcoin block holding the anchor. The anchor must still count as seen
+    once the block is applied, or this validator falls back and anchors the checkpoint again."""
+    from anchor.scan import FoundAnchor
+    from node import anchoring
+
+    anchored = b"\x07" * 32
+    btc_block = b"\x0b" * 32
+    found = FoundAnchor(txid=b"\x01" * 32, vout=0, anchored_block_hash=anchored)
+    monkeypatch.setattr(anchoring, "anchors_in_block", lambda raw, block_hash: [found] if block_hash == btc_block else [])
+    anchorer = anchorer_with(tmp_path, {}, HeadersByHash([]), tip_height=10)
+    monkeypatch.setattr(anchorer, "_on_best_chain", lambda block_hash, height: 1)
+    anchorer.rpc.raw_block = lambda block_hash: b""  # type: ignore[attr-defined]
+    applied: dict[bytes, int] = {}
+    monkeypatch.setattr(anchorer.chain, "height_of", applied.get)
+    due = anchoring.DueCheckpoint(header=type("Header", (), {"height": 5})(), due_at_ms=0)  # type: ignore[arg-type]
+    anchorer._unscanned.append((100, btc_block))
+    assert anchorer._scan_for_anchors(due) == []
+    applied[anchored] = 5
+    seen = anchorer._scan_for_anchors(due)
+    assert [(height, ref.txid, ref.btc_block_hash) for height, ref in seen] == [(5, found.txid, btc_block)]
