@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from devnet import cluster
 
 BATCH_ROOTS = 1_000
@@ -123,6 +125,15 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         return json.loads(self._request("GET", "/healthz")[1])
+
+    def counters(self) -> dict[tuple[str, str], float]:
+        """``(sample name, label values joined by ",")`` -> value, from /metrics."""
+        text = self._request("GET", "/metrics")[1].decode()
+        return {
+            (sample.name, ",".join(sample.labels.values())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
 
     def close(self) -> None:
         self.connection.close()
@@ -460,6 +471,7 @@ def figures(args: argparse.Namespace) -> list[tuple[str, float | int | str]]:
             rss = [rss_high_water_mb(node.pid) for node in state.nodes if node.pid is not None]
             with node_clients(state) as clients:
                 log_size = clients[0].health()["log_size"]
+                counters = [client.counters() for client in clients]
             disk = directory_bytes(Path(state.directory) / "node0" / "data")
         finally:
             cluster.stop(state)
@@ -486,11 +498,36 @@ def figures(args: argparse.Namespace) -> list[tuple[str, float | int | str]]:
         *[(f"node{i}_rss_mb_max", round(value, 1)) for i, value in enumerate(rss)],
         ("log_size", log_size),
         ("disk_bytes_per_root", round(disk / max(log_size, 1), 1)),
+        *traffic_figures(counters, log_size),
     ]
     if profile:
         print("# profile of node 0 under saturation (py-spy):")
         for line in profile:
             print(f"#   {line}")
+    return out
+
+
+TRAFFIC_KINDS = {
+    "p2p_gossip_bytes_per_root": ("roots",),
+    "p2p_proposal_bytes_per_root": ("proposal", "compact_proposal", "segments_request", "segments_response"),
+    "p2p_vote_and_certificate_bytes_per_root": ("vote", "certificate"),
+}
+
+
+def traffic_figures(counters: list[dict[tuple[str, str], float]], log_size: int) -> list[tuple[str, float | int | str]]:
+    """Bytes all validators sent per logged root, by what they carried, and how proposals by
+    reference fared (node.proposal_relay); "none" from a node that counts neither."""
+    def summed(name: str, *labels: str) -> float:
+        return sum(values.get((name, label), 0.0) for values in counters for label in labels)
+
+    if not any(name == "pantheon_p2p_sent_bytes_total" for values in counters for name, _ in values):
+        return [(figure, "none") for figure in (*TRAFFIC_KINDS, "compact_proposals_sent")]
+    out: list[tuple[str, float | int | str]] = [
+        (figure, round(summed("pantheon_p2p_sent_bytes_total", *kinds) / max(log_size, 1), 1))
+        for figure, kinds in TRAFFIC_KINDS.items()
+    ]
+    out += [(f"compact_proposals_{outcome}", round(summed("pantheon_compact_proposals_total", outcome)))
+            for outcome in ("sent", "rebuilt", "fetched", "mismatch", "abandoned")]
     return out
 
 
