@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from consensus.block import Block, body_hash
 from consensus.messages import BatchRef, CompactProposal, Proposal, SegmentsRequest, SegmentsResponse, Vote
@@ -250,3 +252,51 @@ def test_the_leader_answers_only_for_its_own_proposals_and_only_for_references(p
     assert leader.relay.answer(1, SegmentsRequest(proposal.block.hash, (0,))) is None
     assert leader.relay.answer(1, SegmentsRequest(proposal.block.hash, (2,))) is None
     assert leader.relay.answer(1, SegmentsRequest(proposal.block.hash, (1,))).roots == (batch,)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_no_sequence_of_peer_input_makes_the_relay_raise_outgrow_its_bounds_or_deliver_a_forgery(stores, data):
+    """A receiver fed any mix of compact proposals (true, forged, or naming batches it lacks),
+    answers from any peer (right, short, forged) and gossip hands to the core only proposals
+    whose roots are the ones their header commits to, and keeps at most its bound waiting."""
+    leader = Validator(stores[0])
+    receiver = Validator(stores[1], pool_bytes=32 * 2_000)
+    batches = [random_roots(data.draw(st.integers(min_value=1, max_value=300))) for _ in range(6)]
+    for batch in batches:
+        leader.gossiped(batch)
+    delivered: list[Proposal] = []
+    for step in range(data.draw(st.integers(min_value=1, max_value=25))):
+        peer = data.draw(st.integers(min_value=0, max_value=3))
+        action = data.draw(st.sampled_from(["proposal", "forged", "answer", "gossip"]))
+        if action in ("proposal", "forged"):
+            picked = data.draw(st.lists(st.sampled_from(batches), min_size=1, max_size=3, unique_by=id))
+            proposal = proposal_of(b"".join(picked), view=step + 1)
+            compact = leader.relay.outgoing(proposal)
+            if action == "forged" and isinstance(compact, CompactProposal):
+                other = proposal_of(random_roots(5), view=step + 1)
+                compact = CompactProposal(header=other.block.header, vote=other.vote, segments=compact.segments)
+            if isinstance(compact, CompactProposal):
+                outcome = receiver.relay.incoming(peer, compact)
+                if isinstance(outcome, Proposal):
+                    delivered.append(outcome)
+        elif action == "answer" and receiver.relay._waiting:
+            (asker, block_hash), waiting = data.draw(st.sampled_from(list(receiver.relay._waiting.items())))
+            indices = tuple(sorted(waiting.missing))
+            honest = leader.relay.answer(asker + 10 * step + 100, SegmentsRequest(block_hash, indices))
+            runs = honest.roots if honest is not None and data.draw(st.booleans()) else tuple(
+                random_roots(data.draw(st.integers(min_value=1, max_value=3))) for _ in indices)
+            outcome = receiver.relay.on_response(data.draw(st.sampled_from([asker, (asker + 1) % 4])),
+                                                 SegmentsResponse(block_hash, indices, runs))
+            if outcome is not None:
+                delivered.append(outcome)
+        elif action == "gossip":
+            receiver.gossiped(data.draw(st.sampled_from(batches)))
+            delivered.extend(proposal for _, proposal in receiver.relay.on_batch())
+        senders = [key[0] for key in receiver.relay._waiting]
+        assert all(senders.count(sender) <= WAITING_PER_PEER for sender in senders)
+    event("some proposal delivered" if delivered else "nothing delivered")
+    event("some proposal abandoned" if receiver.count("abandoned") else "nothing abandoned")
+    for proposal in delivered:
+        assert body_hash(proposal.block.roots) == proposal.block.header.body_hash
+        assert proposal.vote.block_hash == proposal.block.hash
