@@ -2,10 +2,15 @@
 
 Theory of operation. A tree of ``size`` leaves is a sequence of *perfect*
 subtrees (``2**level`` leaves each) whose sizes are the binary digits of
-``size``, largest on the left. Once a perfect subtree is complete its hash never
-changes, so it is written exactly once, under ``keys.log_node(level, index)``
-(level >= 1; a leaf is its entry, ``keys.log_entry(index)``, hashed on read).
-Besides these, only the size and the root -> index map are stored.
+``size``, largest on the left. Once a perfect subtree of at least
+:data:`TILE_ROOTS` leaves is complete its hash never changes, so it is written
+exactly once, under ``keys.log_node(level, index)`` (level >= :data:`TILE_LEVEL`).
+The entries are stored :data:`TILE_ROOTS` to a record, ``keys.log_tile(tile)``
+(the last tile rewritten as it fills), and a smaller subtree lies inside one tile:
+its hash is computed from it on read. Besides these, only the size, the format
+and the root -> index map are stored. (Format 1 kept a record per entry and per
+node: LevelDB then spent more CPU per root on writes and compaction than the rest of
+an append: docs/storage.md.)
 
 Every RFC 9162 proof sibling is the hash of a subtree D[a:b]. In the recursion of
 RFC 9162 sections 2.1.3.1 (PATH) and 2.1.4.1 (PROOF), all of them are perfect
@@ -22,7 +27,8 @@ The right edge of the current tree (a ``proof.compact.CompactRange``) is kept in
 memory and rebuilt at open from popcount(size) reads. An append hashes new leaves
 onto it with the same binary-increment loop as ``CompactRange.extend_roots``,
 written out here because every carry completes a perfect subtree whose hash must
-be stored: one node record per carry, about one per appended root.
+be stored: one node record per carry of a subtree of TILE_ROOTS leaves or more, about
+one per TILE_ROOTS / 2 appended roots.
 The append is staged first (computed, nothing written), its records go into a
 LevelDB batch that may also carry other records (a block and its certificate),
 and the in-memory state moves only after that batch was written (``commit``).
@@ -37,6 +43,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Container, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 from proof.compact import CompactRange
@@ -50,6 +57,13 @@ HASH_SIZE = 32
 APPEND_ROOTS_MAX = 100_000
 # Roots returned by one ``audit_roots`` read: one append's worth, so one block's roots fit.
 READ_ROOTS_MAX = APPEND_ROOTS_MAX
+TILE_LEVEL = 4
+TILE_ROOTS = 1 << TILE_LEVEL
+"""Entries per tile record; subtrees smaller than a tile have no node record."""
+_TILE_MASK = TILE_ROOTS - 1
+_TILE_BYTES = TILE_ROOTS * 32
+FORMAT = b"\x02"
+"""The log's storage format (keys.LOG_FORMAT); a store without it that holds entries is format 1."""
 
 _sha256 = hashlib.sha256
 _pack_u64 = keys.U64.pack
@@ -106,6 +120,13 @@ class MerkleLog:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._size = self._stored_size()
+        if self._size and store.get(keys.LOG_FORMAT) != FORMAT:
+            raise StoreError(
+                f"store {store.path} holds a log of {self._size} entries in storage format 1 (a record per "
+                "entry); this Pantheon reads format 2 (entries 16 to a record: docs/storage.md). Move the "
+                "data directory aside and start the validator with an empty one: catch-up brings the "
+                "finalized chain back from its peers"
+            )
         self._stage_serial = 0
         self._edge = CompactRange.from_hashes(self._size, self._subtree_hashes(0, self._size))
 
@@ -155,12 +176,17 @@ class MerkleLog:
             raise LogError(f"start {start!r} must satisfy 0 <= start <= end = {end}")
         if end - start > READ_ROOTS_MAX:
             raise LogError(f"{end - start} roots in one read; at most {READ_ROOTS_MAX}: read in parts")
-        values = [value for _, value in self._store.scan(keys.log_entry(start), keys.log_entry(end))]
-        data = b"".join(values)
-        if len(values) != end - start or len(data) != HASH_SIZE * len(values):
+        if start == end:
+            return b""
+        first, last = start >> TILE_LEVEL, (end - 1) >> TILE_LEVEL
+        values = [value for _, value in self._store.scan(keys.log_tile(first), keys.log_tile(last + 1))]
+        offset = (start & _TILE_MASK) * HASH_SIZE
+        data = b"".join(values)[offset : offset + (end - start) * HASH_SIZE]
+        if (len(values) != last - first + 1 or any(len(value) != _TILE_BYTES for value in values[:-1])
+                or len(data) != (end - start) * HASH_SIZE):
             raise StoreError(
                 f"store {self._store.path}: log entries {start}..{end - 1} are incomplete or malformed "
-                f"({len(values)} records, {len(data)} bytes): the store is corrupt"
+                f"({len(values)} tile records, {len(data)} bytes): the store is corrupt"
             )
         return data
 
@@ -241,8 +267,8 @@ class MerkleLog:
             raise LogError(f"appending {count} roots would take the log past 2**64 - 1 entries")
         get = self._store.get
         index_prefix = keys.LOG_INDEX
-        entry_prefix = keys.LOG_ENTRY
         node_prefix = _NODE_LEVEL_PREFIX
+        tile_level = TILE_LEVEL
         record_keys: list[bytes] = []
         record_values: list[bytes] = []
         put_key = record_keys.append
@@ -263,11 +289,8 @@ class MerkleLog:
                     index = size
                     size += 1
                     fresh[root] = index
-                    index_bytes = _pack_u64(index)
-                    put_key(entry_prefix + index_bytes)
-                    put_value(root)
                     put_key(index_prefix + root)
-                    put_value(index_bytes)
+                    put_value(_pack_u64(index))
                     node = _sha256(_LEAF_PREFIX + root).digest()
                     level = 0
                     carry = index
@@ -275,13 +298,18 @@ class MerkleLog:
                         node = _sha256(_NODE_PREFIX + pop() + node).digest()
                         level += 1
                         carry >>= 1
-                        put_key(node_prefix[level] + _pack_u64(carry))
-                        put_value(node)
+                        if level >= tile_level:
+                            put_key(node_prefix[level] + _pack_u64(carry))
+                            put_value(node)
                     push(node)
             indices[position] = index
         if size != self._size:
+            self._stage_tiles(b"".join(fresh), put_key, put_value)
             put_key(keys.LOG_SIZE)
             put_value(_pack_u64(size))
+            if not self._size:
+                put_key(keys.LOG_FORMAT)
+                put_value(FORMAT)
         new_edge = CompactRange.from_hashes(size, edge)
         self._stage_serial += 1
         return StagedAppend(
@@ -330,6 +358,16 @@ class MerkleLog:
         if staged.serial != self._stage_serial:
             raise LogError("staged append superseded by a later stage_append; use the latest one")
 
+    def _stage_tiles(self, appended: bytes, put_key: Any, put_value: Any) -> None:
+        """The tile records holding ``appended``, the new entries from the current size on (in
+        index order); the last tile of the log so far is rewritten with its entries kept."""
+        first = self._size >> TILE_LEVEL
+        kept = self._size & _TILE_MASK
+        data = self._read_tile(first, kept)[: kept * HASH_SIZE] + appended if kept else appended
+        for number, offset in enumerate(range(0, len(data), _TILE_BYTES)):
+            put_key(keys.log_tile(first + number))
+            put_value(data[offset : offset + _TILE_BYTES])
+
     def _stored_size(self) -> int:
         value = self._store.get(keys.LOG_SIZE)
         return 0 if value is None else self._decode_u64(value, "log size")
@@ -365,8 +403,12 @@ class MerkleLog:
         return [self._perfect_hash(level, first >> level) for level, first in _perfect_subtrees(start, end)]
 
     def _perfect_hash(self, level: int, index: int) -> bytes:
-        if level == 0:
-            return _sha256(_LEAF_PREFIX + self._read_entry(index)).digest()
+        if level < TILE_LEVEL:
+            first = index << level
+            count = 1 << level
+            offset = (first & _TILE_MASK) * HASH_SIZE
+            roots = self._read_tile(first >> TILE_LEVEL, (first & _TILE_MASK) + count)
+            return _tile_subtree_hash(roots[offset : offset + count * HASH_SIZE])
         value = self._store.get(_NODE_LEVEL_PREFIX[level] + _pack_u64(index))
         if value is None or len(value) != HASH_SIZE:
             state = "missing" if value is None else f"{len(value)} bytes, not {HASH_SIZE}"
@@ -377,12 +419,17 @@ class MerkleLog:
         return value
 
     def _read_entry(self, index: int) -> bytes:
-        value = self._store.get(keys.log_entry(index))
-        if value is None or len(value) != HASH_SIZE:
-            state = "missing" if value is None else f"{len(value)} bytes, not {HASH_SIZE}"
+        offset = (index & _TILE_MASK) * HASH_SIZE
+        return self._read_tile(index >> TILE_LEVEL, (index & _TILE_MASK) + 1)[offset : offset + HASH_SIZE]
+
+    def _read_tile(self, tile: int, entries: int) -> bytes:
+        """Tile record ``tile``, which must hold at least ``entries`` entries."""
+        value = self._store.get(keys.log_tile(tile))
+        if value is None or len(value) % HASH_SIZE or not entries * HASH_SIZE <= len(value) <= _TILE_BYTES:
+            state = "missing" if value is None else f"{len(value)} bytes"
             raise StoreError(
-                f"store {self._store.path}: log entry {index} is {state} in a log of size "
-                f"{self._size}: the store is corrupt"
+                f"store {self._store.path}: log tile {tile} (entries {tile * TILE_ROOTS}..) is {state}, "
+                f"where {entries} entries are needed, in a log of size {self._size}: the store is corrupt"
             )
         return value
 
@@ -413,6 +460,14 @@ class MerkleLog:
             raise LogError(
                 f"index {index!r} is outside a tree of size {size}: it must be in 0..{size - 1}"
             )
+
+
+def _tile_subtree_hash(roots: bytes) -> bytes:
+    """MTH of a perfect subtree inside one tile, from its entries (a power of two of them)."""
+    row = [_sha256(_LEAF_PREFIX + roots[i : i + HASH_SIZE]).digest() for i in range(0, len(roots), HASH_SIZE)]
+    while len(row) > 1:
+        row = [_sha256(_NODE_PREFIX + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
+    return row[0]
 
 
 def _split(n: int) -> int:

@@ -32,7 +32,7 @@ from proof.compact import CompactRange
 from proof.merkle import leaf_hash, node_hash, verify_consistency, verify_inclusion
 from storage import keys
 from storage.db import Store
-from storage.merkle_log import MerkleLog
+from storage.merkle_log import TILE_LEVEL, MerkleLog
 
 KILLS = int(os.environ.get("PANTHEON_LOG_CRASH_KILLS", "30"))
 SEED = int(os.environ.get("PANTHEON_LOG_CRASH_SEED", str(random.SystemRandom().randrange(2**32))))
@@ -97,7 +97,8 @@ def _check_reopened_log(rng, db_dir, acked, previous, mode, context):
             proof = log.consistency_proof(previous_size, size)
             verify_consistency(previous_size, size, proof, previous_root, root)
 
-        entries = [value for _, value in store.iterate(keys.LOG_ENTRY)]
+        tiles = b"".join(value for _, value in store.iterate(keys.LOG_TILE))
+        entries = [tiles[i : i + 32] for i in range(0, len(tiles), 32)]
         assert len(entries) == size, f"{context}: {len(entries)} entries for size {size}"
         index_map = {key[1:]: keys.U64.unpack(value)[0] for key, value in store.iterate(keys.LOG_INDEX)}
         assert len(index_map) == size, f"{context}: {len(index_map)} index records for size {size}"
@@ -152,13 +153,14 @@ def _stored_nodes(store):
 
 
 def _perfect_nodes(leaves):
-    """Every complete perfect subtree of level >= 1, computed from the leaves alone."""
+    """Every complete perfect subtree of a tile or more (level >= TILE_LEVEL), from the leaves alone."""
     nodes = {}
     level, row = 0, leaves
     while len(row) > 1:
         row = [node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
         level += 1
-        nodes.update(((level, index), value) for index, value in enumerate(row))
+        if level >= TILE_LEVEL:
+            nodes.update(((level, index), value) for index, value in enumerate(row))
     return nodes
 
 

@@ -140,7 +140,7 @@ def test_reopen_reads_one_record_per_perfect_subtree(tmp_path):
         MerkleLog(store).append(roots(0, 0b1011011))
     with CountingStore(tmp_path / "db") as store:
         MerkleLog(store)
-        assert store.reads == 1 + bin(0b1011011).count("1")  # the size, then the edge
+        assert store.reads == 2 + bin(0b1011011).count("1")  # the size and the format, then the edge
 
 
 def test_compact_range_is_a_copy_the_caller_may_extend(log):
@@ -347,12 +347,30 @@ def test_invalid_requests_raise_log_error_saying_what_is_wrong(log, request_, me
         request_(log)
 
 
-def test_a_missing_entry_in_a_range_read_is_reported_as_corruption(store, log):
-    log.append(roots(0, 8))
+def test_a_missing_tile_in_a_range_read_is_reported_as_corruption(store, log):
+    log.append(roots(0, 40))
     with store.batch() as batch:
-        batch.delete(keys.log_entry(3))
-    with pytest.raises(StoreError, match=r"entries 2\.\.5 are incomplete.*corrupt"):
-        log.audit_roots(2, 6)
+        batch.delete(keys.log_tile(1))
+    with pytest.raises(StoreError, match=r"entries 10\.\.34 are incomplete.*corrupt"):
+        log.audit_roots(10, 35)
+
+
+def test_a_tile_cut_short_is_reported_as_corruption_on_every_read(store, log):
+    log.append(roots(0, 20))
+    with store.batch() as batch:
+        batch.put(keys.log_tile(1), audit_root(99))
+    with pytest.raises(StoreError, match=r"log tile 1 .* is 32 bytes, where 4 entries are needed.*corrupt"):
+        log.audit_root_at(19)
+    with pytest.raises(StoreError, match="corrupt"):
+        log.audit_roots(0, 20)
+
+
+def test_a_log_in_the_old_format_is_refused_with_what_to_do(store, log):
+    log.append(roots(0, 3))
+    with store.batch() as batch:
+        batch.delete(keys.LOG_FORMAT)
+    with pytest.raises(StoreError, match="storage format 1.*empty one: catch-up"):
+        MerkleLog(store)
 
 
 def test_an_index_record_pointing_past_the_log_is_reported_as_corruption(store, log):
@@ -366,11 +384,11 @@ def test_an_index_record_pointing_past_the_log_is_reported_as_corruption(store, 
 
 
 def test_a_missing_node_record_is_reported_as_corruption(store, log):
-    log.append(roots(0, 8))
+    log.append(roots(0, 64))
     with store.batch() as batch:
-        batch.delete(keys.log_node(2, 1))
-    with pytest.raises(StoreError, match=r"log node \(level 2, index 1\) is missing.*corrupt"):
-        log.inclusion_proof(0, 8)
+        batch.delete(keys.log_node(4, 1))
+    with pytest.raises(StoreError, match=r"log node \(level 4, index 1\) is missing.*corrupt"):
+        log.inclusion_proof(0, 64)
 
 
 # ---- property: any sequence of appends ----------------------------------
