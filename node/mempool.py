@@ -34,6 +34,7 @@ by all the roots of an admission) and one slot in its owner's queue.
 from __future__ import annotations
 
 import collections
+import itertools
 import struct
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
@@ -110,7 +111,12 @@ def _classify(split: list[bytes], fresh: Container[bytes], logged: dict[bytes, i
     return tuple(states), tuple(indices)
 
 
-def split_roots(data: bytes) -> list[bytes]:
+def split_roots(data: bytes | list[bytes]) -> list[bytes]:
+    """``n * 32`` bytes as a list of roots (a list is taken as already split: a node splits a
+    finalized run once, so that each root's bytes object, and the hash Python caches in it,
+    serves every lookup that follows)."""
+    if isinstance(data, list):
+        return data
     if len(data) % ROOT_SIZE:
         raise ValueError(f"roots must be a multiple of {ROOT_SIZE} bytes, got {len(data)}")
     return [data[i : i + ROOT_SIZE] for i in range(0, len(data), ROOT_SIZE)]
@@ -273,19 +279,19 @@ class Mempool:
                     break
         return b"".join(chosen)
 
-    def remove(self, roots: bytes, batch: BatchWriter) -> None:
+    def remove(self, roots: bytes | list[bytes], batch: BatchWriter) -> None:
         """Delete the records of finalized roots inside the caller's finalization batch (only
         durable roots have one)."""
-        pending = self._pending
-        for root in split_roots(roots):
-            if pending.get(root, 0) & _DURABLE:
-                batch.delete(keys.MEMPOOL + root)
+        get = self._pending.get
+        for root in [root for root in split_roots(roots) if get(root, 0) & _DURABLE]:
+            batch.delete(keys.MEMPOOL + root)
 
-    def forget(self, roots: bytes) -> None:
+    def forget(self, roots: bytes | list[bytes]) -> None:
         """Drop finalized roots from memory after their batch was written."""
-        pop = self._pending.pop
-        values = [pop(root, None) for root in split_roots(roots)]
-        owners = collections.Counter([value & _OWNER_MASK for value in values if value is not None])
+        split = split_roots(roots)
+        values = [value for value in map(self._pending.pop, split, itertools.repeat(None, len(split)))
+                  if value is not None]
+        owners = collections.Counter([value & _OWNER_MASK for value in values])
         for number, count in owners.items():
             self._held[number] -= count
             self._tidy(number)

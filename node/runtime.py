@@ -79,7 +79,7 @@ from node.group_commit import GroupCommit
 from node.http_server import HTTPSettings, serve_api
 from node.keyfiles import read_key_file
 from node.logs import event
-from node.mempool import Mempool
+from node.mempool import Mempool, split_roots
 from node.metrics import NodeMetrics
 from node.proposal_relay import ProposalRelay
 from node.tokens import TokenTable, load_tokens
@@ -595,7 +595,7 @@ class Node:
         if not run:
             return
         last = run[-1][0].header
-        roots = b"".join(block.roots for block, _ in run)
+        roots = split_roots(b"".join(block.roots for block, _ in run))
         settled = [h for h, height in self._unfinalized.items() if height <= last.height]
         staged = self.log.stage_append(roots, unlogged=Unlogged(self.mempool, self.logged))
         run_heights = {block.hash: block.header.height for block, _ in run}
@@ -626,9 +626,9 @@ class Node:
                 f"{self.log.root().hex()[:16]} vs header {last.log_size} {last.log_root.hex()[:16]}"
             )
         self.metrics.blocks_finalized.inc(len(run))
-        self.metrics.roots_finalized.inc(len(roots) // 32)
+        self.metrics.roots_finalized.inc(len(roots))
         self.sync_metrics()
-        event(log, logging.DEBUG, "finalized", height=last.height, blocks=len(run), roots=len(roots) // 32,
+        event(log, logging.DEBUG, "finalized", height=last.height, blocks=len(run), roots=len(roots),
               log_size=last.log_size)
 
     def _recorded_anchors(self, header: Any, run_heights: dict[bytes, int]) -> list[tuple[int, AnchorRef]]:

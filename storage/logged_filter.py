@@ -53,14 +53,16 @@ class BloomFilter:
         bits[b >> 3] |= 1 << (b & 7)
         self.count += 1
 
-    def add_roots(self, data: bytes) -> None:
+    def add_roots(self, data: bytes | list[bytes]) -> None:
+        """Add ``n * 32`` bytes of roots, or a list of roots (whose cached hashes are reused)."""
         mask, bits, shift = self._mask, self._bits, self._shift
-        for h in map(hash, [data[i : i + ROOT_SIZE] for i in range(0, len(data), ROOT_SIZE)]):
+        roots = data if isinstance(data, list) else [data[i : i + ROOT_SIZE] for i in range(0, len(data), ROOT_SIZE)]
+        for h in map(hash, roots):
             a = h & mask
             b = (h >> shift) & mask
             bits[a >> 3] |= 1 << (a & 7)
             bits[b >> 3] |= 1 << (b & 7)
-        self.count += len(data) // ROOT_SIZE
+        self.count += len(roots)
 
     def maybe(self, roots: list[bytes]) -> list[bytes]:
         """Those of ``roots`` the filter cannot rule out."""
@@ -139,7 +141,7 @@ class LoggedRoots:
         ready = self._ready
         return ready is not None and not ready.may_contain(root)
 
-    def added(self, roots: bytes) -> None:
+    def added(self, roots: bytes | list[bytes]) -> None:
         """Roots just committed to the log (every append, before any other question)."""
         with self._lock:
             for bloom in (self._ready, self._building):

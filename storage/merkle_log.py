@@ -255,14 +255,14 @@ class MerkleLog:
         which never holds a logged root): their index lookup is skipped. Any other root
         is looked up, so an append stays idempotent whatever the caller passes.
         """
-        data = _concat_roots(roots)
+        split = _split_roots(roots)
         stored = self._stored_size()
         if stored != self._size:
             raise LogError(
                 f"store {self._store.path} holds a log of size {stored} but this MerkleLog is at "
                 f"{self._size}: a staged append was written and never committed; reopen the log"
             )
-        count = len(data) // HASH_SIZE
+        count = len(split)
         if self._size + count > keys.U64_MAX:
             raise LogError(f"appending {count} roots would take the log past 2**64 - 1 entries")
         get = self._store.get
@@ -278,8 +278,7 @@ class MerkleLog:
         fresh: dict[bytes, int] = {}
         indices = array("Q", bytes(8 * count))
         size = self._size
-        for position in range(count):
-            root = data[position * HASH_SIZE : position * HASH_SIZE + HASH_SIZE]
+        for position, root in enumerate(split):
             index = fresh.get(root)
             if index is None:
                 stored_index = None if root in unlogged else get(index_prefix + root)
@@ -503,24 +502,25 @@ def _check_root(audit_root: bytes) -> None:
         raise LogError(f"an audit root is {HASH_SIZE} bytes, got {_describe(audit_root)}")
 
 
-def _concat_roots(roots: bytes | Sequence[bytes]) -> bytes:
+def _split_roots(roots: bytes | Sequence[bytes]) -> list[bytes]:
+    """The roots of an append, one ``bytes`` each (a list of them is used as it is, so that a
+    caller's objects, and the hashes Python caches in them, serve its own lookups too)."""
     if isinstance(roots, (bytes, bytearray, memoryview)):
         data = bytes(roots)
         if len(data) % HASH_SIZE:
             raise LogError(f"concatenated roots are {len(data)} bytes, not a multiple of {HASH_SIZE}")
+        count = len(data) // HASH_SIZE
     else:
-        if len(roots) > APPEND_ROOTS_MAX:
-            raise LogError(
-                f"{len(roots)} roots in one append; at most {APPEND_ROOTS_MAX}: split the batch"
-            )
-        for root in roots:
-            _check_root(root)
-        data = b"".join(roots)
-    if len(data) // HASH_SIZE > APPEND_ROOTS_MAX:
-        raise LogError(
-            f"{len(data) // HASH_SIZE} roots in one append; at most {APPEND_ROOTS_MAX}: split the batch"
-        )
-    return data
+        count = len(roots)
+    if count > APPEND_ROOTS_MAX:
+        raise LogError(f"{count} roots in one append; at most {APPEND_ROOTS_MAX}: split the batch")
+    if isinstance(roots, (bytes, bytearray, memoryview)):
+        return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+    if set(map(type, roots)) <= {bytes} and set(map(len, roots)) <= {HASH_SIZE}:
+        return roots if isinstance(roots, list) else list(roots)
+    for root in roots:
+        _check_root(root)
+    return [bytes(root) for root in roots]
 
 
 def _describe(value: object) -> str:
