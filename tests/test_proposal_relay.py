@@ -54,6 +54,16 @@ class Validator:
         return self.metrics.compact_proposals.labels(outcome=outcome)._value.get()
 
 
+def lacked_by_receiver(leader: Validator, receiver: Validator) -> tuple[bytes, Proposal, SegmentsRequest]:
+    """A batch only the leader holds, its proposal, and the request the receiver answers it with."""
+    batch = random_roots(100)
+    leader.gossiped(batch)
+    proposal = proposal_of(batch)
+    request = receiver.relay.incoming(0, leader.relay.outgoing(proposal))
+    assert isinstance(request, SegmentsRequest)
+    return batch, proposal, request
+
+
 @pytest.fixture
 def stores(tmp_path):
     with Store(tmp_path / "leader") as leader, Store(tmp_path / "receiver") as receiver:
@@ -143,10 +153,7 @@ def test_a_receiver_lacking_a_batch_asks_the_leader_and_rebuilds_from_its_answer
 
 def test_gossip_that_arrives_after_the_proposal_completes_it(pair):
     leader, receiver = pair
-    batch = random_roots(100)
-    leader.gossiped(batch)
-    proposal = proposal_of(batch)
-    assert isinstance(receiver.relay.incoming(0, leader.relay.outgoing(proposal)), SegmentsRequest)
+    batch, proposal, _ = lacked_by_receiver(leader, receiver)
     receiver.gossiped(batch)
     assert receiver.relay.on_batch() == [(0, proposal)]
     assert receiver.relay.waiting() == 0
@@ -154,20 +161,14 @@ def test_gossip_that_arrives_after_the_proposal_completes_it(pair):
 
 def test_an_answer_from_another_peer_than_the_sender_is_ignored(pair):
     leader, receiver = pair
-    batch = random_roots(100)
-    leader.gossiped(batch)
-    proposal = proposal_of(batch)
-    request = receiver.relay.incoming(0, leader.relay.outgoing(proposal))
+    batch, proposal, request = lacked_by_receiver(leader, receiver)
     assert receiver.relay.on_response(3, SegmentsResponse(proposal.block.hash, request.indices, (batch,))) is None
     assert receiver.relay.waiting() == 1
 
 
 def test_an_answer_of_the_wrong_length_drops_the_proposal(pair):
     leader, receiver = pair
-    batch = random_roots(100)
-    leader.gossiped(batch)
-    proposal = proposal_of(batch)
-    request = receiver.relay.incoming(0, leader.relay.outgoing(proposal))
+    batch, proposal, request = lacked_by_receiver(leader, receiver)
     short = SegmentsResponse(proposal.block.hash, request.indices, (batch[:-32],))
     assert receiver.relay.on_response(0, short) is None
     assert receiver.relay.waiting() == 0
@@ -176,10 +177,7 @@ def test_an_answer_of_the_wrong_length_drops_the_proposal(pair):
 
 def test_roots_that_do_not_hash_to_the_header_are_dropped_not_handed_to_consensus(pair):
     leader, receiver = pair
-    batch = random_roots(100)
-    leader.gossiped(batch)
-    proposal = proposal_of(batch)
-    request = receiver.relay.incoming(0, leader.relay.outgoing(proposal))
+    batch, proposal, request = lacked_by_receiver(leader, receiver)
     forged = SegmentsResponse(proposal.block.hash, request.indices, (random_roots(100),))
     assert receiver.relay.on_response(0, forged) is None
     assert receiver.count("mismatch") == 1
