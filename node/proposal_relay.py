@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from consensus.block import ROOT_SIZE, Block, InvalidBlock, body_hash
+from consensus.block import BLOCK_ROOTS_MAX, ROOT_SIZE, Block, InvalidBlock, body_hash
 from consensus.messages import (
     BatchRef,
     CompactProposal,
@@ -153,8 +153,12 @@ class _Own:
 class ProposalRelay:
     """Both ends of proposals by reference for one validator (see the module docstring)."""
 
-    def __init__(self, pool: BatchPool, batch_of: Callable[[bytes], int], metrics: NodeMetrics) -> None:
+    def __init__(self, pool: BatchPool, batch_of: Callable[[bytes], int], metrics: NodeMetrics, *,
+                 roots_max: int = BLOCK_ROOTS_MAX) -> None:
+        """``roots_max``: the most roots a block may hold here (consensus.block_roots_max); a
+        compact proposal of more is dropped before anything is looked up or held for it."""
         self.pool = pool
+        self.roots_max = roots_max
         self._batch_of = batch_of
         self.metrics = metrics
         self._own: collections.OrderedDict[bytes, _Own] = collections.OrderedDict()
@@ -202,6 +206,11 @@ class ProposalRelay:
         block_hash = compact.header.hash
         key = (peer, block_hash)
         if key in self._waiting:
+            return None
+        if compact.root_count > self.roots_max:
+            self.metrics.compact_proposals.labels(outcome="mismatch").inc()
+            event(log, logging.WARNING, "dropped a compact proposal of more roots than a block may hold",
+                  peer=peer, roots=compact.root_count, roots_max=self.roots_max)
             return None
         parts: list[bytes | None] = []
         missing: dict[int, BatchRef] = {}

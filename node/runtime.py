@@ -163,7 +163,8 @@ class Node:
         self.group_commit = GroupCommit(self.store, self.mempool, self._flushed)
         self.batches = BatchPool(bytes_max=config.mempool.roots_max * 32)
         """Gossip batches, for proposals by reference: at most a full mempool's worth of roots."""
-        self.relay = ProposalRelay(self.batches, self.mempool.batch_of, self.metrics)
+        self.relay = ProposalRelay(self.batches, self.mempool.batch_of, self.metrics,
+                                   roots_max=config.consensus.block_roots_max)
         self._serve_limiter = ServeLimiter()
         safety_raw = self.chain.load_safety()
         self._unfinalized: dict[bytes, int] = {}

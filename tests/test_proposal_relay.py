@@ -298,3 +298,14 @@ def test_no_sequence_of_peer_input_makes_the_relay_raise_outgrow_its_bounds_or_d
     for proposal in delivered:
         assert body_hash(proposal.block.roots) == proposal.block.header.body_hash
         assert proposal.vote.block_hash == proposal.block.hash
+
+
+def test_a_compact_proposal_of_more_roots_than_a_block_may_hold_is_dropped_before_anything_is_held(stores):
+    receiver = Validator(stores[1])
+    receiver.relay.roots_max = 100
+    proposal = proposal_of(random_roots(101))
+    compact = CompactProposal(header=proposal.block.header, vote=proposal.vote,
+                              segments=(BatchRef(b"d" * 32, 0, 101),))
+    assert receiver.relay.incoming(0, compact) is None
+    assert receiver.relay.waiting() == 0
+    assert receiver.count("mismatch") == 1
