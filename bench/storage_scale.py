@@ -212,7 +212,7 @@ def _worker_ours(args: argparse.Namespace) -> None:
     logged = LoggedRoots(log, store)
     logged.start()
     logged.wait_ready()
-    unlogged = Unlogged(frozenset(), logged)
+    unlogged = Unlogged(logged)
 
     def append(data: bytes) -> None:
         """A validator's append: the log's in-memory filter (storage.logged_filter) rules out

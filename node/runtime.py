@@ -598,7 +598,7 @@ class Node:
         last = run[-1][0].header
         roots = split_roots(b"".join(block.roots for block, _ in run))
         settled = [h for h, height in self._unfinalized.items() if height <= last.height]
-        staged = self.log.stage_append(roots, unlogged=Unlogged(self.mempool, self.logged))
+        staged = self.log.stage_append(roots, unlogged=Unlogged(self.logged))
         run_heights = {block.hash: block.header.height for block, _ in run}
         recorded = [self._recorded_anchors(block.header, run_heights) for block, _ in run]
 

@@ -9,9 +9,12 @@ bit test, and only roots that hit the filter (the logged ones, and about 1 % of 
 others) are read from LevelDB. The filter only ever answers "maybe" or "certainly
 not", so a wrong answer can only cost a read, never admit a logged root.
 
-The bit positions come from Python's ``hash`` of the root, which is keyed with a
+The bit positions come from Python's ``hash`` of the root's index key (its first
+keys.INDEX_KEY_BYTES bytes, which key its record in the log's index), keyed with a
 random seed per process (SipHash): nobody outside can choose roots that collide in
-this filter. The same keying means the filter cannot be saved: a node builds it at
+this filter. Keyed by the index key, "certainly not" means more than "this root is not
+logged": no logged root shares its index record, so an append may write that record
+without reading it (MerkleLog.stage_append's ``unlogged``). The same keying means the filter cannot be saved: a node builds it at
 start, in a worker thread, from the log's index, and asks LevelDB until it is built.
 When the log outgrows the filter's capacity, a filter twice the size is built the
 same way while the old one keeps answering.
@@ -31,6 +34,7 @@ BITS_PER_ROOT = 16
 CAPACITY_MIN = 1 << 22
 """Roots a new filter is sized for at least (4M roots: 8 MiB)."""
 ROOT_SIZE = 32
+_KEY = keys.INDEX_KEY_BYTES
 
 
 class BloomFilter:
@@ -45,7 +49,8 @@ class BloomFilter:
         self.count = 0
 
     def add(self, root: bytes) -> None:
-        h = hash(root)
+        """Add a root, or an index key (the first INDEX_KEY_BYTES bytes of a root)."""
+        h = hash(root[:_KEY])
         mask, bits = self._mask, self._bits
         a = h & mask
         b = (h >> self._shift) & mask
@@ -57,7 +62,7 @@ class BloomFilter:
         """Add ``n * 32`` bytes of roots, or a list of roots (whose cached hashes are reused)."""
         mask, bits, shift = self._mask, self._bits, self._shift
         roots = data if isinstance(data, list) else [data[i : i + ROOT_SIZE] for i in range(0, len(data), ROOT_SIZE)]
-        for h in map(hash, roots):
+        for h in map(hash, [root[:_KEY] for root in roots]):
             a = h & mask
             b = (h >> shift) & mask
             bits[a >> 3] |= 1 << (a & 7)
@@ -69,7 +74,7 @@ class BloomFilter:
         mask, bits, shift = self._mask, self._bits, self._shift
         out = []
         for root in roots:
-            h = hash(root)
+            h = hash(root[:_KEY])
             a = h & mask
             if bits[a >> 3] >> (a & 7) & 1:
                 b = (h >> shift) & mask
@@ -78,7 +83,7 @@ class BloomFilter:
         return out
 
     def may_contain(self, root: bytes) -> bool:
-        h = hash(root)
+        h = hash(root[:_KEY])
         mask, bits = self._mask, self._bits
         a = h & mask
         if not bits[a >> 3] >> (a & 7) & 1:
@@ -175,12 +180,12 @@ class LoggedRoots:
 
 
 class Unlogged(Container[bytes]):
-    """Roots the caller knows are not logged: those waiting in ``mempool`` (which never holds
-    a logged root) and those the filter rules out (MerkleLog.stage_append's ``unlogged``)."""
+    """Roots whose index key no logged root shares, because the filter rules it out
+    (MerkleLog.stage_append's ``unlogged``). Roots waiting in the mempool are not logged,
+    but do not qualify by that alone: a root sharing their index key may be."""
 
-    def __init__(self, mempool: Container[bytes], logged: LoggedRoots) -> None:
-        self._mempool = mempool
+    def __init__(self, logged: LoggedRoots) -> None:
         self._logged = logged
 
     def __contains__(self, root: object) -> bool:
-        return root in self._mempool or (isinstance(root, bytes) and self._logged.certainly_unlogged(root))
+        return isinstance(root, bytes) and self._logged.certainly_unlogged(root)

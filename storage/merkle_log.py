@@ -160,10 +160,16 @@ class MerkleLog:
         value = self._store.get(keys.log_index(audit_root))
         if value is None:
             return None
-        index = self._decode_u64(value, f"index of root {audit_root.hex()}")
-        if self._size <= index < self._stored_size():
-            return None
-        return self._stored_index(value, audit_root)
+        stored_size = None
+        for index in self._candidates(value, audit_root):
+            if index >= self._size:
+                stored_size = self._stored_size() if stored_size is None else stored_size
+                if index < stored_size:
+                    continue
+                self._stored_index(index, audit_root)
+            if self._read_entry(index) == audit_root:
+                return index
+        return None
 
     def audit_root_at(self, index: int) -> bytes:
         self._check_index(index, self._size)
@@ -251,9 +257,12 @@ class MerkleLog:
     ) -> StagedAppend:
         """Compute an append's records and indices without writing or changing anything.
 
-        ``unlogged`` holds roots the caller knows are not in this log (a node's mempool,
-        which never holds a logged root): their index lookup is skipped. Any other root
-        is looked up, so an append stays idempotent whatever the caller passes.
+        ``unlogged`` holds roots whose index key (keys.INDEX_KEY_BYTES) no logged root
+        shares, as the caller knows (the node's filter of the log rules the key out): their
+        index record is written without being read. Any other root is looked up, so an
+        append stays idempotent whatever the caller passes. (A root merely known not to be
+        logged does not qualify: another root may share its key, and writing the record
+        unread would lose that root's index.)
         """
         split = _split_roots(roots)
         stored = self._stored_size()
@@ -276,20 +285,28 @@ class MerkleLog:
         edge = list(self._edge.hashes)
         pop, push = edge.pop, edge.append
         fresh: dict[bytes, int] = {}
+        stored_values: dict[bytes, bytes] = {}
+        """index key -> its stored record (b"": none), read once per key."""
+        added: dict[bytes, bytes] = {}
+        """index key -> the indices this append adds to it."""
+        key_bytes = keys.INDEX_KEY_BYTES
         indices = array("Q", bytes(8 * count))
         size = self._size
         for position, root in enumerate(split):
             index = fresh.get(root)
             if index is None:
-                stored_index = None if root in unlogged else get(index_prefix + root)
+                key = index_prefix + root[:key_bytes]
+                stored = stored_values.get(key)
+                if stored is None:
+                    stored = stored_values[key] = b"" if root in unlogged else (get(key) or b"")
+                stored_index = self._match(stored, root) if stored else None
                 if stored_index is not None:
-                    index = self._stored_index(stored_index, root)
+                    index = stored_index
                 else:
                     index = size
                     size += 1
                     fresh[root] = index
-                    put_key(index_prefix + root)
-                    put_value(_pack_u64(index))
+                    added[key] = added.get(key, b"") + _pack_u64(index)
                     node = _sha256(_LEAF_PREFIX + root).digest()
                     level = 0
                     carry = index
@@ -302,6 +319,9 @@ class MerkleLog:
                             put_value(node)
                     push(node)
             indices[position] = index
+        for key, value in added.items():
+            put_key(key)
+            put_value(stored_values[key] + value)
         if size != self._size:
             self._stage_tiles(b"".join(fresh), put_key, put_value)
             put_key(keys.LOG_SIZE)
@@ -432,8 +452,23 @@ class MerkleLog:
             )
         return value
 
-    def _stored_index(self, value: bytes, audit_root: bytes) -> int:
-        index = self._decode_u64(value, f"index of root {audit_root.hex()}")
+    def _candidates(self, value: bytes, audit_root: bytes) -> list[int]:
+        """The indices an index record lists."""
+        if not value or len(value) % keys.U64.size:
+            raise StoreError(
+                f"store {self._store.path}: the index record of root {audit_root.hex()} is {len(value)} bytes, "
+                f"not a multiple of {keys.U64.size}: the store is corrupt"
+            )
+        return [_unpack_u64(value[i : i + keys.U64.size])[0] for i in range(0, len(value), keys.U64.size)]
+
+    def _match(self, value: bytes, audit_root: bytes) -> int | None:
+        """The index of ``audit_root`` among a stored index record's, or None (another root's)."""
+        for index in self._candidates(value, audit_root):
+            if self._read_entry(self._stored_index(index, audit_root)) == audit_root:
+                return index
+        return None
+
+    def _stored_index(self, index: int, audit_root: bytes) -> int:
         if index >= self._size:
             raise StoreError(
                 f"store {self._store.path} maps root {audit_root.hex()} to index {index}, "

@@ -100,9 +100,14 @@ def _check_reopened_log(rng, db_dir, acked, previous, mode, context):
         tiles = b"".join(value for _, value in store.iterate(keys.LOG_TILE))
         entries = [tiles[i : i + 32] for i in range(0, len(tiles), 32)]
         assert len(entries) == size, f"{context}: {len(entries)} entries for size {size}"
-        index_map = {key[1:]: keys.U64.unpack(value)[0] for key, value in store.iterate(keys.LOG_INDEX)}
-        assert len(index_map) == size, f"{context}: {len(index_map)} index records for size {size}"
-        assert all(entries[index] == audit_root for audit_root, index in index_map.items()), context
+        listed = {
+            keys.U64.unpack(value[i : i + 8])[0]: key[1:]
+            for key, value in store.iterate(keys.LOG_INDEX)
+            for i in range(0, len(value), 8)
+        }
+        assert sorted(listed) == list(range(size)), f"{context}: index records list {len(listed)} of {size} entries"
+        assert all(entries[index][: len(key)] == key for index, key in listed.items()), context
+        assert all(log.index_of(entry) == index for index, entry in enumerate(entries)), context
 
         leaves = [leaf_hash(entry) for entry in entries]
         assert _stored_nodes(store) == _perfect_nodes(leaves), f"{context}: nodes differ from leaves"

@@ -82,18 +82,31 @@ def test_a_log_that_outgrows_the_filter_gets_a_larger_one_and_loses_no_root(stor
     assert all(not logged.certainly_unlogged(root) for root in split(everything))
 
 
-def test_unlogged_holds_roots_waiting_in_the_mempool_and_roots_the_filter_rules_out(store):
+def test_unlogged_holds_the_roots_the_filter_rules_out_once_it_is_built(store):
     log = MerkleLog(store)
     logged_root = os.urandom(32)
     log.append(logged_root)
     logged = LoggedRoots(log, store, capacity_min=1_000)
-    waiting = os.urandom(32)
-    unlogged = Unlogged({waiting}, logged)
-    assert waiting in unlogged and logged_root not in unlogged
+    unlogged = Unlogged(logged)
+    assert os.urandom(32) not in unlogged  # nothing is vouched for before the filter is built
     logged.start()
     assert logged.wait_ready(30)
     assert logged_root not in unlogged
     assert sum(os.urandom(32) in unlogged for _ in range(1000)) > 950
+
+
+def test_a_root_sharing_a_logged_roots_index_key_is_never_ruled_out(store):
+    """Ruled out means no logged root shares the index record, which an append then writes
+    unread: a new root with a logged root's first 8 bytes must be read first."""
+    log = MerkleLog(store)
+    logged_root = os.urandom(32)
+    log.append(logged_root)
+    logged = LoggedRoots(log, store, capacity_min=1_000)
+    logged.start()
+    assert logged.wait_ready(30)
+    twins = [logged_root[:8] + os.urandom(24) for _ in range(100)]
+    assert not any(twin in Unlogged(logged) for twin in twins)
+    assert all(logged.index_of(twin) is None for twin in twins)
 
 
 def test_closing_stops_a_build_under_way(store):

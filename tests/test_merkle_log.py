@@ -11,7 +11,7 @@ import random
 import tempfile
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proof.errors import ProofError
@@ -500,3 +500,48 @@ def test_roots_the_caller_vouches_for_skip_the_lookup_but_others_stay_idempotent
         staged = log.stage_append(first + second + third, unlogged={second, third})
         assert list(staged.indices) == [0, 1, 2]
         assert staged.new_size == 3
+
+
+# ---- roots that share an index key (the first 8 bytes) -----------------------------
+
+
+def twins(count: int, prefix: bytes = b"\x5a" * 8) -> list[bytes]:
+    return [prefix + bytes([i]) * 24 for i in range(count)]
+
+
+def test_roots_sharing_their_first_8_bytes_in_one_append_each_keep_their_index(store, log):
+    shared = twins(3)
+    result = log.append([audit_root(1), *shared, audit_root(2)])
+    assert list(result.indices) == [0, 1, 2, 3, 4]
+    assert [log.index_of(root) for root in shared] == [1, 2, 3]
+    assert log.index_of(b"\x5a" * 8 + b"\xff" * 24) is None
+
+
+def test_a_root_sharing_a_logged_roots_first_8_bytes_is_appended_without_losing_the_other(store, log):
+    first, second = twins(2)
+    log.append([audit_root(1), first])
+    result = log.append([second, first])
+    assert list(result.indices) == [2, 1]
+    assert log.index_of(first) == 1 and log.index_of(second) == 2
+    reopened = MerkleLog(store)
+    assert reopened.index_of(first) == 1 and reopened.index_of(second) == 2
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=12), min_size=1, max_size=6))
+def test_appends_of_roots_from_a_few_index_keys_stay_idempotent_and_findable(tmp_path_factory, batches):
+    """Roots drawn from four index keys, so that nearly every append meets a shared record."""
+    def root_of(n: int) -> bytes:
+        return bytes([n % 4]) * 8 + n.to_bytes(24, "big")
+
+    with Store(tmp_path_factory.mktemp("twins") / "db") as store:
+        log = MerkleLog(store)
+        seen: dict[bytes, int] = {}
+        for batch in batches:
+            roots_ = [root_of(n) for n in batch]
+            result = log.append(roots_)
+            for root, index in zip(roots_, result.indices):
+                assert seen.setdefault(root, index) == index
+        assert log.size == len(seen)
+        assert all(log.index_of(root) == index for root, index in seen.items())
+        assert all(log.audit_root_at(index) == root for root, index in seen.items())
