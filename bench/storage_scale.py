@@ -61,7 +61,7 @@ from collections.abc import Callable
 
 from proof.merkle import leaf_hash, verify_consistency, verify_inclusion
 from storage.db import Store
-from storage.logged_filter import LoggedRoots, Unlogged
+from storage.logged_filter import LoggedRoots
 from storage.merkle_log import APPEND_ROOTS_MAX, MerkleLog
 
 HASH_SIZE = 32
@@ -212,12 +212,12 @@ def _worker_ours(args: argparse.Namespace) -> None:
     logged = LoggedRoots(log, store)
     logged.start()
     logged.wait_ready()
-    unlogged = Unlogged(logged)
 
     def append(data: bytes) -> None:
         """A validator's append: the log's in-memory filter (storage.logged_filter) rules out
         the index lookups of new roots, as node.runtime does."""
-        staged = log.stage_append(data, unlogged=unlogged)
+        roots = [data[i : i + 32] for i in range(0, len(data), 32)]
+        staged = log.stage_append(roots, unlogged=logged.ruled_out(roots))
         with store.batch(sync=True) as batch:
             staged.write_to(batch)
         log.commit(staged)

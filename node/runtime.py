@@ -91,7 +91,7 @@ from proof.errors import DecodeError, PantheonError
 from storage.anchor_store import AnchorStore
 from storage.chain_store import ChainStore
 from storage.db import Store
-from storage.logged_filter import LoggedRoots, Unlogged
+from storage.logged_filter import LoggedRoots
 from storage.merkle_log import APPEND_ROOTS_MAX, MerkleLog
 
 log = logging.getLogger("pantheon.node")
@@ -598,7 +598,7 @@ class Node:
         last = run[-1][0].header
         roots = split_roots(b"".join(block.roots for block, _ in run))
         settled = [h for h, height in self._unfinalized.items() if height <= last.height]
-        staged = self.log.stage_append(roots, unlogged=Unlogged(self.logged))
+        staged = self.log.stage_append(roots, unlogged=self.logged.ruled_out(roots))
         run_heights = {block.hash: block.header.height for block, _ in run}
         recorded = [self._recorded_anchors(block.header, run_heights) for block, _ in run]
 

@@ -23,7 +23,6 @@ same way while the old one keeps answering.
 from __future__ import annotations
 
 import threading
-from collections.abc import Container
 
 from storage import keys
 from storage.db import Store
@@ -142,6 +141,16 @@ class LoggedRoots:
         ready = self._ready
         return roots if ready is None else ready.maybe(roots)
 
+    def ruled_out(self, roots: list[bytes]) -> frozenset[bytes]:
+        """Those of ``roots`` whose index key no logged root shares, because the filter rules
+        it out (MerkleLog.stage_append's ``unlogged``); none until the filter is built. Roots
+        waiting in the mempool are not logged, but do not qualify by that alone: a logged
+        root may share their index key."""
+        ready = self._ready
+        if ready is None:
+            return frozenset()
+        return frozenset(roots).difference(ready.maybe(roots))
+
     def certainly_unlogged(self, root: bytes) -> bool:
         ready = self._ready
         return ready is not None and not ready.may_contain(root)
@@ -177,15 +186,3 @@ class LoggedRoots:
             if self._building is bloom:
                 self._ready, self._building = bloom, None
                 self.builds += 1
-
-
-class Unlogged(Container[bytes]):
-    """Roots whose index key no logged root shares, because the filter rules it out
-    (MerkleLog.stage_append's ``unlogged``). Roots waiting in the mempool are not logged,
-    but do not qualify by that alone: a root sharing their index key may be."""
-
-    def __init__(self, logged: LoggedRoots) -> None:
-        self._logged = logged
-
-    def __contains__(self, root: object) -> bool:
-        return isinstance(root, bytes) and self._logged.certainly_unlogged(root)

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from storage.db import Store
-from storage.logged_filter import BloomFilter, LoggedRoots, Unlogged
+from storage.logged_filter import BloomFilter, LoggedRoots
 from storage.merkle_log import MerkleLog
 
 
@@ -82,17 +82,17 @@ def test_a_log_that_outgrows_the_filter_gets_a_larger_one_and_loses_no_root(stor
     assert all(not logged.certainly_unlogged(root) for root in split(everything))
 
 
-def test_unlogged_holds_the_roots_the_filter_rules_out_once_it_is_built(store):
+def test_the_roots_ruled_out_are_those_the_filter_rules_out_once_it_is_built(store):
     log = MerkleLog(store)
     logged_root = os.urandom(32)
     log.append(logged_root)
     logged = LoggedRoots(log, store, capacity_min=1_000)
-    unlogged = Unlogged(logged)
-    assert os.urandom(32) not in unlogged  # nothing is vouched for before the filter is built
+    fresh = [os.urandom(32) for _ in range(1000)]
+    assert logged.ruled_out(fresh) == frozenset()  # nothing is vouched for before the filter is built
     logged.start()
     assert logged.wait_ready(30)
-    assert logged_root not in unlogged
-    assert sum(os.urandom(32) in unlogged for _ in range(1000)) > 950
+    assert logged_root not in logged.ruled_out([logged_root, *fresh])
+    assert len(logged.ruled_out(fresh)) > 950
 
 
 def test_a_root_sharing_a_logged_roots_index_key_is_never_ruled_out(store):
@@ -105,7 +105,7 @@ def test_a_root_sharing_a_logged_roots_index_key_is_never_ruled_out(store):
     logged.start()
     assert logged.wait_ready(30)
     twins = [logged_root[:8] + os.urandom(24) for _ in range(100)]
-    assert not any(twin in Unlogged(logged) for twin in twins)
+    assert logged.ruled_out(twins) == frozenset()
     assert all(logged.index_of(twin) is None for twin in twins)
 
 
