@@ -475,6 +475,7 @@ def figures(args: argparse.Namespace) -> list[tuple[str, float | int | str]]:
             disk = directory_bytes(Path(state.directory) / "node0" / "data")
         finally:
             cluster.stop(state)
+        stalls = leveldb_write_stalls(Path(state.directory))
     out += [
         ("seconds", round(full.seconds, 1)),
         ("finalized_roots_per_s", round(full.finalized_roots_per_s)),
@@ -499,6 +500,7 @@ def figures(args: argparse.Namespace) -> list[tuple[str, float | int | str]]:
         ("log_size", log_size),
         ("disk_bytes_per_root", round(disk / max(log_size, 1), 1)),
         *traffic_figures(counters, log_size),
+        ("leveldb_write_stalls", stalls),
     ]
     if profile:
         print("# profile of node 0 under saturation (py-spy):")
@@ -531,11 +533,22 @@ def traffic_figures(counters: list[dict[tuple[str, str], float]], log_size: int)
     return out
 
 
+def leveldb_write_stalls(devnet: Path) -> int:
+    """Times any validator's LevelDB stopped writes until a compaction or a memtable flush
+    caught up (its LOG says "...; waiting..."): a synced write, and the vote or receipt behind
+    it, waits that long. For reading a latency outlier, not a target."""
+    return sum(
+        log.read_text(errors="replace").count("waiting...")
+        for log in devnet.glob("node*/data/LOG*")
+    )
+
+
 def latency_figures(name: str, values: list[float]) -> list[tuple[str, float | int | str]]:
     if not values:
-        return [(f"{name}_p50_ms", "none"), (f"{name}_p99_ms", "none"), (f"{name}_probes", 0)]
+        return [(f"{name}_p50_ms", "none"), (f"{name}_p99_ms", "none"), (f"{name}_max_ms", "none"),
+                (f"{name}_probes", 0)]
     return [(f"{name}_p50_ms", round(statistics.median(values))), (f"{name}_p99_ms", round(percentile(values, 0.99))),
-            (f"{name}_probes", len(values))]
+            (f"{name}_max_ms", round(max(values))), (f"{name}_probes", len(values))]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,8 @@ import pytest
 NETWORK_FIGURES = (
     "nproc", "finalized_roots_per_s", "reference_roots_per_s", "ratio", "certify_p50_ms", "certify_p99_ms",
     "certify_half_p50_ms", "certify_half_p99_ms", "cpu_s_per_1000_roots", "rss_mb_max", "disk_bytes_per_root",
-    "p2p_gossip_bytes_per_root", "p2p_proposal_bytes_per_root", "compact_proposals_sent",
+    "p2p_gossip_bytes_per_root", "p2p_proposal_bytes_per_root", "compact_proposals_sent", "certify_half_max_ms",
+    "leveldb_write_stalls",
 )
 
 
