@@ -606,10 +606,12 @@ class Node:
             with self.store.batch(sync=True) as batch:
                 staged.write_to(batch)
                 follows = self.chain.tip_height
-                for (block, action), anchors in zip(run, recorded):
+                for block, action in run:
                     self.chain.stage_finalized(batch, block.header, action.proof, after=follows)
-                    self.anchor_store.stage_recorded(batch, anchors, block.header.height)
                     follows = block.header.height
+                self.anchor_store.stage_recorded_run(
+                    batch, [(anchors, block.header.height) for (block, _), anchors in zip(run, recorded)]
+                )
                 self.mempool.remove(roots, batch)
                 self.chain.drop_unfinalized(batch, settled)
 

@@ -161,15 +161,24 @@ class AnchorStore:
         """Write the AnchorRefs of the finalized block at ``recorded_at`` into that block's
         batch; each comes with the height of the block it anchors. A later ref for a
         height replaces the earlier one (a re-recording after a Bitcoin reorg)."""
+        self.stage_recorded_run(batch, [(refs, recorded_at)])
+
+    def stage_recorded_run(self, batch: BatchWriter, blocks: list[tuple[list[tuple[int, AnchorRef]], int]]) -> None:
+        """:meth:`stage_recorded` for consecutive finalized blocks written in one batch, as
+        ``(refs, recorded_at)`` in height order. The summary counts every height once across
+        the run: the batch is not in the store yet, so a block's records cannot be read back
+        for the next (counting from the store made validators that applied two recording
+        blocks at once undercount, and their anchor duty then differed from the others')."""
         last, count = self.recorded_summary()
         seen: set[int] = set()
-        for height, ref in refs:
-            if height not in seen and self._store.get(_RECORDED + keys.u64(height)) is None:
-                count += 1
-            seen.add(height)
-            last = max(last, height)
-            batch.put(_RECORDED + keys.u64(height), RecordedAnchor(height, ref, recorded_at).encode())
-        if refs:
+        for refs, recorded_at in blocks:
+            for height, ref in refs:
+                if height not in seen and self._store.get(_RECORDED + keys.u64(height)) is None:
+                    count += 1
+                seen.add(height)
+                last = max(last, height)
+                batch.put(_RECORDED + keys.u64(height), RecordedAnchor(height, ref, recorded_at).encode())
+        if seen:
             batch.put(_META_RECORDED, struct.pack(">QQ", last, count))
 
     def recorded(self, height: int) -> RecordedAnchor | None:

@@ -195,7 +195,9 @@ def test_bitcoind_down_the_chain_keeps_finalizing_and_anchoring_resumes_with_not
     try:
         wait_until(lambda: all(anchoring(network, i)["bitcoind"] == "unavailable" for i in range(4)), deadline_s=30,
                    what="every node to report bitcoind down")
-        assert logged(state, 0, "not reachable")
+        # A bitcoind shutting down first answers 503 ("busy"), then refuses connections ("not
+        # reachable"); the log names whichever the node met first (one line per change of kind).
+        assert logged(state, 0, "not reachable") or logged(state, 0, "is busy")
         during = random_roots(10)
         height_then = network.status(0)["height"]
         assert network.submit(2, during).status_code == 202
