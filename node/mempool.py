@@ -222,7 +222,8 @@ class Mempool:
                     self.stage(admission, batch)
         if fresh:
             number = self._number_of(owner)
-            value = received_at_ms << _STAMP_SHIFT | (gossip_batch & _BATCH_MASK) << _BATCH_SHIFT | (_DURABLE if durable else 0) | number
+            value = (received_at_ms << _STAMP_SHIFT | (gossip_batch & _BATCH_MASK) << _BATCH_SHIFT
+                     | (_DURABLE if durable else 0) | number)
             pending.update(dict.fromkeys(fresh, value))
             self._held[number] += len(fresh)
             self._queues[number].extend(fresh)

@@ -281,7 +281,9 @@ class ProposalRelay:
             return None
         return payload[ref.start * ROOT_SIZE : end]
 
-    def _complete(self, peer: int, compact: CompactProposal, parts: list[bytes | None], outcome: str) -> Proposal | None:
+    def _complete(
+        self, peer: int, compact: CompactProposal, parts: list[bytes | None], outcome: str
+    ) -> Proposal | None:
         roots = b"".join(part or b"" for part in parts)
         header = compact.header
         if body_hash(roots) != header.body_hash:

@@ -14,10 +14,10 @@ keys.INDEX_KEY_BYTES bytes, which key its record in the log's index), keyed with
 random seed per process (SipHash): nobody outside can choose roots that collide in
 this filter. Keyed by the index key, "certainly not" means more than "this root is not
 logged": no logged root shares its index record, so an append may write that record
-without reading it (MerkleLog.stage_append's ``unlogged``). The same keying means the filter cannot be saved: a node builds it at
-start, in a worker thread, from the log's index, and asks LevelDB until it is built.
-When the log outgrows the filter's capacity, a filter twice the size is built the
-same way while the old one keeps answering.
+without reading it (MerkleLog.stage_append's ``unlogged``). The same keying means the
+filter cannot be saved: a node builds it at start, in a worker thread, from the log's
+index, and asks LevelDB until it is built. When the log outgrows the filter's capacity,
+a filter twice the size is built the same way while the old one keeps answering.
 """
 
 from __future__ import annotations
@@ -150,10 +150,6 @@ class LoggedRoots:
         if ready is None:
             return frozenset()
         return frozenset(roots).difference(ready.maybe(roots))
-
-    def certainly_unlogged(self, root: bytes) -> bool:
-        ready = self._ready
-        return ready is not None and not ready.may_contain(root)
 
     def added(self, roots: bytes | list[bytes]) -> None:
         """Roots just committed to the log (every append, before any other question)."""
