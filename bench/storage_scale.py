@@ -217,7 +217,7 @@ def _worker_ours(args: argparse.Namespace) -> None:
         """A validator's append: the log's in-memory filter (storage.logged_filter) rules out
         the index lookups of new roots, as node.runtime does."""
         roots = [data[i : i + 32] for i in range(0, len(data), 32)]
-        staged = log.stage_append(roots, unlogged=logged.ruled_out(roots))
+        staged = log.stage_append(roots, lookup=logged.to_look_up(roots))
         with store.batch(sync=True) as batch:
             staged.write_to(batch)
         log.commit(staged)

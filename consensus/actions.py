@@ -6,7 +6,7 @@ list is executed, because the votes after it are only safe once it survives a cr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from proof.chain import BlockHeader, Certificate, FinalizationProof
@@ -75,11 +75,15 @@ class Finalized:
     ``certificate`` is a finalization certificate for ``block`` itself when ``descendants``
     is empty; otherwise for the last of ``descendants``, the headers that link ``block``
     to the certified block (Simplex finalizes all ancestors of a finalized block).
+    ``subtrees`` are the subtree hashes the core's check of ``block`` computed
+    (check_extension), for the append to store without hashing the roots again; empty if
+    the check kept none. Not part of what the action means, so not compared.
     """
 
     block: Block
     certificate: Certificate
     descendants: tuple[BlockHeader, ...] = ()
+    subtrees: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def proof(self) -> FinalizationProof:

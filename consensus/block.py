@@ -25,6 +25,9 @@ ROOT_SIZE = HASH_SIZE
 BLOCK_ROOTS_MAX = 65_536
 """Hard wire bound on roots per block (2 MiB of body); CoreConfig may set a lower one."""
 BLOCK_SIZE_MAX = BLOCK_ROOTS_MAX * ROOT_SIZE + HEADER_SIZE_MAX + 64
+STORED_SUBTREE_LEVEL = 4
+"""The smallest perfect subtrees (16 leaves) a node's log stores a record for
+(storage.merkle_log.TILE_LEVEL, which a test holds equal): check_extension hands their hashes on."""
 
 
 class InvalidBlock(PantheonError):
@@ -153,11 +156,15 @@ def check_extension(
     block: Block,
     *,
     block_roots_max: int = BLOCK_ROOTS_MAX,
+    subtrees: list[bytes] | None = None,
 ) -> CompactRange:
     """Check every pure rule for ``block`` as the child of ``parent``; return the log edge after it.
 
     ``parent`` None means the block must be the first one (height 1, on the genesis).
-    Raises InvalidBlock naming the rule broken.
+    Raises InvalidBlock naming the rule broken. ``subtrees``, if given, receives the hashes
+    of the perfect subtrees of at least 2**STORED_SUBTREE_LEVEL leaves the block's roots
+    complete (CompactRange.extend_roots): the node records its append stores, computed here
+    once instead of again at the append.
     """
     header = block.header
     check_header_extension(genesis, parent, header)
@@ -172,7 +179,9 @@ def check_extension(
     if header.log_size != parent_log.size + count:
         raise InvalidBlock("log_size", f"log size {header.log_size}, want {parent_log.size + count}")
     edge = parent_log.copy()
-    edge.extend_roots(roots)
+    kept = edge.extend_roots(roots, keep_level=None if subtrees is None else STORED_SUBTREE_LEVEL)
     if edge.root() != header.log_root:
         raise InvalidBlock("log_root", "log root does not match the parent's log extended by the roots")
+    if subtrees is not None:
+        subtrees.extend(kept)
     return edge

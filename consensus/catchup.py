@@ -26,7 +26,7 @@ which answers to accept, is :mod:`consensus.catchup_client`'s job.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proof.chain import BlockHeader, Certificate, FinalizationProof, Genesis, VoteKind
 from proof.compact import CompactRange
@@ -66,12 +66,14 @@ class CatchUpError(PantheonError):
 
 @dataclass(frozen=True)
 class VerifiedBlock:
-    """A block proven final: certificate for it or for the last of ``descendants``; ``log`` is the edge after it."""
+    """A block proven final: certificate for it or for the last of ``descendants``; ``log`` is the
+    edge after it, ``subtrees`` the subtree hashes its check kept (consensus.actions.Finalized)."""
 
     block: Block
     certificate: Certificate
     descendants: tuple[BlockHeader, ...]
     log: CompactRange
+    subtrees: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
 
 def _entry_bytes(block: Block, certificate: Certificate) -> int:
@@ -194,13 +196,16 @@ def verify_response(
         raise CatchUpError("too_many_blocks", f"{len(entries)} blocks, at most {max_blocks} were asked for")
 
     edges: list[CompactRange] = []
+    subtrees: list[tuple[bytes, ...]] = []
     parent, parent_log = tip, tip_log
     for position, (block, _) in enumerate(entries):
+        kept: list[bytes] = []
         try:
-            edge = check_extension(genesis, parent, parent_log, block, block_roots_max=block_roots_max)
+            edge = check_extension(genesis, parent, parent_log, block, block_roots_max=block_roots_max, subtrees=kept)
         except InvalidBlock as error:
             raise CatchUpError(f"invalid_block_{error.reason}", f"block {position}: {error}") from None
         edges.append(edge)
+        subtrees.append(tuple(kept))
         parent, parent_log = block.header, edge
     for position, header in enumerate(response.tail):
         try:
@@ -245,6 +250,7 @@ def verify_response(
                 certificate=certificate_of[target],
                 descendants=tuple(headers[position + 1 : target + 1]),
                 log=edges[position],
+                subtrees=subtrees[position],
             )
         )
     return proven

@@ -296,6 +296,8 @@ class Core:
         self._certificates: dict[VoteKind, dict[int, Certificate]] = {kind: {} for kind in VoteKind}
         self._blocks: dict[bytes, Block] = {}
         self._edges: dict[bytes, CompactRange] = {}
+        self._subtrees: dict[bytes, tuple[bytes, ...]] = {}
+        """block hash -> the subtree hashes its check computed (Finalized.subtrees), beside _edges."""
         self._proposals: dict[int, bytes] = {}
         self._invalid: set[bytes] = set()
         self._checks_requested: set[bytes] = set()
@@ -889,15 +891,20 @@ class Core:
         headers = [block.header for block in chain]
         for position, block in enumerate(chain):
             edge = self._edges.get(block.hash)
+            subtrees = self._subtrees.pop(block.hash, ())
             if edge is None:
+                kept: list[bytes] = []
                 try:
                     edge = check_extension(
-                        self.genesis, self._tip_header, self._tip_log, block, block_roots_max=BLOCK_ROOTS_MAX
+                        self.genesis, self._tip_header, self._tip_log, block, block_roots_max=BLOCK_ROOTS_MAX,
+                        subtrees=kept,
                     )
                 except InvalidBlock as error:
                     self.counters[f"finalized_invalid_{error.reason}"] += 1
                     return
-            out.append(Finalized(block=block, certificate=cert, descendants=tuple(headers[position + 1 :])))
+                subtrees = tuple(kept)
+            out.append(Finalized(block=block, certificate=cert, descendants=tuple(headers[position + 1 :]),
+                                 subtrees=subtrees))
             self._set_tip(block.header, edge, cert)
         if self._pending_finalization is not None and self._pending_finalization.view <= self.finalized_view:
             self._pending_finalization = None
@@ -956,8 +963,8 @@ class Core:
         # The next request leaves before these blocks are applied (pipelined, see catchup_client).
         roots = sum(item.block.root_count for item in proven)
         self._request_catch_up(out, continue_with=sender, allowance_ms=roots * APPLY_ALLOWANCE_MS_PER_1000_ROOTS // 1000)
-        out.extend(Finalized(block=item.block, certificate=item.certificate, descendants=item.descendants)
-                   for item in proven)
+        out.extend(Finalized(block=item.block, certificate=item.certificate, descendants=item.descendants,
+                             subtrees=item.subtrees) for item in proven)
         if self._pending_finalization is not None:
             pending = self._pending_finalization
             if pending.view <= self.finalized_view:
@@ -1006,14 +1013,16 @@ class Core:
         for block in chain:
             known = self._edges.get(block.hash)
             if known is None:
+                kept: list[bytes] = []
                 try:
                     known = check_extension(
-                        self.genesis, parent, edge, block, block_roots_max=self.config.block_roots_max
+                        self.genesis, parent, edge, block, block_roots_max=self.config.block_roots_max, subtrees=kept
                     )
                 except InvalidBlock:
                     self._invalid.add(block.hash)
                     return None
                 self._edges[block.hash] = known
+                self._subtrees[block.hash] = tuple(kept)
             parent, edge = block.header, known
         return edge
 
@@ -1056,18 +1065,22 @@ class Core:
             self._invalid.add(block.hash)
             self.counters["invalid_block_timestamp_ahead"] += 1
             return None
+        kept: list[bytes] = []
         try:
-            return check_extension(
+            edge = check_extension(
                 self.genesis,
                 self._header(block.header.parent),
                 parent_edge,
                 block,
                 block_roots_max=self.config.block_roots_max,
+                subtrees=kept,
             )
         except InvalidBlock as error:
             self._invalid.add(block.hash)
             self.counters[f"invalid_block_{error.reason}"] += 1
             return None
+        self._subtrees[block.hash] = tuple(kept)
+        return edge
 
     def _broadcast_justification(self, block: Block, out: list[Action]) -> None:
         """After nullified views, send what makes our proposal votable by a validator that missed it.
@@ -1145,6 +1158,7 @@ class Core:
         for block_hash in stale:
             del self._blocks[block_hash]
             self._edges.pop(block_hash, None)
+            self._subtrees.pop(block_hash, None)
             self._invalid.discard(block_hash)
             self._checks_passed.discard(block_hash)
             self._checks_requested.discard(block_hash)

@@ -88,8 +88,14 @@ class CompactRange:
         self._check_room(len(checked))
         self._push_leaf_hashes(checked)
 
-    def extend_roots(self, data: bytes | bytearray | memoryview) -> None:
-        """Add audit roots given as ``n * 32`` concatenated bytes: each leaf is SHA-256(0x00 || root)."""
+    def extend_roots(self, data: bytes | bytearray | memoryview, *, keep_level: int | None = None) -> list[bytes]:
+        """Add audit roots given as ``n * 32`` concatenated bytes: each leaf is SHA-256(0x00 || root).
+
+        With ``keep_level``, return the hash of every perfect subtree of at least
+        ``2**keep_level`` leaves these roots complete, in the order completed (the carries of
+        the binary increment): exactly the node records a store of such subtrees writes for
+        them (storage.merkle_log), so an append can take them instead of hashing again.
+        """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise CompactRangeError(f"roots must be bytes, got {type(data).__name__}")
         total = len(data)
@@ -98,6 +104,11 @@ class CompactRange:
                 f"roots are {total} bytes, not a multiple of {HASH_SIZE} (one audit root each)"
             )
         self._check_room(total // HASH_SIZE)
+        if keep_level is not None and (type(keep_level) is not int or not 1 <= keep_level <= 63):
+            raise CompactRangeError(f"keep_level must be an int in 1..63, got {keep_level!r}")
+        kept: list[bytes] = []
+        keep = kept.append
+        low = -1 if keep_level is None else (1 << keep_level) - 1
         sha256 = hashlib.sha256
         leaf_prefix = LEAF_PREFIX
         node_prefix = NODE_PREFIX
@@ -108,12 +119,24 @@ class CompactRange:
         for start in range(0, total, HASH_SIZE):
             digest = sha256(leaf_prefix + data[start : start + HASH_SIZE]).digest()
             carry = size
-            while carry & 1:
-                digest = sha256(node_prefix + pop() + digest).digest()
-                carry >>= 1
+            if carry & low != low:
+                while carry & 1:
+                    digest = sha256(node_prefix + pop() + digest).digest()
+                    carry >>= 1
+            else:
+                # This leaf completes a subtree of 2**keep_level leaves, and each carry past it a larger one.
+                for _ in range(keep_level):  # type: ignore[arg-type]
+                    digest = sha256(node_prefix + pop() + digest).digest()
+                carry >>= keep_level  # type: ignore[operator]
+                keep(digest)
+                while carry & 1:
+                    digest = sha256(node_prefix + pop() + digest).digest()
+                    carry >>= 1
+                    keep(digest)
             push(digest)
             size += 1
         self._size = size
+        return kept
 
     def root(self) -> bytes:
         """RFC 9162 MTH of leaves [0, size); the empty tree's root is SHA-256 of nothing."""

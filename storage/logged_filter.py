@@ -9,20 +9,27 @@ bit test, and only roots that hit the filter (the logged ones, and about 1 % of 
 others) are read from LevelDB. The filter only ever answers "maybe" or "certainly
 not", so a wrong answer can only cost a read, never admit a logged root.
 
-The bit positions come from Python's ``hash`` of the root's index key (its first
-keys.INDEX_KEY_BYTES bytes, which key its record in the log's index), keyed with a
-random seed per process (SipHash): nobody outside can choose roots that collide in
-this filter. Keyed by the index key, "certainly not" means more than "this root is not
-logged": no logged root shares its index record, so an append may write that record
-without reading it (MerkleLog.stage_append's ``unlogged``). The same keying means the
-filter cannot be saved: a node builds it at start, in a worker thread, from the log's
-index, and asks LevelDB until it is built. When the log outgrows the filter's capacity,
-a filter twice the size is built the same way while the old one keeps answering.
+The bit positions come from keyed multiply-shift hashes of the root's index key (its
+first keys.INDEX_KEY_BYTES bytes, which key its record in the log's index), with random
+multipliers drawn per process: nobody outside can choose roots that collide in this filter
+(and one who did would only cost the node LevelDB reads, never a wrong answer). The hashes
+and bit tests run over a whole batch of roots at once in numpy: a root costs about 0.02 us
+to test and 0.05 us to add, against 0.5 and 0.8 us for the same work per root in Python
+(session 5, `make bench`'s profile). Keyed by the index key, "certainly not" means more
+than "this root is not logged": no logged root shares its index record, so an append may
+write that record without reading it (MerkleLog.stage_append's ``lookup``). The keying
+means the filter cannot be saved: a node builds it at start, in a worker thread, from the
+log's index, and asks LevelDB until it is built. When the log outgrows the filter's
+capacity, a filter twice the size is built the same way while the old one keeps answering.
 """
 
 from __future__ import annotations
 
+import secrets
+import sys
 import threading
+
+import numpy as np
 
 from storage import keys
 from storage.db import Store
@@ -30,65 +37,84 @@ from storage.merkle_log import MerkleLog
 
 BITS_PER_ROOT = 16
 """With two probes, a false positive rate of about 1.4 % at capacity."""
+PROBES = 2
 CAPACITY_MIN = 1 << 22
 """Roots a new filter is sized for at least (4M roots: 8 MiB)."""
 ROOT_SIZE = 32
 _KEY = keys.INDEX_KEY_BYTES
+assert _KEY == 8, "the filter reads an index key as one uint64"
+_U64_MASK = (1 << 64) - 1
+_ONE, _SIX, _LOW6 = np.uint64(1), np.uint64(6), np.uint64(63)
+BUILD_CHUNK_KEYS = 1 << 16
+"""Index keys read from LevelDB per vectorized add while a filter is built."""
 
 
 class BloomFilter:
-    """Two probes into ``2**bits_log2`` bits, positions from the root's keyed hash."""
+    """Two probes into ``2**bits_log2`` bits, each position a keyed multiply-shift hash of the
+    index key: ``((key ^ x) * m mod 2**64) >> (64 - bits_log2)`` with a random odd ``m``
+    (Dietzfelbinger's universal family), one ``(x, m)`` per probe."""
 
     def __init__(self, capacity: int) -> None:
         bits_log2 = max(64, capacity * BITS_PER_ROOT - 1).bit_length()
         self.capacity = (1 << bits_log2) // BITS_PER_ROOT
-        self._shift = bits_log2
-        self._mask = (1 << bits_log2) - 1
-        self._bits = bytearray(1 << (bits_log2 - 3))
+        self._down = 64 - bits_log2
+        self._seeds = [(secrets.randbits(64), secrets.randbits(64) | 1) for _ in range(PROBES)]
+        self._np_seeds = [(np.uint64(x), np.uint64(m)) for x, m in self._seeds]
+        self._np_down = np.uint64(self._down)
+        self._words = np.zeros(1 << (bits_log2 - 6), dtype=np.uint64)
         self.count = 0
 
-    def add(self, root: bytes) -> None:
-        """Add a root, or an index key (the first INDEX_KEY_BYTES bytes of a root)."""
-        h = hash(root[:_KEY])
-        mask, bits = self._mask, self._bits
-        a = h & mask
-        b = (h >> self._shift) & mask
-        bits[a >> 3] |= 1 << (a & 7)
-        bits[b >> 3] |= 1 << (b & 7)
-        self.count += 1
-
     def add_roots(self, data: bytes | list[bytes]) -> None:
-        """Add ``n * 32`` bytes of roots, or a list of roots (whose cached hashes are reused)."""
-        mask, bits, shift = self._mask, self._bits, self._shift
-        roots = data if isinstance(data, list) else [data[i : i + ROOT_SIZE] for i in range(0, len(data), ROOT_SIZE)]
-        for h in map(hash, [root[:_KEY] for root in roots]):
-            a = h & mask
-            b = (h >> shift) & mask
-            bits[a >> 3] |= 1 << (a & 7)
-            bits[b >> 3] |= 1 << (b & 7)
-        self.count += len(roots)
+        """Add ``n * 32`` bytes of roots, or a list of roots."""
+        self.add_keys(_keys_of(data))
+
+    def add_keys(self, index_keys: np.ndarray) -> None:
+        """Add index keys (the first INDEX_KEY_BYTES bytes of roots), as native uint64s."""
+        words = self._words
+        for position in self._positions(index_keys):
+            word, bit = position >> _SIX, _ONE << (position & _LOW6)
+            words[word] |= bit
+            # Two keys setting bits in one word: fancy assignment keeps only one of them, so
+            # the (rare) lost bits are set again one by one.
+            lost = (words[word] & bit) != bit
+            if lost.any():
+                np.bitwise_or.at(words, word[lost], bit[lost])
+        self.count += len(index_keys)
 
     def maybe(self, roots: list[bytes]) -> list[bytes]:
         """Those of ``roots`` the filter cannot rule out."""
-        mask, bits, shift = self._mask, self._bits, self._shift
-        out = []
-        for root in roots:
-            h = hash(root[:_KEY])
-            a = h & mask
-            if bits[a >> 3] >> (a & 7) & 1:
-                b = (h >> shift) & mask
-                if bits[b >> 3] >> (b & 7) & 1:
-                    out.append(root)
-        return out
+        if not roots:
+            return []
+        hit = self._hits(_keys_of(roots))
+        return [roots[i] for i in np.flatnonzero(hit).tolist()]
 
     def may_contain(self, root: bytes) -> bool:
-        h = hash(root[:_KEY])
-        mask, bits = self._mask, self._bits
-        a = h & mask
-        if not bits[a >> 3] >> (a & 7) & 1:
-            return False
-        b = (h >> self._shift) & mask
-        return bool(bits[b >> 3] >> (b & 7) & 1)
+        key = int.from_bytes(root[:_KEY], sys.byteorder)
+        words = self._words
+        for x, m in self._seeds:
+            position = ((key ^ x) * m & _U64_MASK) >> self._down
+            if not int(words[position >> 6]) >> (position & 63) & 1:
+                return False
+        return True
+
+    def _positions(self, index_keys: np.ndarray) -> list[np.ndarray]:
+        down = self._np_down
+        return [((index_keys ^ x) * m) >> down for x, m in self._np_seeds]
+
+    def _hits(self, index_keys: np.ndarray) -> np.ndarray:
+        words = self._words
+        hit = np.ones(len(index_keys), dtype=bool)
+        for position in self._positions(index_keys):
+            hit &= ((words[position >> _SIX] >> (position & _LOW6)) & _ONE).astype(bool)
+        return hit
+
+
+def _keys_of(data: bytes | list[bytes]) -> np.ndarray:
+    """The index keys of ``n * 32`` bytes of roots (or a list of roots) as native uint64s."""
+    joined = b"".join(data) if isinstance(data, list) else bytes(data)
+    if len(joined) % ROOT_SIZE:
+        raise ValueError(f"roots must be a multiple of {ROOT_SIZE} bytes, got {len(joined)}")
+    return np.frombuffer(joined, dtype=np.uint64)[:: ROOT_SIZE // _KEY]
 
 
 class LoggedRoots:
@@ -141,15 +167,13 @@ class LoggedRoots:
         ready = self._ready
         return roots if ready is None else ready.maybe(roots)
 
-    def ruled_out(self, roots: list[bytes]) -> frozenset[bytes]:
-        """Those of ``roots`` whose index key no logged root shares, because the filter rules
-        it out (MerkleLog.stage_append's ``unlogged``); none until the filter is built. Roots
-        waiting in the mempool are not logged, but do not qualify by that alone: a logged
-        root may share their index key."""
+    def to_look_up(self, roots: list[bytes]) -> frozenset[bytes] | None:
+        """Those of ``roots`` whose index record an append must read (MerkleLog.stage_append's
+        ``lookup``): the ones a logged root may share their index key with. None until the
+        filter is built: every record is read. A root waiting in the mempool is not logged,
+        but that alone does not let its record go unread: a logged root may share its key."""
         ready = self._ready
-        if ready is None:
-            return frozenset()
-        return frozenset(roots).difference(ready.maybe(roots))
+        return None if ready is None else frozenset(ready.maybe(roots))
 
     def added(self, roots: bytes | list[bytes]) -> None:
         """Roots just committed to the log (every append, before any other question)."""
@@ -170,15 +194,24 @@ class LoggedRoots:
                                         daemon=True)
         self._thread.start()
 
+    def _add_built(self, bloom: BloomFilter, chunk: list[bytes]) -> None:
+        """Under the lock: ``added`` writes to the same words from the node's thread, and two
+        read-modify-writes of one word at once would lose a bit."""
+        with self._lock:
+            bloom.add_keys(np.frombuffer(b"".join(chunk), dtype=np.uint64))
+
     def _build(self, bloom: BloomFilter) -> None:
         prefix_length = len(keys.LOG_INDEX)
-        add = bloom.add
-        stopping = self._stopping
-        for done, (key, _value) in enumerate(self._store.iterate(keys.LOG_INDEX)):
-            add(key[prefix_length:])
-            if not done & 0xFFF and stopping.is_set():
-                return
+        chunk: list[bytes] = []
+        for key, _value in self._store.iterate(keys.LOG_INDEX):
+            chunk.append(key[prefix_length:])
+            if len(chunk) == BUILD_CHUNK_KEYS:
+                if self._stopping.is_set():
+                    return
+                self._add_built(bloom, chunk)
+                chunk.clear()
         with self._lock:
+            bloom.add_keys(np.frombuffer(b"".join(chunk), dtype=np.uint64))
             if self._building is bloom:
                 self._ready, self._building = bloom, None
                 self.builds += 1

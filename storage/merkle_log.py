@@ -253,16 +253,22 @@ class MerkleLog:
         return self.commit(staged)
 
     def stage_append(
-        self, roots: bytes | Sequence[bytes], *, unlogged: Container[bytes] = frozenset()
+        self, roots: bytes | Sequence[bytes], *, lookup: Container[bytes] | None = None,
+        subtrees: Sequence[bytes] | None = None,
     ) -> StagedAppend:
         """Compute an append's records and indices without writing or changing anything.
 
-        ``unlogged`` holds roots whose index key (keys.INDEX_KEY_BYTES) no logged root
-        shares, as the caller knows (the node's filter of the log rules the key out): their
-        index record is written without being read. Any other root is looked up, so an
-        append stays idempotent whatever the caller passes. (A root merely known not to be
-        logged does not qualify: another root may share its key, and writing the record
-        unread would lose that root's index.)
+        ``lookup`` (None: every root) holds the roots whose index record must be read: the
+        caller knows that no logged root shares the index key (keys.INDEX_KEY_BYTES) of any
+        other (the node's filter of the log rules the key out), so their records are written
+        unread. A root merely known not to be logged does not qualify to be left out: another
+        root may share its key, and writing the record unread would lose that root's index.
+
+        ``subtrees``: the hashes of the perfect subtrees of at least TILE_ROOTS leaves that
+        these roots complete, in order, as ``CompactRange.extend_roots(roots,
+        keep_level=TILE_LEVEL)`` returned them at this size (a node's block check computed
+        them). They are used only if every root is new and their count is right; then the
+        append hashes no more than the last tile's leaves. Otherwise it hashes everything.
         """
         split = _split_roots(roots)
         stored = self._stored_size()
@@ -274,56 +280,22 @@ class MerkleLog:
         count = len(split)
         if self._size + count > keys.U64_MAX:
             raise LogError(f"appending {count} roots would take the log past 2**64 - 1 entries")
-        get = self._store.get
-        index_prefix = keys.LOG_INDEX
-        node_prefix = _NODE_LEVEL_PREFIX
-        tile_level = TILE_LEVEL
         record_keys: list[bytes] = []
         record_values: list[bytes] = []
         put_key = record_keys.append
         put_value = record_values.append
-        edge = list(self._edge.hashes)
-        pop, push = edge.pop, edge.append
-        fresh: dict[bytes, int] = {}
-        stored_values: dict[bytes, bytes] = {}
-        """index key -> its stored record (b"": none), read once per key."""
-        added: dict[bytes, bytes] = {}
-        """index key -> the indices this append adds to it."""
-        key_bytes = keys.INDEX_KEY_BYTES
-        indices = array("Q", bytes(8 * count))
-        size = self._size
-        for position, root in enumerate(split):
-            index = fresh.get(root)
-            if index is None:
-                key = index_prefix + root[:key_bytes]
-                stored = stored_values.get(key)
-                if stored is None:
-                    stored = stored_values[key] = b"" if root in unlogged else (get(key) or b"")
-                stored_index = self._match(stored, root) if stored else None
-                if stored_index is not None:
-                    index = stored_index
-                else:
-                    index = size
-                    size += 1
-                    fresh[root] = index
-                    added[key] = added.get(key, b"") + _pack_u64(index)
-                    node = _sha256(_LEAF_PREFIX + root).digest()
-                    level = 0
-                    carry = index
-                    while carry & 1:
-                        node = _sha256(_NODE_PREFIX + pop() + node).digest()
-                        level += 1
-                        carry >>= 1
-                        if level >= tile_level:
-                            put_key(node_prefix[level] + _pack_u64(carry))
-                            put_value(node)
-                    push(node)
-            indices[position] = index
-        for key, value in added.items():
-            put_key(key)
-            put_value(stored_values[key] + value)
+        new_roots = None if lookup is None else self._stage_all_new(split, lookup, record_keys, record_values)
+        if new_roots is not None:
+            size = self._size + count
+            indices = array("Q", range(self._size, size))
+        else:
+            new_roots, indices, size = self._stage_index(split, lookup, put_key, put_value)
+        if subtrees is not None and len(new_roots) == count and len(subtrees) == _completed_count(self._size, size):
+            edge = self._stage_given_nodes(new_roots, subtrees, put_key, put_value)
+        else:
+            edge = self._stage_nodes(new_roots, put_key, put_value)
         if size != self._size:
-            self._stage_tiles(b"".join(fresh), put_key, put_value)
+            self._stage_tiles(b"".join(new_roots), put_key, put_value)
             put_key(keys.LOG_SIZE)
             put_value(_pack_u64(size))
             if not self._size:
@@ -342,6 +314,122 @@ class MerkleLog:
             _values=record_values,
             _edge=new_edge,
         )
+
+    def _stage_all_new(
+        self, split: list[bytes], lookup: Container[bytes], record_keys: list[bytes], record_values: list[bytes]
+    ) -> list[bytes] | None:
+        """The index records of an append whose roots are all new and distinct, with distinct
+        index keys (a finalized run of blocks, nearly always), staged in a few loops in C; the
+        roots, or None (nothing staged) when that is not so."""
+        count = len(split)
+        if len(dict.fromkeys(split)) != count:
+            return None
+        prefix, key_bytes = keys.LOG_INDEX, keys.INDEX_KEY_BYTES
+        index_keys = [prefix + root[:key_bytes] for root in split]
+        if len(set(index_keys)) != count:
+            return None
+        values = list(map(_pack_u64, range(self._size, self._size + count)))
+        get = self._store.get
+        for position in [position for position, root in enumerate(split) if root in lookup]:
+            stored = get(index_keys[position])
+            if stored:
+                if self._match(stored, split[position]) is not None:
+                    return None
+                values[position] = stored + values[position]
+        record_keys.extend(index_keys)
+        record_values.extend(values)
+        return split
+
+    def _stage_index(
+        self, split: list[bytes], lookup: Container[bytes] | None, put_key: Any, put_value: Any
+    ) -> tuple[list[bytes], array, int]:
+        """The index records of any append, a root at a time: (the new roots in index order,
+        every input root's index, the size after)."""
+        get = self._store.get
+        index_prefix = keys.LOG_INDEX
+        fresh: dict[bytes, int] = {}
+        stored_values: dict[bytes, bytes] = {}
+        """index key -> its stored record (b"": none), read once per key."""
+        added: dict[bytes, bytes] = {}
+        """index key -> the indices this append adds to it."""
+        key_bytes = keys.INDEX_KEY_BYTES
+        look_up_all = lookup is None
+        indices = array("Q", bytes(8 * len(split)))
+        size = self._size
+        for position, root in enumerate(split):
+            index = fresh.get(root)
+            if index is None:
+                key = index_prefix + root[:key_bytes]
+                stored = stored_values.get(key)
+                if stored is None:
+                    stored = stored_values[key] = (get(key) or b"") if look_up_all or root in lookup else b""
+                index = self._match(stored, root) if stored else None
+                if index is None:
+                    index = size
+                    size += 1
+                    fresh[root] = index
+                    added[key] = added.get(key, b"") + _pack_u64(index)
+            indices[position] = index
+        for key, value in added.items():
+            put_key(key)
+            put_value(stored_values[key] + value)
+        return list(fresh), indices, size
+
+    def _stage_nodes(self, new_roots: list[bytes], put_key: Any, put_value: Any) -> list[bytes]:
+        """Hash ``new_roots`` onto the edge, staging a node record per completed subtree of a
+        tile or more; the edge after them."""
+        node_prefix = _NODE_LEVEL_PREFIX
+        tile_level = TILE_LEVEL
+        edge = list(self._edge.hashes)
+        pop, push = edge.pop, edge.append
+        for index, root in enumerate(new_roots, self._size):
+            node = _sha256(_LEAF_PREFIX + root).digest()
+            level = 0
+            carry = index
+            while carry & 1:
+                node = _sha256(_NODE_PREFIX + pop() + node).digest()
+                level += 1
+                carry >>= 1
+                if level >= tile_level:
+                    put_key(node_prefix[level] + _pack_u64(carry))
+                    put_value(node)
+            push(node)
+        return edge
+
+    def _stage_given_nodes(
+        self, new_roots: list[bytes], subtrees: Sequence[bytes], put_key: Any, put_value: Any
+    ) -> list[bytes]:
+        """As _stage_nodes, with the completed subtrees' hashes given: only the subtrees
+        smaller than a tile at the new right edge are hashed, from the entries."""
+        old, new = self._size, self._size + len(new_roots)
+        node_prefix = _NODE_LEVEL_PREFIX
+        latest: dict[int, bytes] = {}
+        """level -> the hash of the last subtree completed at that level."""
+        given = iter(subtrees)
+        for end in range((old | _TILE_MASK) + 1, new + 1, TILE_ROOTS):
+            for level in range(TILE_LEVEL, (end & -end).bit_length()):
+                node = next(given)
+                if type(node) is not bytes or len(node) != HASH_SIZE:
+                    raise LogError(f"a given subtree hash is {_describe(node)}, not {HASH_SIZE} bytes")
+                put_key(node_prefix[level] + _pack_u64((end >> level) - 1))
+                put_value(node)
+                latest[level] = node
+        before = dict(zip(_set_bits_high_first(old), self._edge.hashes))
+        edge = []
+        for level in _set_bits_high_first(new):
+            if level < TILE_LEVEL:
+                break
+            edge.append(latest[level] if (new >> level) << level > old else before[level])
+        tail_start = new & ~_TILE_MASK
+        if tail_start < new:
+            kept = max(0, old - tail_start)
+            tail = (self._read_tile(tail_start >> TILE_LEVEL, kept)[: kept * HASH_SIZE] if kept else b"") + b"".join(
+                new_roots[max(0, tail_start - old) :]
+            )
+            for level, first in _perfect_subtrees(tail_start, new):
+                offset = (first - tail_start) * HASH_SIZE
+                edge.append(_tile_subtree_hash(tail[offset : offset + (HASH_SIZE << level)]))
+        return edge
 
     def commit(self, staged: StagedAppend) -> AppendResult:
         """Move the in-memory log to ``staged.new_size`` once its batch has been written."""
@@ -502,6 +590,16 @@ def _tile_subtree_hash(roots: bytes) -> bytes:
     while len(row) > 1:
         row = [_sha256(_NODE_PREFIX + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
     return row[0]
+
+
+def _completed_count(old: int, new: int) -> int:
+    """Perfect subtrees of at least TILE_ROOTS leaves completed when a log grows from old to new."""
+    return sum((new >> level) - (old >> level) for level in range(TILE_LEVEL, new.bit_length()))
+
+
+def _set_bits_high_first(size: int) -> list[int]:
+    """The levels of the perfect subtrees of a tree of ``size`` leaves, largest first."""
+    return [level for level in range(size.bit_length() - 1, -1, -1) if size >> level & 1]
 
 
 def _split(n: int) -> int:

@@ -235,3 +235,30 @@ def test_extend_checks_every_leaf_hash_before_adding_any():
     with pytest.raises(CompactRangeError, match="leaf hash 2"):
         compact.extend([b"\x01" * 32, b"\x02" * 32, b"short"])
     assert compact == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, PROPERTY_TREE_LEAVES_MAX), st.integers(0, PROPERTY_TREE_LEAVES_MAX), st.integers(1, 5))
+def test_extend_roots_keeps_every_perfect_subtree_it_completes_from_the_level_asked(first, more, level):
+    """What an append stores as node records (storage.merkle_log), in the order it stores them."""
+    roots = _roots(first + more)
+    compact = _built(roots[:first])
+    kept = compact.extend_roots(b"".join(roots[first:]), keep_level=level)
+    want = [
+        ref.mth(roots[end - (1 << height) : end])
+        for end in range(first + 1, first + more + 1)
+        for height in range(level, end.bit_length())
+        if end % (1 << height) == 0
+    ]
+    assert kept == want
+    assert compact == _built(roots)
+
+
+def test_extend_roots_keeps_nothing_unless_asked():
+    assert CompactRange().extend_roots(b"".join(_roots(64))) == []
+
+
+@pytest.mark.parametrize("level", [0, 64, True, "4"])
+def test_extend_roots_refuses_a_keep_level_outside_1_to_63(level):
+    with pytest.raises(CompactRangeError):
+        CompactRange().extend_roots(b"", keep_level=level)

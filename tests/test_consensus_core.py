@@ -18,7 +18,8 @@ from consensus.actions import (
     Send,
     SetTimer,
 )
-from consensus.block import Block, body_hash
+from consensus.block import STORED_SUBTREE_LEVEL, Block, body_hash
+from proof.compact import CompactRange
 from consensus.catchup_client import CATCHUP_RETRY_MS
 from consensus.core import FUTURE_VIEWS_MAX, VIEW_MAX, CoreConfig, CoreConfigError, FinalizedTip
 from consensus.events import BlockChecked, ProposalReady, Start, TimerFired
@@ -458,6 +459,23 @@ def test_an_implicitly_finalized_ancestor_carries_the_descendant_certificate_and
     assert first.descendants == (blocks[1].header, blocks[2].header)
     assert first.certificate.block_hash == blocks[2].hash
     verify_finalization(cast.genesis, first.block.header, first.proof, verify_sig=sim_check(cast.genesis, cast.verifier))
+
+
+def test_a_finalized_block_carries_the_subtree_hashes_its_check_computed_for_the_append() -> None:
+    cast = Cast()
+    core = cast.core()
+    blocks = []
+    for view in range(3):
+        block = cast.block(view, blocks[-1] if blocks else None, roots=fresh_roots(b"sub-%d" % view, 37))
+        core.handle(received(view % 4, cast.proposal(block)), 10_000)
+        core.handle(BlockChecked(block.hash, True), 10_000)
+        core.handle(received(0, CertificateMessage(cast.certificate(NOTARIZE, view, block.hash))), 10_000)
+        blocks.append(block)
+    actions = core.handle(received(0, CertificateMessage(cast.certificate(FINALIZE, 2, blocks[2].hash))), 10_000)
+    log = CompactRange()
+    for action in of_type(actions, Finalized):
+        assert action.subtrees == tuple(log.extend_roots(action.block.roots, keep_level=STORED_SUBTREE_LEVEL))
+    assert log.size == 111 and sum(len(action.subtrees) for action in of_type(actions, Finalized)) == 6 + 3 + 1 + 0
 
 
 def test_each_block_is_finalized_exactly_once() -> None:

@@ -489,7 +489,7 @@ def test_any_sequence_of_appends_gives_rfc_roots_and_proofs_that_verify(batches,
                     verify_consistency(*probe)
 
 
-def test_roots_the_caller_vouches_for_skip_the_lookup_but_others_stay_idempotent(tmp_path):
+def test_roots_left_out_of_lookup_skip_the_read_and_those_in_it_stay_idempotent(tmp_path):
     from storage.db import Store
     from storage.merkle_log import MerkleLog
 
@@ -497,9 +497,13 @@ def test_roots_the_caller_vouches_for_skip_the_lookup_but_others_stay_idempotent
     with Store(tmp_path / "db") as store:
         log = MerkleLog(store)
         log.append(first)
-        staged = log.stage_append(first + second + third, unlogged={second, third})
+        reads = []
+        get = store.get
+        store.get = lambda key: reads.append(key) or get(key)
+        staged = log.stage_append(first + second + third, lookup={first})
         assert list(staged.indices) == [0, 1, 2]
         assert staged.new_size == 3
+        assert {key for key in reads if key.startswith(keys.LOG_INDEX)} == {keys.log_index(first)}
 
 
 # ---- roots that share an index key (the first 8 bytes) -----------------------------
@@ -527,21 +531,85 @@ def test_a_root_sharing_a_logged_roots_first_8_bytes_is_appended_without_losing_
     assert reopened.index_of(first) == 1 and reopened.index_of(second) == 2
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=12), min_size=1, max_size=6))
-def test_appends_of_roots_from_a_few_index_keys_stay_idempotent_and_findable(tmp_path_factory, batches):
-    """Roots drawn from four index keys, so that nearly every append meets a shared record."""
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=12), st.booleans()),
+                min_size=1, max_size=6), st.sampled_from([4, 64]))
+def test_appends_of_roots_from_a_few_index_keys_stay_idempotent_and_findable(tmp_path_factory, batches, key_count):
+    """Roots drawn from a few index keys, so that nearly every append meets a shared record;
+    half the appends name every root in ``lookup`` (the node's way, which first tries the
+    path for all-new roots), the others leave ``lookup`` out (every root read)."""
     def root_of(n: int) -> bytes:
-        return bytes([n % 4]) * 8 + n.to_bytes(24, "big")
+        return (n % key_count).to_bytes(8, "big") + n.to_bytes(24, "big")
 
     with Store(tmp_path_factory.mktemp("twins") / "db") as store:
         log = MerkleLog(store)
         seen: dict[bytes, int] = {}
-        for batch in batches:
+        for batch, named in batches:
             roots_ = [root_of(n) for n in batch]
-            result = log.append(roots_)
+            staged = log.stage_append(roots_, lookup=set(roots_) if named else None)
+            with store.batch(sync=True) as write:
+                staged.write_to(write)
+            result = log.commit(staged)
             for root, index in zip(roots_, result.indices):
                 assert seen.setdefault(root, index) == index
         assert log.size == len(seen)
         assert all(log.index_of(root) == index for root, index in seen.items())
         assert all(log.audit_root_at(index) == root for root, index in seen.items())
+
+
+# ---- an append handed the subtree hashes a block check computed --------------------
+
+
+def _extend_kept(log, new_roots: list[bytes]) -> list[bytes]:
+    from storage.merkle_log import TILE_LEVEL
+
+    return log.compact_range().extend_roots(b"".join(new_roots), keep_level=TILE_LEVEL)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 80), min_size=1, max_size=5))
+def test_an_append_given_the_checked_subtrees_stores_exactly_what_hashing_stores(tmp_path_factory, counts):
+    from storage.db import Store
+    from storage.merkle_log import MerkleLog
+
+    base = tmp_path_factory.mktemp("given")
+    with Store(base / "hashed") as hashed_store, Store(base / "given") as given_store:
+        hashed, given = MerkleLog(hashed_store), MerkleLog(given_store)
+        first = 0
+        for count in counts:
+            batch = roots(first, count)
+            first += count
+            hashed.append(batch)
+            staged = given.stage_append(batch, subtrees=_extend_kept(given, batch))
+            with given_store.batch(sync=True) as write:
+                staged.write_to(write)
+            given.commit(staged)
+            assert given.root() == hashed.root()
+        assert list(given_store.iterate(b"")) == list(hashed_store.iterate(b""))
+        reopened = MerkleLog(given_store)
+        assert reopened.root() == hashed.root()
+
+
+def test_given_subtrees_are_set_aside_when_a_root_is_already_logged(log):
+    log.append(roots(0, 20))
+    batch = [*roots(20, 30), audit_root(3)]  # one already logged: the others' positions differ
+    kept = _extend_kept(log, batch)
+    result = log.stage_append(batch, subtrees=kept)
+    assert list(result.indices) == [*range(20, 50), 3]
+    assert result.new_size == 50
+    assert result.root == ref.mth(roots(0, 50))
+
+
+def test_given_subtrees_of_the_wrong_count_are_set_aside(log):
+    log.append(roots(0, 5))
+    batch = roots(5, 40)
+    kept = _extend_kept(log, batch)
+    result = log.stage_append(batch, subtrees=kept[:-1])
+    assert result.root == ref.mth(roots(0, 45))
+
+
+def test_the_log_stores_subtrees_from_the_level_block_checks_keep():
+    from consensus.block import STORED_SUBTREE_LEVEL
+    from storage.merkle_log import TILE_LEVEL
+
+    assert STORED_SUBTREE_LEVEL == TILE_LEVEL
