@@ -368,6 +368,9 @@ class Phase:
     backlog_roots: int
     """Roots waiting in the mempools at the end: a backlog shows the nodes, not the loaders, set the pace."""
     refused_roots: int
+    view_timeouts: dict[str, float] = field(default_factory=dict)
+    """Views timed out during the measured window, summed over the validators, by stage
+    (consensus.core.Core.view_stage): each costs a probe that waits through it a whole timeout."""
 
 
 def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None, loaders: int,
@@ -389,10 +392,12 @@ def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None,
     size_before = size_client.health()["log_size"]
     cpu_before = sum(cpu_seconds(pid) for pid in pids)
     accepted_before = load.accepted
+    timeouts_before = view_timeouts(state)
     started = time.monotonic()
     with profiled(state.nodes[0].pid or 0, profile_dir, min(seconds, 30.0)) as profile:
         time.sleep(seconds)
     elapsed = time.monotonic() - started
+    timeouts = {stage: count - timeouts_before.get(stage, 0.0) for stage, count in view_timeouts(state).items()}
     size_after = size_client.health()["log_size"]
     cpu_after = sum(cpu_seconds(pid) for pid in pids)
     with node_clients(state) as clients:
@@ -418,7 +423,19 @@ def run_phase(state: cluster.DevnetState, seconds: float, *, pace: float | None,
         finalized_roots=finalized,
         backlog_roots=backlog,
         refused_roots=refused,
+        view_timeouts={stage: count for stage, count in timeouts.items() if count},
     ), profile
+
+
+def view_timeouts(state: cluster.DevnetState) -> dict[str, float]:
+    """Views timed out so far, summed over the validators, by stage."""
+    out: Counter[str] = Counter()
+    with node_clients(state) as clients:
+        for client in clients:
+            for (name, stage), value in client.counters().items():
+                if name == "pantheon_view_timeouts_total":
+                    out[stage] += value
+    return dict(out)
 
 
 def drain(state: cluster.DevnetState, deadline_s: float = 120) -> None:
@@ -428,7 +445,19 @@ def drain(state: cluster.DevnetState, deadline_s: float = 120) -> None:
                  what="the mempools to drain")
 
 
-def start_network(directory: Path, *, bitcoin: bool, validators: int) -> cluster.DevnetState:
+@contextmanager
+def kept_or_temporary(keep: Path | None) -> Iterator[str]:
+    """``keep`` (created, left in place: the nodes' logs and stores stay for reading), or a
+    temporary directory removed afterwards."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=False)
+        yield str(keep)
+        return
+    with tempfile.TemporaryDirectory(prefix="pantheon-bench-") as directory:
+        yield directory
+
+
+def start_network(directory: Path, *, bitcoin: bool, validators: int, log_level: str | None = None) -> cluster.DevnetState:
     info = None
     if bitcoin:
         from devnet import regtest
@@ -438,6 +467,8 @@ def start_network(directory: Path, *, bitcoin: bool, validators: int) -> cluster
     state = cluster.create(directory, validators, bitcoin=info)
     for node in state.nodes:
         unmetered(Path(node.config))
+        if log_level is not None:
+            set_log_level(Path(node.config), log_level)
     if info is not None:
         cluster.start_bitcoin(state)
     cluster.start(state)
@@ -457,11 +488,19 @@ def unmetered(config: Path) -> None:
     config.write_text(text.replace("[api]\n", "[api]\ntoken_roots_per_s = 0\ntoken_backlog_roots = 0\n", 1))
 
 
+def set_log_level(config: Path, level: str) -> None:
+    text = config.read_text()
+    if "[node]\n" not in text:
+        raise BenchError(f"{config} has no [node] table to set the log level in")
+    config.write_text(text.replace("[node]\n", f'[node]\nlog_level = "{level}"\n', 1))
+
+
 def figures(args: argparse.Namespace) -> list[tuple[str, float | int | str]]:
     reference = reference_roots_per_s(args.reference_roots)
     out: list[tuple[str, float | int | str]] = [("nproc", os.cpu_count() or 0), ("validators", args.validators)]
-    with tempfile.TemporaryDirectory(prefix="pantheon-bench-") as directory:
-        state = start_network(Path(directory) / "devnet", bitcoin=args.bitcoin, validators=args.validators)
+    with kept_or_temporary(args.keep) as directory:
+        state = start_network(Path(directory) / "devnet", bitcoin=args.bitcoin, validators=args.validators,
+                              log_level=args.log_level)
         try:
             full, profile = run_phase(state, args.seconds, pace=None, loaders=args.loaders, anchors=args.bitcoin,
                                       warmup_s=args.warmup_seconds, profile_dir=args.profile)
@@ -488,7 +527,9 @@ def figures(args: argparse.Namespace) -> list[tuple[str, float | int | str]]:
         ("ceiling_ratio", round((os.cpu_count() or 1) / args.validators, 3)),
     ]
     out += latency_figures("certify", full.certified_ms)
+    out += timeout_figures("view_timeouts", full.view_timeouts)
     out += latency_figures("certify_half", half.certified_ms)
+    out += timeout_figures("view_timeouts_half", half.view_timeouts)
     out.append(("half_finalized_roots_per_s", round(half.finalized_roots_per_s)))
     if args.bitcoin:
         out += [("anchor_p50_ms", round(statistics.median(full.anchored_ms)) if full.anchored_ms else "none"),
@@ -543,6 +584,12 @@ def leveldb_write_stalls(devnet: Path) -> int:
     )
 
 
+def timeout_figures(name: str, timeouts: dict[str, float]) -> list[tuple[str, float | int | str]]:
+    """The count, and by stage: ``view_timeouts=3``, ``view_timeouts_stages=checking:1,no_proposal:2``."""
+    stages = ",".join(f"{stage}:{round(count)}" for stage, count in sorted(timeouts.items())) or "none"
+    return [(name, round(sum(timeouts.values()))), (f"{name}_stages", stages)]
+
+
 def latency_figures(name: str, values: list[float]) -> list[tuple[str, float | int | str]]:
     if not values:
         return [(f"{name}_p50_ms", "none"), (f"{name}_p99_ms", "none"), (f"{name}_max_ms", "none"),
@@ -561,6 +608,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-roots", type=int, default=REFERENCE_ROOTS,
                         help="roots the same-run reference appends (200,000)")
     parser.add_argument("--bitcoin", action="store_true", help="anchor on regtest and report anchor_p50_ms")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="run the devnet in DIR (new) and leave it there, the nodes' logs (node*/node.log) included")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        help="the validators' log level (default: the devnet's, info); debug logs each view timeout")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="sample node 0 with py-spy during saturation; print its top functions")
 

@@ -350,6 +350,24 @@ class Core:
         """A restored core that has not yet learned from its peers which views are safe to vote in."""
         return self._restored_signer is not None
 
+    def view_stage(self, view: int) -> str:
+        """How far ``view`` got here, in a word, for logs and metrics when it times out: no
+        proposal (none arrived, or it could not be used yet: waiting for its parent), being
+        checked (the driver's CheckBlock is not answered), invalid, voted (our notarize
+        vote is out, the notarization is not here), notarized."""
+        if view in self._certificates[VoteKind.NOTARIZE]:
+            return "notarized"
+        block_hash = self._proposals.get(view)
+        if block_hash is None:
+            return "no_proposal"
+        if block_hash in self._invalid:
+            return "invalid"
+        if view == self.view and self.safety.notarize is not None:
+            return "voted"
+        if block_hash in self._checks_requested and block_hash not in self._checks_passed:
+            return "checking"
+        return "waiting_for_parent"
+
     def _window_floor(self) -> int:
         """The lowest view whose votes, certificates, proposals and blocks are kept in memory."""
         return max(self.finalized_view + 1, self.view - VIEWS_RETAINED_MAX)

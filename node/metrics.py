@@ -81,6 +81,12 @@ class NodeMetrics:
             "not match the header; abandoned: segments never came)",
             ["outcome"], registry=r,
         )
+        self.view_timeouts = Counter(
+            "pantheon_view_timeouts",
+            "Views this validator timed out in (and voted to nullify), by how far the view had got here "
+            "(consensus.core.Core.view_stage): no_proposal, checking, invalid, voted, waiting_for_parent",
+            ["stage"], registry=r,
+        )
         self.p2p_sent_bytes = Counter(
             "pantheon_p2p_sent_bytes", "Payload bytes queued for peers, by message kind (roots: gossip)", ["message"],
             registry=r,

@@ -330,6 +330,8 @@ class Node:
     async def _consensus_loop(self) -> None:
         async for ev in self._events_recv:
             recovering = self.core.recovering
+            if isinstance(ev, TimerFired) and ev.view == self.core.view:
+                self._view_timed_out(ev.view)
             actions = self.core.handle(ev, now_ms())
             if recovering and not self.core.recovering:
                 event(log, logging.WARNING, "restored validator: peers showed the safe views, voting again",
@@ -338,6 +340,15 @@ class Node:
                 await self._peer_events_budget.release(self._peer_event_sizes.popleft())
             await self._execute(actions)
             self.metrics.view.set(self.core.view)
+
+    def _view_timed_out(self, view: int) -> None:
+        """Count and log a view timeout with how far the view got here: on a loaded chain a
+        timeout costs a whole timeout of latency, and the stage says where it stuck. An idle
+        chain's views all time out without a proposal (its timeouts back off), so at debug."""
+        stage = self.core.view_stage(view)
+        self.metrics.view_timeouts.labels(stage=stage).inc()
+        event(log, logging.DEBUG, "view timed out", view=view, leader=self.core.validators.leader(view), stage=stage,
+              height=self.core.finalized_height, mempool_roots=len(self.mempool))
 
     async def _execute(self, actions: Iterable[Action]) -> None:
         for action in actions:

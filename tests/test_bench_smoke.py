@@ -12,7 +12,7 @@ NETWORK_FIGURES = (
     "nproc", "finalized_roots_per_s", "reference_roots_per_s", "ratio", "certify_p50_ms", "certify_p99_ms",
     "certify_half_p50_ms", "certify_half_p99_ms", "cpu_s_per_1000_roots", "rss_mb_max", "disk_bytes_per_root",
     "p2p_gossip_bytes_per_root", "p2p_proposal_bytes_per_root", "compact_proposals_sent", "certify_half_max_ms",
-    "leveldb_write_stalls",
+    "leveldb_write_stalls", "view_timeouts", "view_timeouts_half",
 )
 
 
@@ -37,6 +37,10 @@ def test_pantheon_bench_drives_a_real_network_and_prints_every_figure():
         float(values[name])
     assert float(values["finalized_roots_per_s"]) > 0
     assert float(values["reference_roots_per_s"]) > 0
+    assert values["view_timeouts_stages"] == "none" or all(
+        stage.split(":")[0] in {"no_proposal", "checking", "invalid", "voted", "waiting_for_parent", "notarized"}
+        for stage in values["view_timeouts_stages"].split(",")
+    )
 
 
 def test_the_verify_bench_prints_the_anchored_bundle_figure():

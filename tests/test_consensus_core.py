@@ -236,6 +236,28 @@ def test_a_proposal_that_fails_the_external_check_gets_no_vote() -> None:
     assert votes_in(core.handle(BlockChecked(block.hash, False), 0)) == []
 
 
+def test_the_stage_of_a_view_follows_its_proposal_from_arrival_to_notarization() -> None:
+    cast = Cast()
+    core = cast.core()
+    block = cast.block(0)
+    assert core.view_stage(0) == "no_proposal"
+    core.handle(received(0, cast.proposal(block)), 0)
+    assert core.view_stage(0) == "checking"
+    core.handle(BlockChecked(block.hash, True), 0)
+    assert core.view_stage(0) == "voted"
+    core.handle(received(0, CertificateMessage(cast.certificate(NOTARIZE, 0, block.hash))), 0)
+    assert core.view_stage(0) == "notarized"
+
+
+def test_the_stage_of_a_view_whose_proposal_failed_its_check_is_invalid() -> None:
+    cast = Cast()
+    core = cast.core()
+    block = cast.block(0)
+    core.handle(received(0, cast.proposal(block)), 0)
+    core.handle(BlockChecked(block.hash, False), 0)
+    assert core.view_stage(0) == "invalid"
+
+
 def test_the_notarize_vote_is_cast_once_per_view() -> None:
     cast = Cast()
     core = cast.core()
