@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             verify_consistency(size1, size, path, log.root(size1), root)
         rows += _latency_rows(f"consistency proof to {size:,}", times, reads)
 
+        log.close()
         store.compact()
         store.close()
         log_bytes = _du_bytes(os.path.join(workdir, "log"))

@@ -87,7 +87,9 @@ def reference_roots_per_s(roots_total: int = REFERENCE_ROOTS) -> float:
             for key in keys:
                 if not verify(key.public_key, message, key.sign(message)):
                     raise BenchError("the reference certificate does not verify")
-        return len(batches) * BATCH_ROOTS / (time.perf_counter() - started)
+        rate = len(batches) * BATCH_ROOTS / (time.perf_counter() - started)
+        log.close()
+        return rate
 
 
 # ---- talking to the nodes --------------------------------------------------------

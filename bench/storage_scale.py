@@ -209,7 +209,7 @@ def _worker_ours(args: argparse.Namespace) -> None:
     path = os.path.join(args.dir, "log")
     store = Store(path)
     log = MerkleLog(store)
-    logged = LoggedRoots(log, store)
+    logged = LoggedRoots(log)
     logged.start()
     logged.wait_ready()
 
@@ -260,6 +260,9 @@ def _worker_ours(args: argparse.Namespace) -> None:
 
     memory.report(rss_start)
     _print("load_avg_end", os.getloadavg()[0], 2)
+    log.wait_index_idle()
+    log.close()
+    logged.close()
     store.close()  # no compaction: what a node leaves on disk when it stops
     files = _file_bytes(path)
     disk = _du_bytes(path)

@@ -126,7 +126,7 @@ class Mempool:
     def __init__(self, store: Store, log: MerkleLog | LoggedRoots, *, roots_max: int, share_roots_max: int | None = None) -> None:
         """``share_roots_max``: most roots one owner may hold (None: ``roots_max``, no share)."""
         self._store = store
-        self._log = log if isinstance(log, LoggedRoots) else LoggedRoots(log, store)
+        self._log = log if isinstance(log, LoggedRoots) else LoggedRoots(log)
         """The log's index, with the node's filter in front (a bare MerkleLog: every lookup a read)."""
         self.roots_max = roots_max
         self.share_roots_max = roots_max if share_roots_max is None else share_roots_max

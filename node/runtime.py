@@ -142,7 +142,7 @@ class Node:
         self.store = Store(config.resolve(config.node.data_dir))
         self.log = MerkleLog(self.store)
         self.chain = ChainStore(self.store)
-        self.logged = LoggedRoots(self.log, self.store)
+        self.logged = LoggedRoots(self.log)
         self.mempool = Mempool(self.store, self.logged, roots_max=config.mempool.roots_max,
                                share_roots_max=config.mempool.share_roots_max)
         self.anchor_store = AnchorStore(self.store)
@@ -242,6 +242,7 @@ class Node:
                 nursery.cancel_scope.cancel()
         finally:
             self.logged.close()
+            self.log.close()
             self.store.close()
             event(log, logging.INFO, "stopped", height=self.chain.tip_height, log_size=self.log.size)
 

@@ -1,39 +1,35 @@
-"""Is this root already in the log? Mostly answered from memory, without a LevelDB read.
+"""Is this root already in the log? Mostly answered from memory, without a lookup.
 
 Every root a validator admits or checks in a block is first asked "already logged?",
-and nearly always the answer is no. LevelDB answers a miss with a bloom filter per
-table file, but through every level, which cost 2 to 7 us per root under load: the
-largest single cost a root had in a node's profile. :class:`LoggedRoots` puts one
-in-memory Bloom filter of the whole log in front: "certainly not logged" costs one
-bit test, and only roots that hit the filter (the logged ones, and about 1 % of the
-others) are read from LevelDB. The filter only ever answers "maybe" or "certainly
-not", so a wrong answer can only cost a read, never admit a logged root.
+and nearly always the answer is no. The log's root index (storage.root_index) answers
+with a binary search per run, tens of microseconds at 10M roots (LevelDB records, before
+storage format 3, cost 2 to 7 us per root under load: the largest single cost a root had in
+a node's profile). :class:`LoggedRoots` puts one in-memory Bloom filter of the whole log in
+front: "certainly not logged" costs a bit test, and only roots that hit the filter (the
+logged ones, and about 1 % of the others) are looked up. The filter only ever answers
+"maybe" or "certainly not", so a wrong answer can only cost a lookup, never admit a logged
+root.
 
-The bit positions come from keyed multiply-shift hashes of the root's index key (its
-first keys.INDEX_KEY_BYTES bytes, which key its record in the log's index), with random
-multipliers drawn per process: nobody outside can choose roots that collide in this filter
-(and one who did would only cost the node LevelDB reads, never a wrong answer). The hashes
-and bit tests run over a whole batch of roots at once in numpy: a root costs about 0.02 us
-to test and 0.05 us to add, against 0.5 and 0.8 us for the same work per root in Python
-(session 5, `make bench`'s profile). Keyed by the index key, "certainly not" means more
-than "this root is not logged": no logged root shares its index record, so an append may
-write that record without reading it (MerkleLog.stage_append's ``lookup``). The keying
-means the filter cannot be saved: a node builds it at start, in a worker thread, from the
-log's index, and asks LevelDB until it is built. When the log outgrows the filter's
+The bit positions come from keyed multiply-shift hashes of the root's index key (its first
+keys.INDEX_KEY_BYTES bytes, storage.root_index.key_of), with random multipliers drawn per
+process: nobody outside can choose roots that collide in this filter (and one who did would
+only cost the node lookups, never a wrong answer). The hashes and bit tests run over a whole
+batch of roots at once in numpy: a root costs about 0.02 us to test and 0.05 us to add,
+against 0.5 and 0.8 us for the same work per root in Python (session 5). The keying means
+the filter cannot be saved: a node builds it at start, in a worker thread, from the root
+index's keys, and looks every root up until it is built. When the log outgrows the filter's
 capacity, a filter twice the size is built the same way while the old one keeps answering.
 """
 
 from __future__ import annotations
 
 import secrets
-import sys
 import threading
 
 import numpy as np
 
-from storage import keys
-from storage.db import Store
 from storage.merkle_log import MerkleLog
+from storage.root_index import key_of, keys_of
 
 BITS_PER_ROOT = 16
 """With two probes, a false positive rate of about 1.4 % at capacity."""
@@ -41,12 +37,10 @@ PROBES = 2
 CAPACITY_MIN = 1 << 22
 """Roots a new filter is sized for at least (4M roots: 8 MiB)."""
 ROOT_SIZE = 32
-_KEY = keys.INDEX_KEY_BYTES
-assert _KEY == 8, "the filter reads an index key as one uint64"
 _U64_MASK = (1 << 64) - 1
 _ONE, _SIX, _LOW6 = np.uint64(1), np.uint64(6), np.uint64(63)
 BUILD_CHUNK_KEYS = 1 << 16
-"""Index keys read from LevelDB per vectorized add while a filter is built."""
+"""Index keys added per step (and per hold of the lock) while a filter is built."""
 
 
 class BloomFilter:
@@ -69,7 +63,7 @@ class BloomFilter:
         self.add_keys(_keys_of(data))
 
     def add_keys(self, index_keys: np.ndarray) -> None:
-        """Add index keys (the first INDEX_KEY_BYTES bytes of roots), as native uint64s."""
+        """Add index keys (storage.root_index.keys_of)."""
         words = self._words
         for position in self._positions(index_keys):
             word, bit = position >> _SIX, _ONE << (position & _LOW6)
@@ -89,7 +83,7 @@ class BloomFilter:
         return [roots[i] for i in np.flatnonzero(hit).tolist()]
 
     def may_contain(self, root: bytes) -> bool:
-        key = int.from_bytes(root[:_KEY], sys.byteorder)
+        key = key_of(root)
         words = self._words
         for x, m in self._seeds:
             position = ((key ^ x) * m & _U64_MASK) >> self._down
@@ -110,24 +104,20 @@ class BloomFilter:
 
 
 def _keys_of(data: bytes | list[bytes]) -> np.ndarray:
-    """The index keys of ``n * 32`` bytes of roots (or a list of roots) as native uint64s."""
-    joined = b"".join(data) if isinstance(data, list) else bytes(data)
-    if len(joined) % ROOT_SIZE:
-        raise ValueError(f"roots must be a multiple of {ROOT_SIZE} bytes, got {len(joined)}")
-    return np.frombuffer(joined, dtype=np.uint64)[:: ROOT_SIZE // _KEY]
+    """The index keys of ``n * 32`` bytes of roots (or a list of roots)."""
+    return keys_of(b"".join(data) if isinstance(data, list) else bytes(data))
 
 
 class LoggedRoots:
-    """``index_of`` over a MerkleLog, with the filter in front of LevelDB once it is built.
+    """``index_of`` over a MerkleLog, with the filter in front of its root index once it is built.
 
     The owner calls :meth:`added` with the roots of every append once it is committed,
     before anything else can ask about them.
     """
 
-    def __init__(self, log: MerkleLog, store: Store, *, capacity_min: int = CAPACITY_MIN) -> None:
+    def __init__(self, log: MerkleLog, *, capacity_min: int = CAPACITY_MIN) -> None:
         self._log = log
         self._capacity_min = capacity_min
-        self._store = store
         self._lock = threading.Lock()
         self._ready: BloomFilter | None = None
         self._building: BloomFilter | None = None
@@ -136,7 +126,7 @@ class LoggedRoots:
         self.builds = 0
 
     def start(self) -> None:
-        """Build the filter in a worker thread; until then every question goes to LevelDB."""
+        """Build the filter in a worker thread; until then every question is looked up."""
         self._start_build(max(self._capacity_min, 2 * self._log.size))
 
     def close(self) -> None:
@@ -168,10 +158,8 @@ class LoggedRoots:
         return roots if ready is None else ready.maybe(roots)
 
     def to_look_up(self, roots: list[bytes]) -> frozenset[bytes] | None:
-        """Those of ``roots`` whose index record an append must read (MerkleLog.stage_append's
-        ``lookup``): the ones a logged root may share their index key with. None until the
-        filter is built: every record is read. A root waiting in the mempool is not logged,
-        but that alone does not let its record go unread: a logged root may share its key."""
+        """Those of ``roots`` an append must look up (MerkleLog.stage_append's ``lookup``):
+        the ones the filter cannot rule out. None until the filter is built: every root."""
         ready = self._ready
         return None if ready is None else frozenset(ready.maybe(roots))
 
@@ -194,24 +182,16 @@ class LoggedRoots:
                                         daemon=True)
         self._thread.start()
 
-    def _add_built(self, bloom: BloomFilter, chunk: list[bytes]) -> None:
-        """Under the lock: ``added`` writes to the same words from the node's thread, and two
-        read-modify-writes of one word at once would lose a bit."""
-        with self._lock:
-            bloom.add_keys(np.frombuffer(b"".join(chunk), dtype=np.uint64))
-
     def _build(self, bloom: BloomFilter) -> None:
-        prefix_length = len(keys.LOG_INDEX)
-        chunk: list[bytes] = []
-        for key, _value in self._store.iterate(keys.LOG_INDEX):
-            chunk.append(key[prefix_length:])
-            if len(chunk) == BUILD_CHUNK_KEYS:
+        for run_keys in self._log.index_keys():
+            for start in range(0, len(run_keys), BUILD_CHUNK_KEYS):
                 if self._stopping.is_set():
                     return
-                self._add_built(bloom, chunk)
-                chunk.clear()
+                # Under the lock: ``added`` writes to the same words from the node's thread, and
+                # two read-modify-writes of one word at once would lose a bit.
+                with self._lock:
+                    bloom.add_keys(np.asarray(run_keys[start : start + BUILD_CHUNK_KEYS]))
         with self._lock:
-            bloom.add_keys(np.frombuffer(b"".join(chunk), dtype=np.uint64))
             if self._building is bloom:
                 self._ready, self._building = bloom, None
                 self.builds += 1

@@ -7,10 +7,11 @@ subtrees (``2**level`` leaves each) whose sizes are the binary digits of
 exactly once, under ``keys.log_node(level, index)`` (level >= :data:`TILE_LEVEL`).
 The entries are stored :data:`TILE_ROOTS` to a record, ``keys.log_tile(tile)``
 (the last tile rewritten as it fills), and a smaller subtree lies inside one tile:
-its hash is computed from it on read. Besides these, only the size, the format
-and the root -> index map are stored. (Format 1 kept a record per entry and per
-node: LevelDB then spent more CPU per root on writes and compaction than the rest of
-an append: docs/storage.md.)
+its hash is computed from it on read. Besides these, only the size and the format
+are stored in LevelDB; the root -> index map is storage.root_index, sorted runs in files
+of its own, derived from the entries. (Format 1 kept a record per entry and per node, and
+format 2 a LevelDB record per root for the map: LevelDB then spent more CPU per root on
+writes and compaction than the rest of an append: docs/storage.md.)
 
 Every RFC 9162 proof sibling is the hash of a subtree D[a:b]. In the recursion of
 RFC 9162 sections 2.1.3.1 (PATH) and 2.1.4.1 (PROOF), all of them are perfect
@@ -41,15 +42,21 @@ acknowledged entries.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from array import array
-from collections.abc import Container, Sequence
-from typing import Any
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from proof.compact import CompactRange
 from storage import keys
 from storage.db import BatchWriter, Store
 from storage.errors import LogError, StoreError
+from storage.root_index import DIRECTORY as ROOT_INDEX_DIRECTORY
+from storage.root_index import RootIndex
 
 HASH_SIZE = 32
 # Roots per append: bounds the memory a single batch and its staged records take
@@ -62,8 +69,12 @@ TILE_ROOTS = 1 << TILE_LEVEL
 """Entries per tile record; subtrees smaller than a tile have no node record."""
 _TILE_MASK = TILE_ROOTS - 1
 _TILE_BYTES = TILE_ROOTS * 32
-FORMAT = b"\x02"
-"""The log's storage format (keys.LOG_FORMAT); a store without it that holds entries is format 1."""
+FORMAT = b"\x03"
+"""The log's storage format (keys.LOG_FORMAT); a store without it that holds entries is format 1.
+Format 2 kept the root -> index map as LevelDB records: opened, it is upgraded in place (the map
+is rebuilt from the entries into storage.root_index and the records are deleted)."""
+_FORMAT_2 = b"\x02"
+_UPGRADE_BATCH_KEYS = 100_000
 
 _sha256 = hashlib.sha256
 _pack_u64 = keys.U64.pack
@@ -101,6 +112,7 @@ class StagedAppend:
     _keys: list[bytes] = field(repr=False)
     _values: list[bytes] = field(repr=False)
     _edge: CompactRange = field(repr=False)
+    _appended: bytes = field(repr=False)
 
     @property
     def record_count(self) -> int:
@@ -120,15 +132,44 @@ class MerkleLog:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._size = self._stored_size()
-        if self._size and store.get(keys.LOG_FORMAT) != FORMAT:
+        stored_format = store.get(keys.LOG_FORMAT)
+        if self._size and stored_format not in (FORMAT, _FORMAT_2):
             raise StoreError(
                 f"store {store.path} holds a log of {self._size} entries in storage format 1 (a record per "
-                "entry); this Pantheon reads format 2 (entries 16 to a record: docs/storage.md). Move the "
-                "data directory aside and start the validator with an empty one: catch-up brings the "
+                "entry); this Pantheon reads formats 2 and 3 (entries 16 to a record: docs/storage.md). Move "
+                "the data directory aside and start the validator with an empty one: catch-up brings the "
                 "finalized chain back from its peers"
             )
         self._stage_serial = 0
         self._edge = CompactRange.from_hashes(self._size, self._subtree_hashes(0, self._size))
+        self._index = RootIndex(Path(store.path) / ROOT_INDEX_DIRECTORY, self._size, self.audit_roots)
+        if self._size and stored_format == _FORMAT_2:
+            self._drop_format_2_index()
+
+    def close(self) -> None:
+        """Stop the root index's worker (storage.root_index); call before the store is closed."""
+        self._index.close()
+
+    def wait_index_idle(self, timeout_s: float | None = None) -> bool:
+        """Wait until the root index has no merge due or under way (benches, tests)."""
+        return self._index.wait_idle(timeout_s)
+
+    def index_keys(self) -> Iterator[np.ndarray]:
+        """The key of every logged root (storage.root_index.keys_of), an array at a time."""
+        return self._index.keys()
+
+    def _drop_format_2_index(self) -> None:
+        """Delete format 2's root -> index records, then mark the store format 3: the map now
+        lives in storage.root_index. A crash before the mark repeats this at the next open."""
+        while True:
+            stale = [key for key, _ in itertools.islice(self._store.iterate(keys.LOG_INDEX), _UPGRADE_BATCH_KEYS)]
+            with self._store.batch(sync=not stale) as batch:
+                for key in stale:
+                    batch.delete(key)
+                if not stale:
+                    batch.put(keys.LOG_FORMAT, FORMAT)
+            if not stale:
+                return
 
     @property
     def size(self) -> int:
@@ -150,26 +191,10 @@ class MerkleLog:
         return self._range_hash(0, size)
 
     def index_of(self, audit_root: bytes) -> int | None:
-        """The root's index, or None if it is not logged.
-
-        An index at or past the size but below the size stored with it belongs to an append
-        whose batch is written and not yet committed (a node writes its finalization batch in
-        a worker thread and goes on answering meanwhile): that root is not logged yet.
-        """
+        """The root's index, or None if it is not logged (an append whose batch is written
+        but not yet committed is not logged yet: the root index learns of it at commit)."""
         _check_root(audit_root)
-        value = self._store.get(keys.log_index(audit_root))
-        if value is None:
-            return None
-        stored_size = None
-        for index in self._candidates(value, audit_root):
-            if index >= self._size:
-                stored_size = self._stored_size() if stored_size is None else stored_size
-                if index < stored_size:
-                    continue
-                self._stored_index(index, audit_root)
-            if self._read_entry(index) == audit_root:
-                return index
-        return None
+        return self._match(self._index.candidates(audit_root), audit_root)
 
     def audit_root_at(self, index: int) -> bytes:
         self._check_index(index, self._size)
@@ -258,11 +283,9 @@ class MerkleLog:
     ) -> StagedAppend:
         """Compute an append's records and indices without writing or changing anything.
 
-        ``lookup`` (None: every root) holds the roots whose index record must be read: the
-        caller knows that no logged root shares the index key (keys.INDEX_KEY_BYTES) of any
-        other (the node's filter of the log rules the key out), so their records are written
-        unread. A root merely known not to be logged does not qualify to be left out: another
-        root may share its key, and writing the record unread would lose that root's index.
+        ``lookup`` (None: every root) holds the roots that may already be logged: the caller
+        knows that the others are not (the node's filter of the log rules them out), so they
+        are not looked up. A root left out that is logged would be logged twice.
 
         ``subtrees``: the hashes of the perfect subtrees of at least TILE_ROOTS leaves that
         these roots complete, in order, as ``CompactRange.extend_roots(roots,
@@ -284,18 +307,18 @@ class MerkleLog:
         record_values: list[bytes] = []
         put_key = record_keys.append
         put_value = record_values.append
-        new_roots = None if lookup is None else self._stage_all_new(split, lookup, record_keys, record_values)
-        if new_roots is not None:
-            size = self._size + count
+        if lookup is not None and self._all_new(split, lookup):
+            new_roots, size = split, self._size + count
             indices = array("Q", range(self._size, size))
         else:
-            new_roots, indices, size = self._stage_index(split, lookup, put_key, put_value)
+            new_roots, indices, size = self._resolve(split, lookup)
         if subtrees is not None and len(new_roots) == count and len(subtrees) == _completed_count(self._size, size):
             edge = self._stage_given_nodes(new_roots, subtrees, put_key, put_value)
         else:
             edge = self._stage_nodes(new_roots, put_key, put_value)
+        appended = b"".join(new_roots)
         if size != self._size:
-            self._stage_tiles(b"".join(new_roots), put_key, put_value)
+            self._stage_tiles(appended, put_key, put_value)
             put_key(keys.LOG_SIZE)
             put_value(_pack_u64(size))
             if not self._size:
@@ -313,66 +336,34 @@ class MerkleLog:
             _keys=record_keys,
             _values=record_values,
             _edge=new_edge,
+            _appended=appended,
         )
 
-    def _stage_all_new(
-        self, split: list[bytes], lookup: Container[bytes], record_keys: list[bytes], record_values: list[bytes]
-    ) -> list[bytes] | None:
-        """The index records of an append whose roots are all new and distinct, with distinct
-        index keys (a finalized run of blocks, nearly always), staged in a few loops in C; the
-        roots, or None (nothing staged) when that is not so."""
-        count = len(split)
-        if len(dict.fromkeys(split)) != count:
-            return None
-        prefix, key_bytes = keys.LOG_INDEX, keys.INDEX_KEY_BYTES
-        index_keys = [prefix + root[:key_bytes] for root in split]
-        if len(set(index_keys)) != count:
-            return None
-        values = list(map(_pack_u64, range(self._size, self._size + count)))
-        get = self._store.get
-        for position in [position for position, root in enumerate(split) if root in lookup]:
-            stored = get(index_keys[position])
-            if stored:
-                if self._match(stored, split[position]) is not None:
-                    return None
-                values[position] = stored + values[position]
-        record_keys.extend(index_keys)
-        record_values.extend(values)
-        return split
+    def _all_new(self, split: list[bytes], lookup: Container[bytes]) -> bool:
+        """Whether every root is distinct and none of those in ``lookup`` is logged (a finalized
+        run of blocks, nearly always): then the append needs no per-root bookkeeping."""
+        if len(dict.fromkeys(split)) != len(split):
+            return False
+        maybe = [root for root in split if root in lookup]
+        return all(self._match(found, root) is None for root, found in zip(maybe, self._index.candidates_of(maybe)))
 
-    def _stage_index(
-        self, split: list[bytes], lookup: Container[bytes] | None, put_key: Any, put_value: Any
-    ) -> tuple[list[bytes], array, int]:
-        """The index records of any append, a root at a time: (the new roots in index order,
-        every input root's index, the size after)."""
-        get = self._store.get
-        index_prefix = keys.LOG_INDEX
+    def _resolve(self, split: list[bytes], lookup: Container[bytes] | None) -> tuple[list[bytes], array, int]:
+        """Any append, a root at a time: (the new roots in index order, every input root's
+        index, the size after). A logged root and a repeated one keep their first index."""
+        asked = split if lookup is None else [root for root in split if root in lookup]
+        known = dict(zip(asked, self._index.candidates_of(asked)))
         fresh: dict[bytes, int] = {}
-        stored_values: dict[bytes, bytes] = {}
-        """index key -> its stored record (b"": none), read once per key."""
-        added: dict[bytes, bytes] = {}
-        """index key -> the indices this append adds to it."""
-        key_bytes = keys.INDEX_KEY_BYTES
-        look_up_all = lookup is None
         indices = array("Q", bytes(8 * len(split)))
         size = self._size
         for position, root in enumerate(split):
             index = fresh.get(root)
             if index is None:
-                key = index_prefix + root[:key_bytes]
-                stored = stored_values.get(key)
-                if stored is None:
-                    stored = stored_values[key] = (get(key) or b"") if look_up_all or root in lookup else b""
-                index = self._match(stored, root) if stored else None
+                found = known.get(root)
+                index = self._match(found, root) if found else None
                 if index is None:
-                    index = size
+                    index = fresh[root] = size
                     size += 1
-                    fresh[root] = index
-                    added[key] = added.get(key, b"") + _pack_u64(index)
             indices[position] = index
-        for key, value in added.items():
-            put_key(key)
-            put_value(stored_values[key] + value)
         return list(fresh), indices, size
 
     def _stage_nodes(self, new_roots: list[bytes], put_key: Any, put_value: Any) -> list[bytes]:
@@ -442,6 +433,7 @@ class MerkleLog:
             )
         self._size = staged.new_size
         self._edge = staged._edge
+        self._index.add(staged.old_size, staged._appended)
         return AppendResult(
             indices=staged.indices, old_size=staged.old_size, new_size=staged.new_size, root=staged.root
         )
@@ -540,18 +532,10 @@ class MerkleLog:
             )
         return value
 
-    def _candidates(self, value: bytes, audit_root: bytes) -> list[int]:
-        """The indices an index record lists."""
-        if not value or len(value) % keys.U64.size:
-            raise StoreError(
-                f"store {self._store.path}: the index record of root {audit_root.hex()} is {len(value)} bytes, "
-                f"not a multiple of {keys.U64.size}: the store is corrupt"
-            )
-        return [_unpack_u64(value[i : i + keys.U64.size])[0] for i in range(0, len(value), keys.U64.size)]
-
-    def _match(self, value: bytes, audit_root: bytes) -> int | None:
-        """The index of ``audit_root`` among a stored index record's, or None (another root's)."""
-        for index in self._candidates(value, audit_root):
+    def _match(self, candidates: list[int], audit_root: bytes) -> int | None:
+        """The index among ``candidates`` (indices of roots sharing its key) whose entry is
+        ``audit_root``, or None."""
+        for index in candidates:
             if self._read_entry(self._stored_index(index, audit_root)) == audit_root:
                 return index
         return None

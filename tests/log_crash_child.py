@@ -11,7 +11,9 @@ size u64 || log root), as block finalization will, so the parent can check that
 the two always survive together.
 
 Each batch mixes fresh random roots with roots appended before, so that the
-idempotent path is also under the knife.
+idempotent path is also under the knife. The root index (storage.root_index) writes runs
+of 64 entries or more to files and stops merging at 512 here, so that its worker thread
+merges, writes and deletes run files all the time and the kill lands among those too.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ import os
 import random
 import sys
 
-from storage import keys
+from storage import keys, root_index
 from storage.db import Store
 from storage.merkle_log import MerkleLog
+
+root_index.PERSIST_ENTRIES_MIN = 64
+root_index.RUN_ENTRIES_MAX = 512
 
 BATCH_ROOTS_MAX = 48
 REPEATED_ROOTS_MAX = 4

@@ -9,7 +9,8 @@ or writing the acknowledgement), then reopens the store and checks:
 - it opens, and the log is at least as long as the last acknowledged size, with
   the acknowledged root at that size (an acknowledged append is never lost);
 - the new root is consistent with the root seen after the previous kill;
-- the root->index map and the entries are exact inverses, with no gap;
+- the root index (its run files, and what it rebuilt from the entries) and the entries
+  are exact inverses, with no gap;
 - every stored perfect-subtree node equals the hash recomputed from the leaves,
   and no other node is stored; the root equals the MTH of the leaf hashes;
 - sampled inclusion and consistency proofs verify;
@@ -28,11 +29,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from proof.compact import CompactRange
 from proof.merkle import leaf_hash, node_hash, verify_consistency, verify_inclusion
 from storage import keys
 from storage.db import Store
 from storage.merkle_log import TILE_LEVEL, MerkleLog
+from storage.root_index import keys_of
 
 KILLS = int(os.environ.get("PANTHEON_LOG_CRASH_KILLS", "30"))
 SEED = int(os.environ.get("PANTHEON_LOG_CRASH_SEED", str(random.SystemRandom().randrange(2**32))))
@@ -100,14 +104,10 @@ def _check_reopened_log(rng, db_dir, acked, previous, mode, context):
         tiles = b"".join(value for _, value in store.iterate(keys.LOG_TILE))
         entries = [tiles[i : i + 32] for i in range(0, len(tiles), 32)]
         assert len(entries) == size, f"{context}: {len(entries)} entries for size {size}"
-        listed = {
-            keys.U64.unpack(value[i : i + 8])[0]: key[1:]
-            for key, value in store.iterate(keys.LOG_INDEX)
-            for i in range(0, len(value), 8)
-        }
-        assert sorted(listed) == list(range(size)), f"{context}: index records list {len(listed)} of {size} entries"
-        assert all(entries[index][: len(key)] == key for index, key in listed.items()), context
+        listed = np.sort(np.concatenate([np.asarray(run) for run in log.index_keys()] or [np.array([], dtype="<u8")]))
+        assert listed.tolist() == np.sort(keys_of(tiles)).tolist(), f"{context}: the root index lists {len(listed)} keys"
         assert all(log.index_of(entry) == index for index, entry in enumerate(entries)), context
+        assert not list(store.iterate(keys.LOG_INDEX)), f"{context}: format 2 index records in a format 3 store"
 
         leaves = [leaf_hash(entry) for entry in entries]
         assert _stored_nodes(store) == _perfect_nodes(leaves), f"{context}: nodes differ from leaves"
@@ -138,6 +138,7 @@ def _check_reopened_log(rng, db_dir, acked, previous, mode, context):
         assert list(result.indices) == [size, size + 1, size + 2, 0], context
         edge.extend(leaf_hash(r) for r in fresh)
         assert result.root == edge.root(), context
+        log.close()
         return result.new_size, result.root
 
 

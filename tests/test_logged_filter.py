@@ -35,7 +35,7 @@ def test_a_bloom_filter_holds_every_root_added_and_rules_out_nearly_all_others()
 def test_before_the_filter_is_built_every_question_goes_to_the_log(store):
     log = MerkleLog(store)
     log.append(os.urandom(32 * 10))
-    logged = LoggedRoots(log, store)
+    logged = LoggedRoots(log)
     assert not logged.ready
     assert logged.index_of(log.audit_root_at(3)) == 3
     assert logged.to_look_up([os.urandom(32)]) is None
@@ -45,7 +45,7 @@ def test_the_built_filter_finds_the_logged_roots_and_rules_out_the_others(store)
     log = MerkleLog(store)
     roots = os.urandom(32 * 5_000)
     log.append(roots)
-    logged = LoggedRoots(log, store, capacity_min=1_000)
+    logged = LoggedRoots(log, capacity_min=1_000)
     logged.start()
     assert logged.wait_ready(30)
     assert [logged.index_of(root) for root in split(roots)[:100]] == list(range(100))
@@ -56,7 +56,7 @@ def test_the_built_filter_finds_the_logged_roots_and_rules_out_the_others(store)
 
 def test_roots_appended_after_the_start_are_found(store):
     log = MerkleLog(store)
-    logged = LoggedRoots(log, store, capacity_min=1_000)
+    logged = LoggedRoots(log, capacity_min=1_000)
     logged.start()
     later = os.urandom(32 * 300)
     log.append(later)
@@ -68,7 +68,7 @@ def test_roots_appended_after_the_start_are_found(store):
 
 def test_a_log_that_outgrows_the_filter_gets_a_larger_one_and_loses_no_root(store):
     log = MerkleLog(store)
-    logged = LoggedRoots(log, store, capacity_min=64)
+    logged = LoggedRoots(log, capacity_min=64)
     logged.start()
     assert logged.wait_ready(30)
     everything = b""
@@ -86,7 +86,7 @@ def test_an_append_looks_up_only_the_roots_the_built_filter_cannot_rule_out(stor
     log = MerkleLog(store)
     logged_root = os.urandom(32)
     log.append(logged_root)
-    logged = LoggedRoots(log, store, capacity_min=1_000)
+    logged = LoggedRoots(log, capacity_min=1_000)
     fresh = [os.urandom(32) for _ in range(1000)]
     assert logged.to_look_up(fresh) is None  # before the filter is built: every root
     logged.start()
@@ -101,7 +101,7 @@ def test_a_root_sharing_a_logged_roots_index_key_is_always_looked_up(store):
     log = MerkleLog(store)
     logged_root = os.urandom(32)
     log.append(logged_root)
-    logged = LoggedRoots(log, store, capacity_min=1_000)
+    logged = LoggedRoots(log, capacity_min=1_000)
     logged.start()
     assert logged.wait_ready(30)
     twins = [logged_root[:8] + os.urandom(24) for _ in range(100)]
@@ -112,7 +112,7 @@ def test_a_root_sharing_a_logged_roots_index_key_is_always_looked_up(store):
 def test_closing_stops_a_build_under_way(store):
     log = MerkleLog(store)
     log.append(os.urandom(32 * 50_000))
-    logged = LoggedRoots(log, store)
+    logged = LoggedRoots(log)
     logged.start()
     logged.close()
     assert logged._thread is not None and not logged._thread.is_alive()
