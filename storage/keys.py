@@ -107,9 +107,11 @@ def log_node(level: int, index: int) -> bytes:
 
 
 INDEX_KEY_BYTES = 8
-"""Bytes of an audit root that key its index record. Two roots sharing them (2**32 work to
-find a pair, 2**64 to match a given root) share the record, which lists both indices."""
+"""Bytes of an audit root that key it in the root index (storage.root_index; format 2's
+LOG_INDEX records). Two roots sharing them (2**32 work to find a pair, 2**64 to match a
+given root) are both listed under the key."""
 
 
 def log_index(audit_root: bytes) -> bytes:
+    """The key of a format 2 index record (deleted when such a store is upgraded)."""
     return LOG_INDEX + audit_root[:INDEX_KEY_BYTES]

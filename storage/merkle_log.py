@@ -142,7 +142,7 @@ class MerkleLog:
             )
         self._stage_serial = 0
         self._edge = CompactRange.from_hashes(self._size, self._subtree_hashes(0, self._size))
-        self._index = RootIndex(Path(store.path) / ROOT_INDEX_DIRECTORY, self._size, self.audit_roots)
+        self._index = RootIndex(Path(store.path) / ROOT_INDEX_DIRECTORY, self._size, self.audit_roots, self.root)
         if self._size and stored_format == _FORMAT_2:
             self._drop_format_2_index()
 
@@ -433,7 +433,7 @@ class MerkleLog:
             )
         self._size = staged.new_size
         self._edge = staged._edge
-        self._index.add(staged.old_size, staged._appended)
+        self._index.add(staged.old_size, staged._appended, staged.root)
         return AppendResult(
             indices=staged.indices, old_size=staged.old_size, new_size=staged.new_size, root=staged.root
         )

@@ -49,7 +49,7 @@ RUN_ENTRIES_MAX = 1 << 20
 """Runs stop merging at this size (16 MiB): a merge holds at most twice that in memory."""
 DIRECTORY = "root-index"
 _MAGIC = b"PNTHIDX1"
-_HEADER_BYTES = len(_MAGIC) + 16
+_HEADER_BYTES = len(_MAGIC) + 16 + 32
 _DIGEST_BYTES = 32
 
 
@@ -70,6 +70,8 @@ class _Run:
 
     start: int
     end: int
+    root: bytes
+    """The log root at ``end``: binds a run file to the log it indexes."""
     keys: np.ndarray
     indices: np.ndarray
     path: Path | None = None
@@ -80,10 +82,11 @@ class _Run:
 
 
 class RootIndex:
-    """Key -> candidate indices for a log of ``size`` entries read by ``read_entries(start, end)``."""
+    """Key -> candidate indices for a log of ``size`` entries read by ``read_entries(start, end)``,
+    whose root at any size is ``root_at(size)``."""
 
-    def __init__(self, directory: Path, size: int, read_entries: Callable[[int, int], bytes], *,
-                 read_chunk: int = 100_000) -> None:
+    def __init__(self, directory: Path, size: int, read_entries: Callable[[int, int], bytes],
+                 root_at: Callable[[int], bytes], *, read_chunk: int = 100_000) -> None:
         self._directory = directory
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -95,11 +98,12 @@ class RootIndex:
         self.set_aside: list[str] = []
         """Why each run file found at open was not used (it is rebuilt from the entries)."""
         directory.mkdir(exist_ok=True)
-        runs = self._load(size)
+        runs = self._load(size, root_at)
         self._runs = tuple(runs)
         covered = runs[-1].end if runs else 0
         for start in range(covered, size, read_chunk):
-            self.add(start, read_entries(start, min(size, start + read_chunk)))
+            end = min(size, start + read_chunk)
+            self.add(start, read_entries(start, end), root_at(end))
 
     @property
     def size(self) -> int:
@@ -143,15 +147,17 @@ class RootIndex:
         for run in self._runs:
             yield run.keys
 
-    def add(self, start: int, data: bytes) -> None:
-        """Entries [start, start + n) of ``n * 32`` bytes, just committed to the log."""
+    def add(self, start: int, data: bytes, root: bytes) -> None:
+        """Entries [start, start + n) of ``n * 32`` bytes, just committed to the log, whose root
+        is now ``root``."""
         if start != self.size:
             raise StoreError(f"root index covers {self.size} entries; entries from {start} cannot follow")
         if not data:
             return
         keys = keys_of(data)
         order = np.argsort(keys, kind="stable")
-        run = _Run(start, start + len(keys), keys[order], np.arange(start, start + len(keys), dtype=KEY_DTYPE)[order])
+        run = _Run(start, start + len(keys), root, keys[order],
+                   np.arange(start, start + len(keys), dtype=KEY_DTYPE)[order])
         with self._lock:
             self._runs = (*self._runs, run)
             self._merge_small()
@@ -233,7 +239,7 @@ class RootIndex:
     def _persist(self, run: _Run) -> _Run:
         """Write ``run`` to its file and map it back; the write is whole or absent after a crash."""
         path = self._directory / f"run-{run.start:020d}-{run.end:020d}.idx"
-        body = (_MAGIC + run.start.to_bytes(8, "little") + run.end.to_bytes(8, "little")
+        body = (_MAGIC + run.start.to_bytes(8, "little") + run.end.to_bytes(8, "little") + run.root
                 + run.keys.astype(KEY_DTYPE).tobytes() + run.indices.astype(KEY_DTYPE).tobytes())
         temporary = path.with_suffix(".tmp")
         with open(temporary, "wb") as file:
@@ -243,9 +249,9 @@ class RootIndex:
             os.fsync(file.fileno())
         os.replace(temporary, path)
         _fsync_directory(self._directory)
-        return _mapped(path, run.start, run.end)
+        return _mapped(path, run.start, run.end, run.root)
 
-    def _load(self, size: int) -> list[_Run]:
+    def _load(self, size: int, root_at: Callable[[int], bytes]) -> list[_Run]:
         """The run files that chain from entry 0 within the log; every other file is removed."""
         found: list[tuple[int, int, Path]] = []
         for path in sorted(self._directory.iterdir()):
@@ -265,9 +271,10 @@ class RootIndex:
             elif end > size:
                 reason = f"claims entries up to {end}, but the log holds {size}"
             else:
-                reason = _check_file(path, start, end)
+                root = root_at(end)
+                reason = _check_file(path, start, end, root)
             if reason is None:
-                runs.append(_mapped(path, start, end))
+                runs.append(_mapped(path, start, end, root))
                 covered = end
                 continue
             self.set_aside.append(f"{path.name}: {reason}")
@@ -280,13 +287,14 @@ class RootIndex:
 def _merged(older: _Run, newer: _Run) -> _Run:
     keys = np.concatenate((older.keys, newer.keys))
     order = np.argsort(keys, kind="stable")  # two sorted runs: timsort merges them in one pass
-    return _Run(older.start, newer.end, keys[order], np.concatenate((older.indices, newer.indices))[order])
+    return _Run(older.start, newer.end, newer.root, keys[order],
+                np.concatenate((older.indices, newer.indices))[order])
 
 
-def _mapped(path: Path, start: int, end: int) -> _Run:
+def _mapped(path: Path, start: int, end: int, root: bytes) -> _Run:
     count = end - start
     values = np.memmap(path, dtype=KEY_DTYPE, mode="r", offset=_HEADER_BYTES, shape=(2 * count,))
-    return _Run(start, end, values[:count], values[count:], path)
+    return _Run(start, end, root, values[:count], values[count:], path)
 
 
 def _parse_name(name: str) -> tuple[int, int] | None:
@@ -297,8 +305,8 @@ def _parse_name(name: str) -> tuple[int, int] | None:
     return (start, end) if start < end else None
 
 
-def _check_file(path: Path, start: int, end: int) -> str | None:
-    """Why the file cannot be the run [start, end), or None."""
+def _check_file(path: Path, start: int, end: int, root: bytes) -> str | None:
+    """Why the file cannot be the run [start, end) of the log whose root at ``end`` is ``root``, or None."""
     want = _HEADER_BYTES + 16 * (end - start) + _DIGEST_BYTES
     try:
         data = path.read_bytes()
@@ -306,10 +314,12 @@ def _check_file(path: Path, start: int, end: int) -> str | None:
         return f"unreadable ({exc})"
     if len(data) != want:
         return f"{len(data)} bytes where {want} are due"
-    if data[: len(_MAGIC)] != _MAGIC or data[len(_MAGIC) : _HEADER_BYTES] != start.to_bytes(8, "little") + end.to_bytes(8, "little"):
+    if data[: len(_MAGIC)] != _MAGIC or data[len(_MAGIC) : _HEADER_BYTES - 32] != start.to_bytes(8, "little") + end.to_bytes(8, "little"):
         return "its header does not match its name"
     if hashlib.sha256(data[:-_DIGEST_BYTES]).digest() != data[-_DIGEST_BYTES:]:
         return "its checksum does not match (damaged)"
+    if data[_HEADER_BYTES - 32 : _HEADER_BYTES] != root:
+        return f"it indexes another log (its root at {end} is not this log's)"
     keys = np.frombuffer(data, dtype=KEY_DTYPE, count=end - start, offset=_HEADER_BYTES)
     if len(keys) > 1 and bool((keys[1:] < keys[:-1]).any()):
         return "its keys are not sorted"

@@ -4,6 +4,7 @@ are not the root (a shared key), never miss one that is."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -42,15 +43,26 @@ class Entries:
     def root(self, index: int) -> bytes:
         return self.read(index, index + 1)
 
+    def root_at(self, size: int) -> bytes:
+        """Stands in for the log root at ``size``: any digest of the entries does."""
+        return hashlib.sha256(self.read(0, size)).digest()
+
+    def open(self, directory) -> RootIndex:
+        return RootIndex(directory, self.size, self.read, self.root_at)
+
+    def add_to(self, index: RootIndex, count: int) -> None:
+        start, new = self.append(count)
+        index.add(start, new, self.root_at(self.size))
+
     @property
     def size(self) -> int:
         return len(self.data) // ENTRIES
 
 
 def grown(directory, entries: Entries, batches: list[int]) -> RootIndex:
-    index = RootIndex(directory, entries.size, entries.read)
+    index = entries.open(directory)
     for count in batches:
-        index.add(*entries.append(count))
+        entries.add_to(index, count)
     return index
 
 
@@ -82,10 +94,10 @@ def test_a_root_never_added_has_no_candidates(tmp_path, small_runs):
 
 def test_roots_sharing_a_key_are_all_candidates(tmp_path):
     entries = Entries()
-    index = RootIndex(tmp_path / "index", 0, entries.read)
+    index = entries.open(tmp_path / "index")
     twin = b"\x07" * 8
     entries.data += twin + b"a" * 24 + os.urandom(32) + twin + b"b" * 24
-    index.add(0, entries.read(0, 3))
+    index.add(0, entries.read(0, 3), entries.root_at(3))
     assert index.candidates(twin + b"c" * 24) == [0, 2]
     index.close()
 
@@ -97,7 +109,7 @@ def test_a_reopened_index_maps_its_files_and_rebuilds_the_rest_from_the_entries(
     persisted = index.persisted_entries
     index.close()
     assert 0 < persisted < entries.size
-    reopened = RootIndex(tmp_path / "index", entries.size, entries.read)
+    reopened = entries.open(tmp_path / "index")
     assert reopened.persisted_entries == persisted
     assert reopened.set_aside == []
     assert_finds_every_entry(reopened, entries)
@@ -113,7 +125,7 @@ def test_a_damaged_run_file_is_set_aside_and_its_entries_rebuilt(tmp_path, small
     data = bytearray(victim.read_bytes())
     data[40] ^= 1
     victim.write_bytes(bytes(data))
-    reopened = RootIndex(tmp_path / "index", entries.size, entries.read)
+    reopened = entries.open(tmp_path / "index")
     assert any("checksum" in reason for reason in reopened.set_aside), reopened.set_aside
     assert_finds_every_entry(reopened, entries)
     reopened.close()
@@ -127,10 +139,25 @@ def test_run_files_past_the_logs_size_are_set_aside(tmp_path, small_runs):
     index.close()
     shorter = Entries()
     shorter.data = entries.data[: 150 * ENTRIES]
-    reopened = RootIndex(tmp_path / "index", shorter.size, shorter.read)
+    reopened = shorter.open(tmp_path / "index")
     assert any("but the log holds 150" in reason for reason in reopened.set_aside), reopened.set_aside
     assert_finds_every_entry(reopened, shorter)
     assert reopened.candidates(entries.root(1200)) == []
+    reopened.close()
+
+
+def test_the_run_files_of_another_log_are_set_aside(tmp_path, small_runs):
+    """An index directory moved beside another log of the same length: its roots differ."""
+    entries = Entries()
+    index = grown(tmp_path / "index", entries, [100] * 13)
+    assert index.wait_idle(30)
+    index.close()
+    other = Entries()
+    other.append(entries.size)
+    reopened = other.open(tmp_path / "index")
+    assert any("indexes another log" in reason for reason in reopened.set_aside), reopened.set_aside
+    assert_finds_every_entry(reopened, other)
+    assert reopened.candidates(entries.root(7)) == []
     reopened.close()
 
 
@@ -149,9 +176,10 @@ def test_the_inputs_of_a_merge_left_by_a_crash_are_removed_at_open(tmp_path, sma
     for low, high in ((start, middle), (middle, end)):
         keys_ = root_index.keys_of(entries.read(low, high))
         order = keys_.argsort(kind="stable")
-        halves._persist(root_index._Run(low, high, keys_[order], (root_index.np.arange(low, high, dtype="<u8"))[order]))
+        halves._persist(root_index._Run(low, high, entries.root_at(high), keys_[order],
+                                        root_index.np.arange(low, high, dtype="<u8")[order]))
     (tmp_path / "index" / "run-x.tmp").write_bytes(b"half written")
-    reopened = RootIndex(tmp_path / "index", entries.size, entries.read)
+    reopened = entries.open(tmp_path / "index")
     assert sorted(p.name for p in (tmp_path / "index").iterdir()) == [p.name for p in files]
     assert_finds_every_entry(reopened, entries)
     reopened.close()
@@ -159,10 +187,10 @@ def test_the_inputs_of_a_merge_left_by_a_crash_are_removed_at_open(tmp_path, sma
 
 def test_entries_must_follow_the_ones_indexed(tmp_path):
     entries = Entries()
-    index = RootIndex(tmp_path / "index", 0, entries.read)
-    index.add(*entries.append(3))
+    index = entries.open(tmp_path / "index")
+    entries.add_to(index, 3)
     with pytest.raises(Exception, match="entries from 5 cannot follow"):
-        index.add(5, os.urandom(32))
+        index.add(5, os.urandom(32), os.urandom(32))
     index.close()
 
 
@@ -192,3 +220,7 @@ def test_a_format_2_store_is_upgraded_in_place(tmp_path):
         assert log.root() == root
         assert [log.index_of(value) for value in roots] == list(range(300))
         log.close()
+
+
+def test_the_index_key_is_as_long_as_the_logs_index_key_bytes():
+    assert root_index.KEY_DTYPE.itemsize == keys.INDEX_KEY_BYTES
