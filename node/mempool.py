@@ -36,7 +36,7 @@ from __future__ import annotations
 import collections
 import itertools
 import struct
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 
 from proof.errors import PantheonError
@@ -258,12 +258,12 @@ class Mempool:
         """Whether ``root`` waits here with its record written (or being written)."""
         return bool(self._pending.get(root, 0) & _DURABLE)
 
-    def take(self, roots_max: int, exclude: Container[bytes] = frozenset()) -> bytes:
-        """Up to ``roots_max`` roots not in ``exclude`` (roots already in flight), split evenly
-        between the owners with roots waiting, oldest first within each; what one owner
-        cannot fill goes to the others. Owners take turns in order of their oldest root."""
+    def take(self, roots_max: int, exclude: Sequence[Container[bytes]] = ()) -> bytes:
+        """Up to ``roots_max`` roots in none of ``exclude`` (the roots of blocks in flight),
+        split evenly between the owners with roots waiting, oldest first within each; what one
+        owner cannot fill goes to the others. Owners take turns in order of their oldest root."""
         cursors: dict[int, Iterator[bytes]] = {
-            number: (root for root in queue if root in self._pending and root not in exclude)
+            number: self._waiting_in(queue, exclude)
             for number, queue in sorted(self._queues.items(), key=lambda item: self._head_stamp(item[1]))
             if self._held[number]
         }
@@ -279,6 +279,14 @@ class Mempool:
                 if len(chosen) >= roots_max:
                     break
         return b"".join(chosen)
+
+    def _waiting_in(self, queue: collections.deque[bytes], exclude: Sequence[Container[bytes]]) -> Iterator[bytes]:
+        """The roots of ``queue`` still waiting and in none of ``exclude``: a chain of filters
+        that calls each container's ``__contains__`` from C, not a Python test per root."""
+        cursor: Iterator[bytes] = filter(self._pending.__contains__, queue)
+        for held in exclude:
+            cursor = itertools.filterfalse(held.__contains__, cursor)
+        return cursor
 
     def remove(self, roots: bytes | list[bytes], batch: BatchWriter) -> None:
         """Delete the records of finalized roots inside the caller's finalization batch (only

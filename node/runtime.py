@@ -435,8 +435,7 @@ class Node:
                     with trio.move_on_at(min(give_up_at, trio.current_time() + BUILDER_POLL_S)):
                         await self._mempool_changed.wait()
                 pending = self._with_applying(request.pending)
-                in_flight = self._roots_of(pending)
-                roots = self.mempool.take(self.config.consensus.block_roots_max, exclude=in_flight)
+                roots = self.mempool.take(self.config.consensus.block_roots_max, exclude=self._roots_of(pending).sets)
                 block = build_block(
                     genesis=self.genesis,
                     view=request.view,
@@ -457,7 +456,7 @@ class Node:
         return self.anchorer.refs_to_propose(now_ms(), (ref for block in pending for ref in block.header.anchors))
 
     def _proposable(self, pending: tuple[Block, ...]) -> bool:
-        if len(self.mempool) and self.mempool.take(1, exclude=self._roots_of(pending)):
+        if len(self.mempool) and self.mempool.take(1, exclude=self._roots_of(pending).sets):
             return True
         return bool(self._anchors_to_propose(pending))
 
@@ -788,8 +787,10 @@ class _InAny:
     def __init__(self, sets: list[frozenset[bytes]]) -> None:
         self._sets = [roots for roots in sets if roots]
 
-    def __contains__(self, root: object) -> bool:
-        return any(root in roots for roots in self._sets)
+    @property
+    def sets(self) -> list[frozenset[bytes]]:
+        """The non-empty sets (Mempool.take filters by each from C)."""
+        return self._sets
 
     def first_shared(self, roots: frozenset[bytes]) -> bytes | None:
         """A root of ``roots`` that one of the sets holds, or None (set operations in C)."""
