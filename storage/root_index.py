@@ -323,6 +323,9 @@ def _check_file(path: Path, start: int, end: int, root: bytes) -> str | None:
     keys = np.frombuffer(data, dtype=KEY_DTYPE, count=end - start, offset=_HEADER_BYTES)
     if len(keys) > 1 and bool((keys[1:] < keys[:-1]).any()):
         return "its keys are not sorted"
+    indices = np.frombuffer(data, dtype=KEY_DTYPE, count=end - start, offset=_HEADER_BYTES + 8 * (end - start))
+    if int(indices.min()) < start or int(indices.max()) >= end:
+        return f"it lists indices outside {start}..{end - 1}"
     return None
 
 

@@ -224,3 +224,19 @@ def test_a_format_2_store_is_upgraded_in_place(tmp_path):
 
 def test_the_index_key_is_as_long_as_the_logs_index_key_bytes():
     assert root_index.KEY_DTYPE.itemsize == keys.INDEX_KEY_BYTES
+
+
+def test_a_run_file_listing_indices_outside_its_range_is_set_aside(tmp_path):
+    entries = Entries()
+    entries.append(100)
+    writer = RootIndex.__new__(RootIndex)
+    writer._directory = tmp_path / "index"
+    writer._directory.mkdir()
+    keys_ = root_index.keys_of(entries.read(0, 100))
+    order = keys_.argsort(kind="stable")
+    wrong = root_index.np.arange(0, 100, dtype="<u8")[order] + 1  # one past: index 100 does not exist
+    writer._persist(root_index._Run(0, 100, entries.root_at(100), keys_[order], wrong))
+    reopened = entries.open(tmp_path / "index")
+    assert any("indices outside 0..99" in reason for reason in reopened.set_aside), reopened.set_aside
+    assert_finds_every_entry(reopened, entries)
+    reopened.close()
