@@ -8,6 +8,8 @@ import hashlib
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storage import keys, root_index
 from storage.db import Store
@@ -240,3 +242,23 @@ def test_a_run_file_listing_indices_outside_its_range_is_set_aside(tmp_path):
     assert any("indices outside 0..99" in reason for reason in reopened.set_aside), reopened.set_aside
     assert_finds_every_entry(reopened, entries)
     reopened.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 9), max_size=40), st.lists(st.integers(0, 9), min_size=1, max_size=40))
+def test_a_merge_of_two_runs_is_their_stable_sort(older_keys, newer_keys):
+    """Keys drawn from ten values, so that most keys repeat within and across the runs."""
+    np = root_index.np
+
+    def run(start: int, keys_: list[int]) -> root_index._Run:
+        values = np.array(keys_, dtype="<u8")
+        order = values.argsort(kind="stable")
+        return root_index._Run(start, start + len(keys_), b"r" * 32, values[order],
+                               np.arange(start, start + len(keys_), dtype="<u8")[order])
+
+    merged = root_index._merged(run(0, older_keys), run(len(older_keys), newer_keys))
+    everything = np.array(older_keys + newer_keys, dtype="<u8")
+    order = everything.argsort(kind="stable")
+    assert merged.keys.tolist() == everything[order].tolist()
+    assert merged.indices.tolist() == order.tolist()
+    assert (merged.start, merged.end) == (0, len(everything))
