@@ -291,16 +291,17 @@ class Mempool:
     def remove(self, roots: bytes | list[bytes], batch: BatchWriter) -> None:
         """Delete the records of finalized roots inside the caller's finalization batch (only
         durable roots have one)."""
-        get = self._pending.get
-        for root in [root for root in split_roots(roots) if get(root, 0) & _DURABLE]:
+        split = split_roots(roots)
+        values = map(self._pending.get, split, itertools.repeat(0, len(split)))
+        for root in itertools.compress(split, map(_DURABLE.__and__, values)):
             batch.delete(keys.MEMPOOL + root)
 
     def forget(self, roots: bytes | list[bytes]) -> None:
         """Drop finalized roots from memory after their batch was written."""
         split = split_roots(roots)
-        values = [value for value in map(self._pending.pop, split, itertools.repeat(None, len(split)))
-                  if value is not None]
-        owners = collections.Counter([value & _OWNER_MASK for value in values])
+        # Values are never negative: -1 marks the roots that were not waiting (filtered from C).
+        values = filter((-1).__ne__, map(self._pending.pop, split, itertools.repeat(-1, len(split))))
+        owners = collections.Counter(map(_OWNER_MASK.__and__, values))
         for number, count in owners.items():
             self._held[number] -= count
             self._tidy(number)
@@ -332,7 +333,10 @@ class Mempool:
         """Drop finalized roots from the head of an owner's queue; rebuild it when finalized
         roots elsewhere in it (blocks need not take an owner's roots in its order) pile up."""
         queue = self._queues[number]
-        while queue and queue[0] not in self._pending:
-            queue.popleft()
+        # How many finalized roots lead the queue, counted in C; then dropped.
+        finalized = next(itertools.compress(itertools.count(), map(self._pending.__contains__, queue)), len(queue))
+        popleft = queue.popleft
+        for _ in itertools.repeat(None, finalized):
+            popleft()
         if len(queue) > 2 * self._held[number] + QUEUE_SLACK_ROOTS:
             self._queues[number] = collections.deque(root for root in queue if root in self._pending)

@@ -156,3 +156,13 @@ def test_an_abandoned_admission_leaves_its_roots_waiting_but_not_durable(store):
     pool.abandon(admission)
     assert len(pool) == 2 and not pool.is_durable(roots(1)) and not pool.is_durable(roots(2))
     assert pool.admit(roots(1), received_at_ms=11, owner="producer").to_persist == roots(1)
+
+
+def test_roots_received_at_time_zero_are_forgotten_like_any_other(tmp_path):
+    """A root's packed value is 0 when it arrived at 0 ms, by owner 0, as gossip: still counted."""
+    with Store(tmp_path / "db") as store:
+        pool = Mempool(store, MerkleLog(store), roots_max=10)
+        pool.admit(roots(1, 2), 0, durable=False)
+        assert pool.held_by("") == 2
+        pool.forget(roots(1, 2))
+        assert pool.held_by("") == 0 and len(pool) == 0
