@@ -188,7 +188,7 @@ class Mempool:
         """
         split = split_roots(roots)
         pending = self._pending
-        fresh = dict.fromkeys([root for root in split if root not in pending])
+        fresh = dict.fromkeys(itertools.filterfalse(pending.__contains__, split))
         logged: dict[bytes, int] = {}
         for root in self._log.maybe_logged(list(fresh)):
             index = self._log.index_of(root)
@@ -209,9 +209,13 @@ class Mempool:
             )
         states: tuple[str, ...] = ()
         indices: tuple[int, ...] = ()
+        # Every root new here, none repeated (nearly every submission): nothing to sort out per root.
+        all_new = len(fresh) == len(split)
         if classify:
-            states, indices = _classify(split, fresh, logged)
-        volatile = [root for root in split if not pending.get(root, _DURABLE) & _DURABLE] if durable else []
+            states, indices = (("new",) * len(split), (-1,) * len(split)) if all_new else _classify(split, fresh, logged)
+        volatile = [] if all_new or not durable else [
+            root for root in split if not pending.get(root, _DURABLE) & _DURABLE
+        ]
         new_roots = b"".join(fresh)
         admission = Admission(states, indices, new_roots)
         if durable and (fresh or volatile):
