@@ -37,6 +37,15 @@ def test_ten_thousand_roots_are_certified_with_identical_logs_everywhere(network
     assert len(log_roots) == 1
     for root in roots[::997]:
         assert network.root_state(1, root) == "certified"
+    # A submission mixing a logged root with a new one given twice: a receipt per root, in order.
+    again = random_roots(1)[0]
+    response = network.submit(1, [roots[5], again, again])
+    assert response.status_code == 202, response.text
+    receipts = response.json()["receipts"]
+    assert [(r["root"], r["state"]) for r in receipts] == [
+        (roots[5].hex(), "certified"), (again.hex(), "pending"), (again.hex(), "pending")
+    ]
+    assert isinstance(receipts[0]["index"], int) and "index" not in receipts[1]
 
 
 def test_a_killed_validator_misses_nothing_and_the_rest_keep_finalizing(network):
