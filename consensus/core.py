@@ -550,8 +550,12 @@ class Core:
             self._proposals[view] = block.hash
             self._blocks[block.hash] = block
         self._add_vote(vote, out)
-        if view == self.view:
-            self._rule_notarize(out)
+        if view != self.view:
+            # A block of an earlier view may be the parent that our proposal, or the proposal
+            # of this view we hold, waits for: its notarization can come first, since a block
+            # travels by reference and may be rebuilt late (node.proposal_relay).
+            self._rule_propose(out)
+        self._rule_notarize(out)
 
     def _on_certificate_message(self, sender: int, message: CertificateMessage, out: list[Action]) -> None:
         cert = message.certificate

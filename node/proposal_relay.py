@@ -225,6 +225,8 @@ class ProposalRelay:
         if not missing:
             return self._complete(peer, compact, parts, "rebuilt")
         self._waiting[key] = _Waiting(peer, compact, parts, missing)
+        event(log, logging.DEBUG, "compact proposal waits for segments", peer=peer, view=compact.header.view,
+              height=compact.header.height, missing=len(missing), segments=len(compact.segments))
         senders = [other for other in self._waiting if other[0] == peer]
         if len(senders) > WAITING_PER_PEER:
             self._abandon(self._waiting.pop(senders[0]), "more compact proposals from one peer waiting than are kept")

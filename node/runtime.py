@@ -429,6 +429,7 @@ class Node:
         give_up_at = trio.current_time() + interval_ms / 1000 if interval_ms else math.inf
 
         async def build() -> None:
+            asked_at = trio.current_time()
             with scope:
                 while (not self._proposable(self._with_applying(request.pending))
                        and trio.current_time() < give_up_at):
@@ -447,6 +448,8 @@ class Node:
                     anchors=self._anchors_to_propose(pending),
                 )
                 await self._keep_unfinalized(block)
+                event(log, logging.DEBUG, "proposal built", view=request.view, roots=block.root_count,
+                      waited_ms=round((trio.current_time() - asked_at) * 1000), mempool_roots=len(self.mempool))
                 await self._events_send.send(ProposalReady(request.view, block))
 
         self._nursery.start_soon(build)

