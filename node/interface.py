@@ -32,8 +32,9 @@ class Page:
 
 class Receipt(NamedTuple):
     """What the node says of one submitted root. A named tuple, not a frozen dataclass: a
-    submission of 1,000 roots builds 1,000 of these, and a tuple is built in C (0.18 against
-    0.78 us each)."""
+    submission of 1,000 roots builds 1,000 of these, and a named tuple is one tuple build
+    where a frozen dataclass sets each field through object.__setattr__ (0.18 against 0.78 us
+    each, measured)."""
 
     root: bytes
     state: str

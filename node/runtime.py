@@ -707,7 +707,7 @@ class Node:
         finally:
             self._submits_in_flight -= 1
         split = split_roots(roots)
-        if len(admission.new_roots) == len(roots):  # all new: one receipt shape, built in C
+        if len(admission.new_roots) == len(roots):  # all new: one receipt shape, one map
             return list(map(Receipt, split, itertools.repeat("pending"), itertools.repeat(received_at)))
         return [
             Receipt(root, "certified" if state == "logged" else "pending", received_at, index if index >= 0 else None)
