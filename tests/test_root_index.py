@@ -68,6 +68,13 @@ def grown(directory, entries: Entries, batches: list[int]) -> RootIndex:
     return index
 
 
+def written(directory, entries: Entries, batches: list[int]) -> None:
+    """An index grown by ``batches``, its merges done and written, then closed."""
+    index = grown(directory, entries, batches)
+    assert index.wait_idle(30)
+    index.close()
+
+
 def assert_finds_every_entry(index: RootIndex, entries: Entries) -> None:
     assert index.size == entries.size
     for position in range(entries.size):
@@ -120,9 +127,7 @@ def test_a_reopened_index_maps_its_files_and_rebuilds_the_rest_from_the_entries(
 
 def test_a_damaged_run_file_is_set_aside_and_its_entries_rebuilt(tmp_path, small_runs):
     entries = Entries()
-    index = grown(tmp_path / "index", entries, [100] * 13)
-    assert index.wait_idle(30)
-    index.close()
+    written(tmp_path / "index", entries, [100] * 13)
     victim = sorted((tmp_path / "index").glob("run-*.idx"))[0]
     data = bytearray(victim.read_bytes())
     data[40] ^= 1
@@ -136,9 +141,7 @@ def test_a_damaged_run_file_is_set_aside_and_its_entries_rebuilt(tmp_path, small
 def test_run_files_past_the_logs_size_are_set_aside(tmp_path, small_runs):
     """A log restored from an older copy than its index directory: the log is the truth."""
     entries = Entries()
-    index = grown(tmp_path / "index", entries, [100] * 13)
-    assert index.wait_idle(30)
-    index.close()
+    written(tmp_path / "index", entries, [100] * 13)
     shorter = Entries()
     shorter.data = entries.data[: 150 * ENTRIES]
     reopened = shorter.open(tmp_path / "index")
@@ -151,9 +154,7 @@ def test_run_files_past_the_logs_size_are_set_aside(tmp_path, small_runs):
 def test_the_run_files_of_another_log_are_set_aside(tmp_path, small_runs):
     """An index directory moved beside another log of the same length: its roots differ."""
     entries = Entries()
-    index = grown(tmp_path / "index", entries, [100] * 13)
-    assert index.wait_idle(30)
-    index.close()
+    written(tmp_path / "index", entries, [100] * 13)
     other = Entries()
     other.append(entries.size)
     reopened = other.open(tmp_path / "index")
@@ -165,9 +166,7 @@ def test_the_run_files_of_another_log_are_set_aside(tmp_path, small_runs):
 
 def test_the_inputs_of_a_merge_left_by_a_crash_are_removed_at_open(tmp_path, small_runs):
     entries = Entries()
-    index = grown(tmp_path / "index", entries, [100] * 13)
-    assert index.wait_idle(30)
-    index.close()
+    written(tmp_path / "index", entries, [100] * 13)
     files = sorted((tmp_path / "index").glob("run-*.idx"))
     first = files[0].name.split("-")
     start, end = int(first[1]), int(first[2].removesuffix(".idx"))
