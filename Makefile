@@ -69,6 +69,7 @@ bench-consensus: $(STAMP)
 	$(BIN)/python -m bench.consensus_scale
 
 bench-all: bench bench-storage bench-catchup bench-consensus
+	$(BIN)/python -m bench.pipeline_bench
 	$(BIN)/python -m bench.log_bench
 	$(BIN)/python -m bench.p2p_bench
 	$(BIN)/python -m bench.web_bench

@@ -49,3 +49,15 @@ def test_the_verify_bench_prints_the_anchored_bundle_figure():
     assert result.returncode == 0, result.stderr[-2000:]
     values = figures(result.stdout)
     assert float(values["verify_anchored_n4_ms"]) > 0
+
+
+@pytest.mark.timeout(120)
+def test_the_pipeline_bench_runs_a_validators_steps_and_prints_each():
+    result = subprocess.run([sys.executable, "-m", "bench.pipeline_bench", "--blocks", "2"],
+                            capture_output=True, text=True, timeout=100)
+    assert result.returncode == 0, result.stderr[-2000:]
+    values = figures(result.stdout)
+    assert values["roots"] == "20000"
+    for step in ("admit_gossip", "check_block", "block_fault", "apply_stage", "apply_write", "apply_forget"):
+        assert float(values[f"{step}_us_per_root"]) >= 0, step
+    assert float(values["process_cpu_us_per_root"]) > 0
