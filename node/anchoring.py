@@ -124,6 +124,11 @@ ALERT_REORG_TOO_DEEP = "reorg_too_deep"
 # best-chain block nor in the mempool this long: while bitcoind disconnects blocks in a
 # reorg, their transactions are briefly in neither, and that must not start a new anchor.
 LOST_AFTER_MS = 10_000
+ALERT_LOST = "lost"
+"""A recorded anchor whose transaction this validator's bitcoind has in no best-chain block and
+not in its mempool for LOST_AFTER_MS (a reorg dropped its block and the transaction with it).
+The highest recorded one makes its block due again; an older one is covered by the later
+anchors, whose checkpoints commit to the whole log."""
 # The same kind of anchoring error is logged at most this often (with a count of repeats).
 ERROR_LOG_INTERVAL_MS = 60 * 1000
 # Error kind of anchoring failures that are not bitcoind's (see BitcoindError.kind for those).
@@ -940,6 +945,11 @@ class Anchorer:
                 )
 
     # ---- API views ----------------------------------------------------------------------
+
+    @property
+    def lost_heights(self) -> frozenset[int]:
+        """Recorded heights whose anchor is lost on Bitcoin as this validator sees it (ALERT_LOST)."""
+        return self._lost
 
     def counts(self) -> dict[str, int]:
         """Own anchors in flight by kind, from memory (cheap enough for every status call)."""

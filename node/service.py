@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from node import bundles
+from node.anchoring import ALERT_LOST
 from node.interface import Page, Receipt, SubmitterQuota
 from proof.chain import BlockHeader
 from proof.spv import hash_to_hex
@@ -108,6 +109,7 @@ class NodeAPIService:
         its lifecycle state and alerts. ``next`` is the first height of the following page."""
         node = self.node
         own = node.anchorer.own_json() if node.anchorer is not None else {}
+        lost = node.anchorer.lost_heights if node.anchorer is not None else frozenset()
         own = {height: record for height, record in own.items() if height >= from_height}
         # limit + 1 recorded anchors suffice: the union's first limit + 1 heights are then exact.
         recorded_page = node.anchor_store.recorded_from(from_height, limit + 1)
@@ -129,7 +131,7 @@ class NodeAPIService:
                 "btc_height": ref.btc_height,
                 "confirmations": node.anchor_store.confirmations(checkpoint) if checkpoint is not None else 0,
                 "recorded_at": recorded.recorded_at,
-                "alerts": [],
+                "alerts": [ALERT_LOST] if checkpoint is None and recorded.height in lost else [],
             }
         for height, record in own.items():
             if height not in kept:
@@ -139,7 +141,7 @@ class NodeAPIService:
                 {"height": height, "state": "pending", "txid": record["txid"], "recorded_at": None, "alerts": []},
             )
             entry["own"] = {key: record[key] for key in PUBLIC_OWN_RECORD_KEYS if key in record}
-            entry["alerts"] = record["alerts"]
+            entry["alerts"] = sorted({*entry["alerts"], *record["alerts"]})
         return Page([entries[height] for height in sorted(entries)], heights[limit] if len(heights) > limit else None)
 
     def evidence(self, start: int, limit: int) -> Page:

@@ -277,3 +277,25 @@ def test_service_anchors_merge_recorded_and_own_into_exact_pages_without_error_t
         cursor = page.next
     assert seen == [10, 15, 20, 30, 40, 50]
     assert all(count_max == 3 for _height, count_max in node.anchor_store.asked)
+
+
+def test_a_recorded_anchor_lost_on_bitcoin_is_listed_pending_with_the_reason(tmp_path):
+    """Found by the soak: a reorg dropped the block of an old recorded anchor and bitcoind,
+    killed meanwhile, had lost the transaction; later anchors covered its block, and the
+    listing said 'pending' without saying why."""
+    from proof.chain import AnchorRef
+    from storage.anchor_store import AnchorStore
+    from storage.db import Store
+
+    with Store(tmp_path / "db") as store:
+        anchors = AnchorStore(store)
+        refs = [(height, AnchorRef(txid=bytes([height]) * 32, vout=0, anchored_block_hash=bytes([height + 1]) * 32,
+                                   btc_block_hash=bytes([height + 2]) * 32, btc_height=100 + height))
+                for height in (2, 7)]
+        with store.batch(sync=True) as batch:
+            anchors.stage_recorded(batch, refs, recorded_at=1)
+        anchorer = SimpleNamespace(own_json=lambda: {}, lost_heights=frozenset({2}))
+        page = NodeAPIService(fake_node(anchorer=anchorer, anchor_store=anchors)).anchors(0, 10)
+    assert [(entry["height"], entry["state"], entry["alerts"]) for entry in page.items] == [
+        (2, "pending", ["lost"]), (7, "pending", [])
+    ]
