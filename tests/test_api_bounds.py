@@ -257,6 +257,8 @@ class FakeAnchorStore:
 
 
 class FakeAnchorer:
+    lost_heights = frozenset()
+
     def __init__(self, heights):
         self.heights = heights
 
