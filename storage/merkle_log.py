@@ -25,11 +25,11 @@ at one of the edge's subtree boundaries, and is then taken from there: such a
 proof reads one record per remaining sibling, about log2(size).
 
 The right edge of the current tree (a ``proof.compact.CompactRange``) is kept in
-memory and rebuilt at open from popcount(size) reads. An append hashes new leaves
-onto it with the same binary-increment loop as ``CompactRange.extend_roots``,
-written out here because every carry completes a perfect subtree whose hash must
-be stored: one node record per carry of a subtree of TILE_ROOTS leaves or more, about
-one per TILE_ROOTS / 2 appended roots.
+memory and rebuilt at open from popcount(size) reads. An append extends a copy of it
+(``CompactRange.extend_roots``, keeping the subtrees of TILE_ROOTS leaves or more that
+each carry completes) unless the caller hands those subtrees in (a node's block check
+computed them), and stores one node record per such subtree, about one per
+TILE_ROOTS / 2 appended roots.
 The append is staged first (computed, nothing written), its records go into a
 LevelDB batch that may also carry other records (a block and its certificate),
 and the in-memory state moves only after that batch was written (``commit``).
@@ -291,7 +291,7 @@ class MerkleLog:
         these roots complete, in order, as ``CompactRange.extend_roots(roots,
         keep_level=TILE_LEVEL)`` returned them at this size (a node's block check computed
         them). They are used only if every root is new and their count is right; then the
-        append hashes no more than the last tile's leaves. Otherwise it hashes everything.
+        append hashes no more than the last tile's leaves. Otherwise it computes them.
         """
         split = _split_roots(roots)
         stored = self._stored_size()
@@ -312,11 +312,10 @@ class MerkleLog:
             indices = array("Q", range(self._size, size))
         else:
             new_roots, indices, size = self._resolve(split, lookup)
-        if subtrees is not None and len(new_roots) == count and len(subtrees) == _completed_count(self._size, size):
-            edge = self._stage_given_nodes(new_roots, subtrees, put_key, put_value)
-        else:
-            edge = self._stage_nodes(new_roots, put_key, put_value)
         appended = b"".join(new_roots)
+        if subtrees is None or len(new_roots) != count or len(subtrees) != _completed_count(self._size, size):
+            subtrees = self._edge.copy().extend_roots(appended, keep_level=TILE_LEVEL)
+        edge = self._stage_nodes(new_roots, subtrees, put_key, put_value)
         if size != self._size:
             self._stage_tiles(appended, put_key, put_value)
             put_key(keys.LOG_SIZE)
@@ -366,32 +365,12 @@ class MerkleLog:
             indices[position] = index
         return list(fresh), indices, size
 
-    def _stage_nodes(self, new_roots: list[bytes], put_key: Any, put_value: Any) -> list[bytes]:
-        """Hash ``new_roots`` onto the edge, staging a node record per completed subtree of a
-        tile or more; the edge after them."""
-        node_prefix = _NODE_LEVEL_PREFIX
-        tile_level = TILE_LEVEL
-        edge = list(self._edge.hashes)
-        pop, push = edge.pop, edge.append
-        for index, root in enumerate(new_roots, self._size):
-            node = _sha256(_LEAF_PREFIX + root).digest()
-            level = 0
-            carry = index
-            while carry & 1:
-                node = _sha256(_NODE_PREFIX + pop() + node).digest()
-                level += 1
-                carry >>= 1
-                if level >= tile_level:
-                    put_key(node_prefix[level] + _pack_u64(carry))
-                    put_value(node)
-            push(node)
-        return edge
-
-    def _stage_given_nodes(
+    def _stage_nodes(
         self, new_roots: list[bytes], subtrees: Sequence[bytes], put_key: Any, put_value: Any
     ) -> list[bytes]:
-        """As _stage_nodes, with the completed subtrees' hashes given: only the subtrees
-        smaller than a tile at the new right edge are hashed, from the entries."""
+        """A node record per subtree of a tile or more that ``new_roots`` complete, their hashes
+        given in completion order; the edge after them (of its subtrees, only those smaller
+        than a tile are hashed here, from the entries)."""
         old, new = self._size, self._size + len(new_roots)
         node_prefix = _NODE_LEVEL_PREFIX
         latest: dict[int, bytes] = {}
