@@ -61,7 +61,7 @@ def measure(blocks: int) -> list[tuple[str, float | int]]:
             split = timed("apply_split", split_roots, roots)
             lookup = timed("apply_filter_lookup", logged.to_look_up, split)
             staged = timed("apply_stage", log.stage_append, split, lookup=lookup, subtrees=subtrees)
-            timed("apply_write", _write, store, staged, mempool, split)
+            timed("apply_write", _write, store, staged, mempool)
             timed("apply_commit", log.commit, staged)
             timed("apply_filter_add", logged.added, split)
             timed("apply_forget", mempool.forget, split)
@@ -88,10 +88,10 @@ def _check_block(log: MerkleLog, roots: bytes) -> list[bytes]:
     return subtrees
 
 
-def _write(store: Store, staged: Any, mempool: Mempool, split: list[bytes]) -> None:
+def _write(store: Store, staged: Any, mempool: Mempool) -> None:
     with store.batch(sync=True) as batch:
         staged.write_to(batch)
-        mempool.remove(split, batch)
+        mempool.delete_finished(batch)
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 
 A submitted root is written to LevelDB with a synced batch *before* the HTTP
 receipt goes out, so an acknowledged root survives kill -9 and power loss. The
-in-memory index is rebuilt from the store at start. Roots leave the mempool in the
-same atomic batch that appends their finalized block to the log, so a root is always
-in exactly one of the two.
+in-memory index is rebuilt from the store at start. A root is always in the log, or
+in the mempool, or both for a moment: a submission's record is deleted once every
+root it holds is logged, in the next finalization batch after that (or at start).
 
 Every root has an *owner*: the submitter (token name) that posted it here, or
 ``peer:<index>`` for a root a validator gossiped (token names cannot contain ``:``).
@@ -18,47 +18,46 @@ Two rules keep one owner from crowding out the others (issue 14, finding 4):
   the others. A backlog of N roots from one token therefore delays nobody else's root
   by N / block_roots_max blocks: it only shares each block.
 
-Durable or not. A root a producer submitted here is *durable*: its entry is written
-(synced) before its receipt goes out, and deleted in its finalization batch. A root a
-peer gossiped is held in memory only: the peer that acknowledged it holds it synced,
-so writing it again here (and deleting it again at finalization) would double every
-validator's writes for nothing. A submission of a root that is waiting here as gossip
-makes it durable. After a restart only the durable roots are back.
+Durable or not. A root a producer submitted here is *durable*: the record of its
+submission is written (synced) before its receipt goes out. A root a peer gossiped is
+held in memory only: the peer that acknowledged it holds it synced, so writing it
+again here would double every validator's writes for nothing. A submission of a root
+that is waiting here as gossip makes it durable: the root moves to the submission.
+After a restart only the durable roots are back.
 
-Roots travel as one ``bytes`` of n*32 concatenated digests. In memory each root costs
-one dict entry (its value packs the arrival time, the number of the gossip batch it came
-in (node.batch_pool), the durable bit and the owner's number; one value object is shared
-by all the roots of an admission) and one slot in its owner's queue.
+The unit is the *arrival*: the roots one admission added (a producer's submission or
+one gossip frame). Each root maps to its arrival, owners queue arrivals, and a
+durable arrival is one LevelDB record (``keys.MEMPOOL_ARRIVAL``), not one per root:
+finalizing a block costs one dict pop per root and a few steps per arrival, and
+writing a submission one record. Roots travel as one ``bytes`` of n*32 concatenated
+digests.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import operator
 import struct
-from collections.abc import Container, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from proof.errors import PantheonError
 from storage import keys
 from storage.db import BatchWriter, Store
+from storage.errors import StoreError
 from storage.logged_filter import LoggedRoots
 from storage.merkle_log import MerkleLog
 
 ROOT_SIZE = 32
 _STAMP = struct.Struct(">Q")
-"""A stored entry: the arrival time in ms, then the owner's name in UTF-8 (empty in entries
-written before owners were kept: they count as one owner, ``""``)."""
-OWNER_BITS = 32
-_OWNER_MASK = (1 << OWNER_BITS) - 1
-_DURABLE = 1 << OWNER_BITS
-BATCH_BITS = 48
-_BATCH_SHIFT = OWNER_BITS + 1
-_BATCH_MASK = (1 << BATCH_BITS) - 1
-_STAMP_SHIFT = _BATCH_SHIFT + BATCH_BITS
-QUEUE_SLACK_ROOTS = 1024
-"""An owner's queue is rebuilt when it holds this many more finalized (stale) roots than
-twice its waiting ones: its memory stays within about twice what the owner holds."""
+_RECORD_HEAD = struct.Struct(">QB")
+"""An arrival's record: the arrival time in ms and the owner's name length, then the
+owner's name in UTF-8, then its roots."""
+OWNER_BYTES_MAX = 255
+ARRIVAL_SLACK = 64
+"""An owner's queue is rebuilt when it holds this many more finished arrivals (every
+root finalized or moved on) than twice its live ones."""
 
 
 class MempoolFull(PantheonError):
@@ -79,15 +78,37 @@ class Admission:
 
     ``new``: stored now; ``pending``: already waiting here; ``logged``: already in
     the log (its index in ``indices``; -1 for the others). ``to_persist``: the roots this
-    admission makes durable (the new ones, and those that waited here as gossip), and
-    ``entry`` the value their records hold.
+    admission makes durable (the new ones, and those that waited here as gossip);
+    ``record`` and ``record_head`` the key and the start of the value of their record.
     """
 
     states: tuple[str, ...]
     indices: tuple[int, ...]
     new_roots: bytes
     to_persist: bytes = b""
-    entry: bytes = b""
+    record: bytes = b""
+    record_head: bytes = b""
+    arrival: object = field(default=None, compare=False, repr=False)
+    """Where the roots wait (for :meth:`Mempool.abandon`)."""
+
+
+class _Arrival:
+    """The roots one admission added, while any of them waits. Compared and hashed by
+    identity: a Counter of the arrivals of finalized roots runs in C."""
+
+    __slots__ = ("owner", "received_at_ms", "gossip_batch", "durable", "record", "roots", "waiting")
+
+    def __init__(self, owner: int, received_at_ms: int, gossip_batch: int, durable: bool, record: bytes,
+                 roots: list[bytes]) -> None:
+        self.owner = owner
+        self.received_at_ms = received_at_ms
+        self.gossip_batch = gossip_batch
+        self.durable = durable
+        self.record = record
+        """Its LevelDB key (b"": none, a gossip arrival)."""
+        self.roots = roots
+        """In arrival order; a root finalized or moved to a later arrival stays listed (see Mempool._own_roots)."""
+        self.waiting = len(roots)
 
 
 def _classify(split: list[bytes], fresh: Container[bytes], logged: dict[bytes, int]) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -122,6 +143,42 @@ def split_roots(data: bytes | list[bytes]) -> list[bytes]:
     return [data[i : i + ROOT_SIZE] for i in range(0, len(data), ROOT_SIZE)]
 
 
+def stored_arrivals(store: Store) -> Iterator[tuple[bytes, int, str, bytes]]:
+    """Every durable arrival recorded in ``store``: (key, received at ms, owner, roots).
+
+    Records of the per-root layout (``keys.MEMPOOL``, storage format 3 and before) come
+    first, each as an arrival of one root; :class:`Mempool` rewrites them at start.
+    """
+    for key, value in store.iterate(keys.MEMPOOL):
+        root = key[len(keys.MEMPOOL) :]
+        if len(root) != ROOT_SIZE or len(value) < _STAMP.size:
+            raise _corrupt(store, key, "a per-root mempool record")
+        yield key, _STAMP.unpack_from(value)[0], value[_STAMP.size :].decode("utf-8", "replace"), root
+    for key, value in store.iterate(keys.MEMPOOL_ARRIVAL):
+        if len(key) != len(keys.MEMPOOL_ARRIVAL) + keys.U64.size or len(value) < _RECORD_HEAD.size:
+            raise _corrupt(store, key, "a mempool arrival")
+        received_at_ms, owner_length = _RECORD_HEAD.unpack_from(value)
+        start = _RECORD_HEAD.size + owner_length
+        if len(value) < start or (len(value) - start) % ROOT_SIZE:
+            raise _corrupt(store, key, "a mempool arrival")
+        yield key, received_at_ms, value[_RECORD_HEAD.size : start].decode("utf-8", "replace"), value[start:]
+
+
+def _record_head(received_at_ms: int, owner: str) -> bytes:
+    name = owner.encode("utf-8")
+    if len(name) > OWNER_BYTES_MAX:
+        raise ValueError(f"owner name {owner[:40]!r}... is longer than {OWNER_BYTES_MAX} bytes")
+    return _RECORD_HEAD.pack(received_at_ms, len(name)) + name
+
+
+def _corrupt(store: Store, key: bytes, what: str) -> StoreError:
+    return StoreError(
+        f"store {store.path}: {what} under key {key.hex()} is malformed; the roots it held may be "
+        "lost to this node (their producers hold their receipts). Restore the store from a backup, "
+        "or delete the record with a LevelDB tool to start without it"
+    )
+
+
 class Mempool:
     def __init__(self, store: Store, log: MerkleLog | LoggedRoots, *, roots_max: int, share_roots_max: int | None = None) -> None:
         """``share_roots_max``: most roots one owner may hold (None: ``roots_max``, no share)."""
@@ -130,28 +187,58 @@ class Mempool:
         """The log's index, with the node's filter in front (a bare MerkleLog: every lookup a read)."""
         self.roots_max = roots_max
         self.share_roots_max = roots_max if share_roots_max is None else share_roots_max
-        self._pending: dict[bytes, int] = {}
-        """root -> arrival ms << (OWNER_BITS + 1) | durable bit << OWNER_BITS | owner number;
-        insertion order is arrival order."""
+        self._pending: dict[bytes, _Arrival] = {}
+        """root -> its arrival; insertion order is arrival order."""
         self._owner_names: list[str] = []
         self._owner_numbers: dict[str, int] = {}
         self._held: collections.Counter[int] = collections.Counter()
-        self._queues: dict[int, collections.deque[bytes]] = {}
-        """owner number -> its roots in arrival order, finalized ones dropped lazily."""
-        stored: list[tuple[int, bytes, str]] = []
-        logged = []
-        for key, value in store.iterate(keys.MEMPOOL):
-            root = key[len(keys.MEMPOOL) :]
-            if log.index_of(root) is None:
-                stored.append((_STAMP.unpack_from(value)[0], root, value[_STAMP.size :].decode("utf-8", "replace")))
+        self._live_arrivals: collections.Counter[int] = collections.Counter()
+        """owner number -> its arrivals with roots waiting."""
+        self._queues: dict[int, collections.deque[_Arrival]] = {}
+        """owner number -> its arrivals, oldest first; finished ones dropped lazily (_tidy)."""
+        self._finished_records: list[bytes] = []
+        """Records of arrivals whose roots are all logged: deleted by the next :meth:`remove`."""
+        self._next_record = 0
+        self._load(store)
+
+    def _load(self, store: Store) -> None:
+        """Rebuild the waiting roots from the records; delete those whose roots are all
+        logged, and rewrite per-root records (format 3 and before) as one arrival per
+        arrival time and owner."""
+        obsolete: list[bytes] = []
+        found: list[tuple[int, str, list[bytes], bytes]] = []
+        per_root: dict[tuple[int, str], list[bytes]] = {}
+        last = b""
+        for key, received_at_ms, owner, data in stored_arrivals(store):
+            waiting = [root for root in split_roots(data) if self._log.index_of(root) is None]
+            if not key.startswith(keys.MEMPOOL_ARRIVAL):
+                obsolete.append(key)
+                per_root.setdefault((received_at_ms, owner), []).extend(waiting)
+                continue
+            last = key
+            if waiting:
+                found.append((received_at_ms, owner, waiting, key))
             else:
-                logged.append(key)
-        for received_at_ms, root, owner in sorted(stored):
-            self._add_stored(root, received_at_ms, self._number_of(owner))
-        if logged:
+                obsolete.append(key)
+        self._next_record = keys.U64.unpack_from(last, len(keys.MEMPOOL_ARRIVAL))[0] + 1 if last else 0
+        found.extend((received_at_ms, owner, waiting, b"") for (received_at_ms, owner), waiting in per_root.items() if waiting)
+        converted: list[tuple[bytes, bytes]] = []
+        for received_at_ms, owner, waiting, record in sorted(found, key=operator.itemgetter(0)):
+            fresh = [root for root in dict.fromkeys(waiting) if root not in self._pending]
+            if not fresh:
+                if record:
+                    obsolete.append(record)
+                continue
+            if not record:
+                record = self._new_record()
+                converted.append((record, _record_head(received_at_ms, owner) + b"".join(fresh)))
+            self._add(fresh, _Arrival(self._number_of(owner), received_at_ms, 0, True, record, []))
+        if obsolete or converted:
             with store.batch(sync=True) as batch:
-                for key in logged:
+                for key in obsolete:
                     batch.delete(key)
+                for key, value in converted:
+                    batch.put(key, value)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -176,7 +263,7 @@ class Mempool:
         :class:`MempoolFull` or :class:`ShareExceeded` leave the mempool as it was.
 
         ``durable`` (a producer's submission): with ``write``, durable when this returns
-        (what a receipt promises); without, the caller writes ``to_persist`` with
+        (what a receipt promises); without, the caller writes the record with
         :meth:`stage` in a synced batch of its own (one for many submissions: a group
         commit) and gives the receipt only after that batch, or calls :meth:`abandon`.
         Not ``durable`` (roots a peer gossiped): held in memory only. Without ``classify``
@@ -213,42 +300,37 @@ class Mempool:
         all_new = len(fresh) == len(split)
         if classify:
             states, indices = (("new",) * len(split), (-1,) * len(split)) if all_new else _classify(split, fresh, logged)
-        volatile = [] if all_new or not durable else [
-            root for root in split if not pending.get(root, _DURABLE) & _DURABLE
-        ]
+        volatile = [] if all_new or not durable else list(dict.fromkeys(
+            root for root in split if root in pending and not pending[root].durable
+        ))
         new_roots = b"".join(fresh)
-        admission = Admission(states, indices, new_roots)
-        if durable and (fresh or volatile):
-            admission = Admission(states, indices, new_roots, new_roots + b"".join(dict.fromkeys(volatile)),
-                                  _STAMP.pack(received_at_ms) + owner.encode("utf-8"))
-            if write:
-                with self._store.batch(sync=True) as batch:
-                    self.stage(admission, batch)
-        if fresh:
-            number = self._number_of(owner)
-            value = (received_at_ms << _STAMP_SHIFT | (gossip_batch & _BATCH_MASK) << _BATCH_SHIFT
-                     | (_DURABLE if durable else 0) | number)
-            pending.update(dict.fromkeys(fresh, value))
-            self._held[number] += len(fresh)
-            self._queues[number].extend(fresh)
-        for root in volatile:
-            pending[root] |= _DURABLE
+        if not (durable and (fresh or volatile)):
+            if fresh:
+                self._add(list(fresh), _Arrival(self._number_of(owner), received_at_ms, gossip_batch, False, b"", []))
+            return Admission(states, indices, new_roots)
+        head = _record_head(received_at_ms, owner)
+        record = self._new_record()
+        arrival = _Arrival(self._number_of(owner), received_at_ms, gossip_batch, True, record, [])
+        admission = Admission(states, indices, new_roots, new_roots + b"".join(volatile), record, head, arrival)
+        if write:
+            with self._store.batch(sync=True) as batch:
+                self.stage(admission, batch)
+        self._add(list(fresh), arrival)
+        self._move(volatile, arrival)
         return admission
 
     def stage(self, admission: Admission, batch: BatchWriter) -> None:
-        """Put the records that make ``admission``'s roots durable into ``batch``."""
-        data, entry = admission.to_persist, admission.entry
-        for offset in range(0, len(data), ROOT_SIZE):
-            batch.put(keys.MEMPOOL + data[offset : offset + ROOT_SIZE], entry)
+        """Put the record that makes ``admission``'s roots durable into ``batch``."""
+        if admission.to_persist:
+            batch.put(admission.record, admission.record_head + admission.to_persist)
 
     def abandon(self, admission: Admission) -> None:
-        """The batch holding ``admission``'s records failed: its roots stay waiting, as gossip
+        """The batch holding ``admission``'s record failed: its roots stay waiting, as gossip
         does (nothing durable was promised for them)."""
-        pending = self._pending
-        for root in split_roots(admission.to_persist):
-            value = pending.get(root)
-            if value is not None:
-                pending[root] = value & ~_DURABLE
+        arrival = admission.arrival
+        if isinstance(arrival, _Arrival) and arrival.durable:
+            arrival.durable = False
+            arrival.record = b""
 
     def not_waiting(self, roots: frozenset[bytes]) -> set[bytes]:
         """Those of ``roots`` that do not wait here (one C-level set operation, not a loop)."""
@@ -256,11 +338,13 @@ class Mempool:
 
     def batch_of(self, root: bytes) -> int:
         """The number of the gossip batch ``root`` first came in here (0: none, or not waiting)."""
-        return self._pending.get(root, 0) >> _BATCH_SHIFT & _BATCH_MASK
+        arrival = self._pending.get(root)
+        return 0 if arrival is None else arrival.gossip_batch
 
     def is_durable(self, root: bytes) -> bool:
         """Whether ``root`` waits here with its record written (or being written)."""
-        return bool(self._pending.get(root, 0) & _DURABLE)
+        arrival = self._pending.get(root)
+        return arrival is not None and arrival.durable
 
     def take(self, roots_max: int, exclude: Sequence[Container[bytes]] = ()) -> bytes:
         """Up to ``roots_max`` roots in none of ``exclude`` (the roots of blocks in flight),
@@ -276,7 +360,7 @@ class Mempool:
             turn = max(1, (roots_max - len(chosen)) // len(cursors))
             for number, cursor in list(cursors.items()):
                 want = min(turn, roots_max - len(chosen))
-                got = [root for _, root in zip(range(want), cursor)]
+                got = list(itertools.islice(cursor, want))
                 chosen.extend(got)
                 if len(got) < want:
                     del cursors[number]
@@ -284,39 +368,95 @@ class Mempool:
                     break
         return b"".join(chosen)
 
-    def _waiting_in(self, queue: collections.deque[bytes], exclude: Sequence[Container[bytes]]) -> Iterator[bytes]:
-        """The roots of ``queue`` still waiting and in none of ``exclude``: a chain of filters
-        that calls each container's ``__contains__`` from C, not a Python test per root."""
-        cursor: Iterator[bytes] = filter(self._pending.__contains__, queue)
+    def _waiting_in(self, queue: Iterable[_Arrival], exclude: Sequence[Container[bytes]]) -> Iterator[bytes]:
+        """The roots of ``queue``'s arrivals still waiting in them and in none of ``exclude``:
+        a chain of filters that runs from C, not a Python test per root."""
+        cursor: Iterator[bytes] = itertools.chain.from_iterable(map(self._own_roots, queue))
         for held in exclude:
             cursor = itertools.filterfalse(held.__contains__, cursor)
         return cursor
 
-    def remove(self, roots: bytes | list[bytes], batch: BatchWriter) -> None:
-        """Delete the records of finalized roots inside the caller's finalization batch (only
-        durable roots have one)."""
-        split = split_roots(roots)
-        values = map(self._pending.get, split, itertools.repeat(0, len(split)))
-        for root in itertools.compress(split, map(_DURABLE.__and__, values)):
-            batch.delete(keys.MEMPOOL + root)
+    def _own_roots(self, arrival: _Arrival) -> Iterator[bytes]:
+        """``arrival``'s roots that still wait as its own (not finalized, not moved on)."""
+        if not arrival.waiting:
+            return iter(())
+        roots = arrival.roots
+        return itertools.compress(roots, map(operator.is_, map(self._pending.get, roots), itertools.repeat(arrival)))
+
+    def delete_finished(self, batch: BatchWriter) -> None:
+        """Delete, inside the caller's finalization batch, the records of arrivals whose roots
+        were all logged by earlier finalizations. This batch's roots stay waiting until
+        :meth:`forget`: a submission of one of them during the write is seen as pending."""
+        finished, self._finished_records = self._finished_records, []
+        for record in finished:
+            batch.delete(record)
 
     def forget(self, roots: bytes | list[bytes]) -> None:
-        """Drop finalized roots from memory after their batch was written."""
+        """Drop finalized roots after their batch was written: one pop per root, then a few
+        steps per arrival (the roots of one block come from a few arrivals)."""
         split = split_roots(roots)
-        # Values are never negative: -1 marks the roots that were not waiting (filtered from C).
-        values = filter((-1).__ne__, map(self._pending.pop, split, itertools.repeat(-1, len(split))))
-        owners = collections.Counter(map(_OWNER_MASK.__and__, values))
-        for number, count in owners.items():
-            self._held[number] -= count
+        arrivals = collections.Counter(map(self._pending.pop, split, itertools.repeat(None, len(split))))
+        arrivals.pop(None, None)
+        owners = set()
+        for arrival, count in arrivals.items():
+            self._drop(arrival, count)
+            owners.add(arrival.owner)
+        for number in owners:
             self._tidy(number)
 
     def oldest_received_at_ms(self) -> int | None:
-        value = next(iter(self._pending.values()), None)
-        return None if value is None else value >> _STAMP_SHIFT
+        arrival = next(iter(self._pending.values()), None)
+        return None if arrival is None else arrival.received_at_ms
+
+    def _add(self, roots: list[bytes], arrival: _Arrival) -> None:
+        """``roots`` (new here) wait as ``arrival``'s."""
+        if not roots:
+            return
+        arrival.roots = roots
+        arrival.waiting = len(roots)
+        self._pending.update(dict.fromkeys(roots, arrival))
+        self._held[arrival.owner] += len(roots)
+        self._live_arrivals[arrival.owner] += 1
+        self._queues[arrival.owner].append(arrival)
+
+    def _move(self, roots: list[bytes], arrival: _Arrival) -> None:
+        """Roots that waited as gossip join a submission's durable ``arrival`` (and its owner's share)."""
+        if not roots:
+            return
+        pending = self._pending
+        before = set()
+        for root in roots:
+            earlier = pending[root]
+            self._drop(earlier, 1)
+            before.add(earlier.owner)
+            pending[root] = arrival
+        for number in before:
+            self._tidy(number)
+        if not arrival.waiting:
+            self._live_arrivals[arrival.owner] += 1
+            self._queues[arrival.owner].append(arrival)
+        arrival.roots.extend(roots)
+        arrival.waiting += len(roots)
+        self._held[arrival.owner] += len(roots)
+
+    def _drop(self, arrival: _Arrival, count: int) -> None:
+        """``count`` of ``arrival``'s roots no longer wait as its own."""
+        arrival.waiting -= count
+        self._held[arrival.owner] -= count
+        if not arrival.waiting:
+            self._live_arrivals[arrival.owner] -= 1
+            if arrival.record:
+                self._finished_records.append(arrival.record)
+                arrival.record = b""
+
+    def _new_record(self) -> bytes:
+        record = keys.MEMPOOL_ARRIVAL + keys.u64(self._next_record)
+        self._next_record += 1
+        return record
 
     def _number_of(self, owner: str) -> int:
         """The owner's number: bounded by the tokens file and the validator set, plus the owners
-        of entries found at start."""
+        of records found at start."""
         number = self._owner_numbers.get(owner)
         if number is None:
             number = self._owner_numbers[owner] = len(self._owner_names)
@@ -324,23 +464,14 @@ class Mempool:
             self._queues[number] = collections.deque()
         return number
 
-    def _add_stored(self, root: bytes, received_at_ms: int, number: int) -> None:
-        """A root found in the store at start: durable by definition."""
-        self._pending[root] = received_at_ms << _STAMP_SHIFT | _DURABLE | number
-        self._held[number] += 1
-        self._queues[number].append(root)
-
-    def _head_stamp(self, queue: collections.deque[bytes]) -> int:
-        return self._pending.get(queue[0], 0) if queue else 0
+    def _head_stamp(self, queue: collections.deque[_Arrival]) -> int:
+        return next((arrival.received_at_ms for arrival in queue if arrival.waiting), 0)
 
     def _tidy(self, number: int) -> None:
-        """Drop finalized roots from the head of an owner's queue; rebuild it when finalized
-        roots elsewhere in it (blocks need not take an owner's roots in its order) pile up."""
+        """Drop finished arrivals from the head of an owner's queue; rebuild it when finished
+        ones elsewhere in it (blocks need not take an owner's roots in its order) pile up."""
         queue = self._queues[number]
-        # How many finalized roots lead the queue, counted in C; then dropped.
-        finalized = next(itertools.compress(itertools.count(), map(self._pending.__contains__, queue)), len(queue))
-        popleft = queue.popleft
-        for _ in itertools.repeat(None, finalized):
-            popleft()
-        if len(queue) > 2 * self._held[number] + QUEUE_SLACK_ROOTS:
-            self._queues[number] = collections.deque(root for root in queue if root in self._pending)
+        while queue and not queue[0].waiting:
+            queue.popleft()
+        if len(queue) > 2 * self._live_arrivals[number] + ARRIVAL_SLACK:
+            self._queues[number] = collections.deque(arrival for arrival in queue if arrival.waiting)

@@ -31,8 +31,13 @@ prefix  kind                key after the prefix                    value
                                                                     a validator voted on or
                                                                     proposed, until finalized
 0x20    consensus safety    ``state``                               SafetyState (CBOR), synced
-0x30    mempool             audit root: 32 bytes                    received at: u64 ms
+0x30    mempool (per root)  audit root: 32 bytes                    received at: u64 ms, owner;
+                                                                    format 3 and before: rewritten
+                                                                    as arrivals at start
 0x31    evidence            sequence: u64                           equivocation evidence (CBOR)
+0x32    mempool arrival     sequence: u64                           received at: u64 ms, owner
+                                                                    length: u8, owner (UTF-8),
+                                                                    the roots of one submission
 ======  ==================  ======================================  ===========================
 
 Log entries are stored 16 to a record (a *tile*, 0x05), and node hashes only for
@@ -69,6 +74,7 @@ UNFINALIZED_BLOCK = b"\x15"
 CONSENSUS_SAFETY = b"\x20"
 MEMPOOL = b"\x30"
 EVIDENCE = b"\x31"
+MEMPOOL_ARRIVAL = b"\x32"
 
 ALL_PREFIXES = (
     LOG_ENTRY_RETIRED,
@@ -85,6 +91,7 @@ ALL_PREFIXES = (
     CONSENSUS_SAFETY,
     MEMPOOL,
     EVIDENCE,
+    MEMPOOL_ARRIVAL,
 )
 
 LOG_SIZE = LOG_META + b"size"

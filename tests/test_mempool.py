@@ -4,9 +4,10 @@ import os
 
 import pytest
 
-from node.mempool import Mempool, MempoolFull, split_roots
+from node.mempool import Mempool, MempoolFull, split_roots, stored_arrivals
 from storage import keys
 from storage.db import Store
+from storage.errors import StoreError
 from storage.merkle_log import MerkleLog
 
 
@@ -58,13 +59,23 @@ def test_take_returns_oldest_first_and_skips_roots_in_flight(store):
     assert pool.take(2, exclude=[{roots(1)}, {roots(2)}]) == roots(3, 4)
 
 
-def test_removed_roots_are_gone_after_restart(tmp_path):
+def _finalize(store: Store, log: MerkleLog, pool: Mempool, data: bytes) -> None:
+    """What the node does with a finalized block: the log append and the deletion of finished
+    records in one batch, then forget."""
+    staged = log.stage_append(data)
+    with store.batch() as batch:
+        staged.write_to(batch)
+        pool.delete_finished(batch)
+    log.commit(staged)
+    pool.forget(data)
+
+
+def test_finalized_roots_are_gone_after_restart(tmp_path):
     with Store(tmp_path / "db") as store:
-        pool = Mempool(store, MerkleLog(store), roots_max=100)
+        log = MerkleLog(store)
+        pool = Mempool(store, log, roots_max=100)
         pool.admit(roots(1, 2), received_at_ms=10)
-        with store.batch() as batch:
-            pool.remove(roots(1), batch)
-        pool.forget(roots(1))
+        _finalize(store, log, pool, roots(1))
         assert pool.take(10) == roots(2)
     with Store(tmp_path / "db") as store:
         assert Mempool(store, MerkleLog(store), roots_max=100).take(10) == roots(2)
@@ -99,7 +110,8 @@ def test_roots_that_reached_the_log_are_dropped_from_the_mempool_at_start(tmp_pa
 
 
 def _stored(store: Store) -> int:
-    return sum(1 for _ in store.iterate(keys.MEMPOOL))
+    """Roots held in the store's mempool records."""
+    return sum(len(data) // 32 for _key, _at, _owner, data in stored_arrivals(store))
 
 
 def test_gossiped_roots_are_held_in_memory_only_and_are_gone_after_a_restart(tmp_path):
@@ -124,24 +136,88 @@ def test_submitting_a_root_that_waits_as_gossip_makes_it_durable(tmp_path):
         assert Mempool(store, MerkleLog(store), roots_max=100).take(10) in (roots(1, 2), roots(2, 1))
 
 
-def test_finalizing_deletes_the_records_of_durable_roots_only(store):
+class Recorder:
+    """A batch that records deletions and refuses writes."""
+
+    def __init__(self) -> None:
+        self.deleted: list[bytes] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        raise AssertionError("finalizing writes no mempool record")
+
+    def delete(self, key: bytes) -> None:
+        self.deleted.append(key)
+
+
+def test_a_submission_is_one_record_whatever_its_size(store):
+    pool = Mempool(store, MerkleLog(store), roots_max=2000)
+    pool.admit(os.urandom(32 * 1000), received_at_ms=10, owner="producer")
+    assert sum(1 for _ in store.iterate(keys.MEMPOOL_ARRIVAL)) == 1 and _stored(store) == 1000
+
+
+def test_a_record_is_deleted_once_all_its_roots_are_finalized_and_never_before(store):
     pool = Mempool(store, MerkleLog(store), roots_max=100)
-    pool.admit(roots(1), received_at_ms=10, owner="producer")
-    pool.admit(roots(2), received_at_ms=10, owner="peer:1", durable=False)
-    deleted = []
+    pool.admit(roots(1, 2), received_at_ms=10, owner="producer")
+    pool.admit(roots(3), received_at_ms=10, owner="peer:1", durable=False)
+    [(record, *_)] = stored_arrivals(store)
+    pool.forget(roots(1, 3))
+    batch = Recorder()
+    pool.delete_finished(batch)
+    assert batch.deleted == [], "root 2 still waits in that record"
+    pool.forget(roots(2))
+    pool.delete_finished(batch)
+    assert batch.deleted == [record]
+    pool.delete_finished(batch)
+    assert batch.deleted == [record], "deleted once"
 
-    class Recorder:
-        def put(self, key: bytes, value: bytes) -> None:
-            raise AssertionError("finalizing writes no mempool record")
 
-        def delete(self, key: bytes) -> None:
-            deleted.append(key)
+def test_a_record_whose_roots_were_all_logged_before_a_crash_is_deleted_at_start(tmp_path):
+    """The crash came between the finalization batch and the next one, which deletes the record."""
+    with Store(tmp_path / "db") as store:
+        log = MerkleLog(store)
+        pool = Mempool(store, log, roots_max=100)
+        pool.admit(roots(1, 2), received_at_ms=10, owner="producer")
+        _finalize(store, log, pool, roots(1, 2))
+        assert _stored(store) == 2
+    with Store(tmp_path / "db") as store:
+        assert len(Mempool(store, MerkleLog(store), roots_max=100)) == 0
+        assert _stored(store) == 0
 
-    pool.remove(roots(1, 2, 3), Recorder())
-    assert deleted == [keys.MEMPOOL + roots(1)]
+
+def test_per_root_records_of_format_3_are_rewritten_as_one_arrival_and_keep_their_owner(tmp_path):
+    with Store(tmp_path / "db") as store:
+        with store.batch() as batch:
+            for seed in (1, 2):
+                batch.put(keys.MEMPOOL + roots(seed), (10).to_bytes(8, "big") + b"producer")
+            batch.put(keys.MEMPOOL + roots(3), (20).to_bytes(8, "big"))
+    with Store(tmp_path / "db") as store:
+        pool = Mempool(store, MerkleLog(store), roots_max=100)
+        assert pool.held_by("producer") == 2 and pool.held_by("") == 1
+        assert pool.take(10) in (roots(1, 2, 3), roots(3, 1, 2))
+        assert not any(True for _ in store.iterate(keys.MEMPOOL))
+        assert sum(1 for _ in store.iterate(keys.MEMPOOL_ARRIVAL)) == 2
+    with Store(tmp_path / "db") as store:
+        assert Mempool(store, MerkleLog(store), roots_max=100).held_by("producer") == 2
 
 
-def test_an_admission_left_unwritten_is_durable_only_once_its_records_are_staged(store):
+def test_a_malformed_mempool_record_stops_the_start_with_a_clear_error(tmp_path):
+    with Store(tmp_path / "db") as store:
+        with store.batch() as batch:
+            batch.put(keys.MEMPOOL_ARRIVAL + keys.u64(0), (10).to_bytes(8, "big") + b"\x05ab")
+    with Store(tmp_path / "db") as store, pytest.raises(StoreError, match="mempool arrival .* is malformed"):
+        Mempool(store, MerkleLog(store), roots_max=100)
+
+
+def test_records_numbered_after_a_restart_do_not_overwrite_earlier_ones(tmp_path):
+    with Store(tmp_path / "db") as store:
+        Mempool(store, MerkleLog(store), roots_max=100).admit(roots(1), received_at_ms=10, owner="a")
+    with Store(tmp_path / "db") as store:
+        Mempool(store, MerkleLog(store), roots_max=100).admit(roots(2), received_at_ms=11, owner="a")
+    with Store(tmp_path / "db") as store:
+        assert Mempool(store, MerkleLog(store), roots_max=100).take(10) == roots(1, 2)
+
+
+def test_an_admission_left_unwritten_is_durable_only_once_its_record_is_staged(store):
     pool = Mempool(store, MerkleLog(store), roots_max=100)
     admission = pool.admit(roots(1, 2), received_at_ms=10, owner="producer", write=False)
     assert _stored(store) == 0

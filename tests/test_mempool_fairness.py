@@ -55,8 +55,6 @@ def test_a_refused_submission_stores_nothing(tmp_path):
 def test_the_share_frees_as_roots_are_finalized(store):
     pool = Mempool(store, MerkleLog(store), roots_max=100, share_roots_max=2)
     pool.admit(roots(1, 2), 10, owner="a")
-    with store.batch() as batch:
-        pool.remove(roots(1), batch)
     pool.forget(roots(1))
     assert pool.held_by("a") == 1
     assert pool.admit(roots(3), 11, owner="a").states == ("new",)
@@ -115,8 +113,6 @@ def test_finalized_roots_taken_out_of_order_are_never_offered_again(store):
     pool = Mempool(store, MerkleLog(store), roots_max=1000)
     pool.admit(roots(*range(1, 301)), 10, owner="a")
     middle = roots(*range(100, 200))
-    with store.batch() as batch:
-        pool.remove(middle, batch)
     pool.forget(middle)
     left = set(split(pool.take(1000)))
     assert left == set(split(roots(*range(1, 100), *range(200, 301))))
