@@ -12,7 +12,7 @@ driver for the IO rules (roots not already logged, anchors exist in Bitcoin).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from proof import cbor
@@ -105,8 +105,33 @@ def build_block(
     not modified. The timestamp is raised to parent's + 1 if the clock lags, because
     timestamps must strictly increase along the chain.
     """
+    return build_proposal(genesis=genesis, view=view, parent=parent, log=log, roots=roots,
+                          timestamp_ms=timestamp_ms, anchors=anchors).block
+
+
+@dataclass(frozen=True)
+class BuiltProposal:
+    """A block as its builder made it, with the work its check would repeat: the log edge
+    after it and the hashes of the subtrees its roots complete (check_extension's ``built``)."""
+
+    block: Block
+    edge: CompactRange = field(repr=False)
+    subtrees: tuple[bytes, ...] = field(repr=False)
+
+
+def build_proposal(
+    *,
+    genesis: Genesis,
+    view: int,
+    parent: BlockHeader | None,
+    log: CompactRange,
+    roots: bytes,
+    timestamp_ms: int,
+    anchors: tuple[AnchorRef, ...] = (),
+) -> BuiltProposal:
+    """:func:`build_block`, keeping the edge and subtree hashes it computed."""
     edge = log.copy()
-    edge.extend_roots(roots)
+    kept = edge.extend_roots(roots, keep_level=STORED_SUBTREE_LEVEL)
     if parent is not None:
         timestamp_ms = max(timestamp_ms, parent.timestamp_ms + 1)
     header = BlockHeader(
@@ -122,7 +147,7 @@ def build_block(
         anchors=anchors,
         body_hash=body_hash(roots),
     )
-    return Block(header=header, roots=roots)
+    return BuiltProposal(Block(header=header, roots=roots), edge.copy(), tuple(kept))
 
 
 def check_header_extension(genesis: Genesis, parent: BlockHeader | None, header: BlockHeader) -> None:
@@ -157,6 +182,7 @@ def check_extension(
     *,
     block_roots_max: int = BLOCK_ROOTS_MAX,
     subtrees: list[bytes] | None = None,
+    built: BuiltProposal | None = None,
 ) -> CompactRange:
     """Check every pure rule for ``block`` as the child of ``parent``; return the log edge after it.
 
@@ -164,7 +190,9 @@ def check_extension(
     Raises InvalidBlock naming the rule broken. ``subtrees``, if given, receives the hashes
     of the perfect subtrees of at least 2**STORED_SUBTREE_LEVEL leaves the block's roots
     complete (CompactRange.extend_roots): the node records its append stores, computed here
-    once instead of again at the append.
+    once instead of again at the append. ``built``: this validator's own proposal as
+    :func:`build_proposal` made it; its edge and subtrees are taken instead of hashing the
+    roots again (every other rule is still checked, and the header must match that edge).
     """
     header = block.header
     check_header_extension(genesis, parent, header)
@@ -178,8 +206,11 @@ def check_extension(
         raise InvalidBlock("duplicate_root", "a root appears twice in the block")
     if header.log_size != parent_log.size + count:
         raise InvalidBlock("log_size", f"log size {header.log_size}, want {parent_log.size + count}")
-    edge = parent_log.copy()
-    kept = edge.extend_roots(roots, keep_level=None if subtrees is None else STORED_SUBTREE_LEVEL)
+    if built is not None and built.block is block and built.edge.size == header.log_size:
+        edge, kept = built.edge.copy(), list(built.subtrees)
+    else:
+        edge = parent_log.copy()
+        kept = edge.extend_roots(roots, keep_level=None if subtrees is None else STORED_SUBTREE_LEVEL)
     if edge.root() != header.log_root:
         raise InvalidBlock("log_root", "log root does not match the parent's log extended by the roots")
     if subtrees is not None:

@@ -102,7 +102,7 @@ from consensus.actions import (
     Send,
     SetTimer,
 )
-from consensus.block import BLOCK_ROOTS_MAX, ROOT_SIZE, Block, InvalidBlock, check_extension
+from consensus.block import BLOCK_ROOTS_MAX, ROOT_SIZE, Block, BuiltProposal, InvalidBlock, check_extension
 from consensus.catchup import CatchUpError, verify_response
 from consensus.catchup_client import APPLY_ALLOWANCE_MS_PER_1000_ROOTS, CatchUpClient
 from consensus.crypto import Signer, Verifier
@@ -691,7 +691,7 @@ class Core:
         if block.header.view != event.view or block.header.proposer != self.signer.index:
             self.counters["invalid_own_proposal"] += 1
             return
-        edge = self._check_candidate(block, out)
+        edge = self._check_candidate(block, out, built=event.built)
         if edge is None:
             self.counters["invalid_own_proposal"] += 1
             return
@@ -1074,8 +1074,9 @@ class Core:
         nullified = self._certificates[VoteKind.NULLIFY]
         return all(between in nullified for between in range(parent_view + 1, block.header.view))
 
-    def _check_candidate(self, block: Block, out: list[Action]) -> CompactRange | None:
-        """Every pure rule for a block to vote on; the log edge after it, or None (counted)."""
+    def _check_candidate(self, block: Block, out: list[Action], *, built: BuiltProposal | None = None) -> CompactRange | None:
+        """Every pure rule for a block to vote on; the log edge after it, or None (counted).
+        ``built``: our own proposal's build (check_extension takes its hashes)."""
         if not self._parent_is_justified(block):
             self.counters["waiting_for_parent"] += 1
             return None
@@ -1096,6 +1097,7 @@ class Core:
                 block,
                 block_roots_max=self.config.block_roots_max,
                 subtrees=kept,
+                built=built,
             )
         except InvalidBlock as error:
             self._invalid.add(block.hash)

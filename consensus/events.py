@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
-from consensus.block import Block
+from consensus.block import Block, BuiltProposal
 from consensus.messages import Message
 
 
@@ -31,10 +31,13 @@ class TimerFired:
 
 @dataclass(frozen=True)
 class ProposalReady:
-    """The driver's answer to RequestProposal: the block to propose in ``view``."""
+    """The driver's answer to RequestProposal: the block to propose in ``view``; ``built``,
+    if the driver kept it (consensus.block.build_proposal), spares the check of the block
+    hashing its roots again."""
 
     view: int
     block: Block
+    built: BuiltProposal | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

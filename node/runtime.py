@@ -50,7 +50,7 @@ from consensus.actions import (
     Send,
     SetTimer,
 )
-from consensus.block import Block, build_block
+from consensus.block import Block, build_proposal
 from consensus.catchup import ServeLimiter
 from consensus.core import Core, CoreConfig, FinalizedTip
 from consensus.crypto import MLDSASigner, MLDSAVerifier
@@ -439,7 +439,7 @@ class Node:
                         await self._mempool_changed.wait()
                 pending = self._with_applying(request.pending)
                 roots = self.mempool.take(self.config.consensus.block_roots_max, exclude=self._roots_of(pending).sets)
-                block = build_block(
+                built = build_proposal(
                     genesis=self.genesis,
                     view=request.view,
                     parent=request.parent,
@@ -448,10 +448,11 @@ class Node:
                     timestamp_ms=now_ms(),
                     anchors=self._anchors_to_propose(pending),
                 )
+                block = built.block
                 await self._keep_unfinalized(block)
                 event(log, logging.DEBUG, "proposal built", view=request.view, roots=block.root_count,
                       waited_ms=round((trio.current_time() - asked_at) * 1000), mempool_roots=len(self.mempool))
-                await self._events_send.send(ProposalReady(request.view, block))
+                await self._events_send.send(ProposalReady(request.view, block, built))
 
         self._nursery.start_soon(build)
 

@@ -409,6 +409,52 @@ def test_a_proposal_skipping_a_view_that_is_not_nullified_gets_no_vote() -> None
     assert_rejected(fixture, actions, "waiting_for_parent")
 
 
+def _own_proposal(cast: Cast, core, roots: bytes):
+    request = of_type(core.handle(Start(), 0), RequestProposal)[0]
+    from consensus.block import build_proposal
+
+    return request, build_proposal(genesis=cast.genesis, view=0, parent=None, log=request.log, roots=roots, timestamp_ms=0)
+
+
+def _proposed(actions) -> list:
+    from consensus.messages import Proposal
+
+    return [a.message.block for a in of_type(actions, Broadcast) if isinstance(a.message, Proposal)]
+
+
+def test_the_leader_does_not_hash_its_own_proposals_roots_again(monkeypatch) -> None:
+    cast = Cast()
+    core = cast.core(index=0)
+    _request, built = _own_proposal(cast, core, fresh_roots(b"own", 64))
+    calls = []
+    original = CompactRange.extend_roots
+    monkeypatch.setattr(CompactRange, "extend_roots", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    actions = core.handle(ProposalReady(0, built.block, built), 0)
+    assert _proposed(actions) == [built.block]
+    assert calls == []
+
+
+def test_the_build_of_another_block_is_not_taken_for_the_proposal() -> None:
+    """Same root count, other roots: taking its edge would make the honest block look invalid."""
+    cast = Cast()
+    core = cast.core(index=0)
+    _request, built = _own_proposal(cast, core, fresh_roots(b"own", 64))
+    _, other = _own_proposal(cast, cast.core(index=0), fresh_roots(b"other", 64))
+    actions = core.handle(ProposalReady(0, built.block, other), 0)
+    assert _proposed(actions) == [built.block]
+    assert core.counters["invalid_own_proposal"] == 0
+
+
+def test_an_own_proposal_whose_header_disagrees_with_its_build_is_not_proposed() -> None:
+    cast = Cast()
+    core = cast.core(index=0)
+    _request, built = _own_proposal(cast, core, fresh_roots(b"own", 64))
+    lying = dataclasses.replace(built.block, header=dataclasses.replace(built.block.header, log_root=b"\x07" * 32))
+    actions = core.handle(ProposalReady(0, lying, dataclasses.replace(built, block=lying)), 0)
+    assert _proposed(actions) == []
+    assert core.counters["invalid_own_proposal"] == 1
+
+
 # ---------------------------------------------------------------- timeouts
 
 
