@@ -26,6 +26,7 @@ import binascii
 import json
 import logging
 import math
+import operator
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -113,11 +114,21 @@ def proof_source_of(service: NodeService) -> ProofSource | None:
     return offer() if callable(offer) else None
 
 
+_SHAPE = operator.itemgetter(1, 2, 3)
+_ROOT = operator.itemgetter(0)
+
+
 def receipts_json(receipts: list[Receipt], node: str) -> bytes:
     """``{"receipts": [...]}`` with each receipt as Receipt.to_json gives it, written by format:
     a 1,000-root answer built as dicts and encoded by json cost 7 % of a loaded node's CPU.
     Every value is hex, a fixed word or an integer, except the node's name, which json quotes."""
     name = json.dumps(node)
+    if receipts and len(set(map(_SHAPE, receipts))) == 1 and receipts[0].index is None:
+        # One shape for all (a submission of new roots): the hex roots joined between its two halves, from C.
+        first = receipts[0]
+        tail = f'","state":"{first.state}","received_at_ms":{int(first.received_at_ms)},"node":{name}}}'
+        return ('{"receipts":[{"root":"' + (tail + ',{"root":"').join(map(bytes.hex, map(_ROOT, receipts)))
+                + tail + "]}").encode()
     parts = [
         f'{{"root":"{r.root.hex()}","state":"{r.state}","received_at_ms":{int(r.received_at_ms)},"node":{name}'
         + ("}" if r.index is None else f',"index":{int(r.index)}}}')

@@ -709,8 +709,9 @@ class Node:
         finally:
             self._submits_in_flight -= 1
         split = split_roots(roots)
-        if len(admission.new_roots) == len(roots):  # all new: one receipt shape, one map
-            return list(map(Receipt, split, itertools.repeat("pending"), itertools.repeat(received_at)))
+        if len(admission.new_roots) == len(roots):  # all new: one receipt shape, built from C
+            return list(map(tuple.__new__, itertools.repeat(Receipt),
+                            zip(split, itertools.repeat("pending"), itertools.repeat(received_at), itertools.repeat(None))))
         return [
             Receipt(root, "certified" if state == "logged" else "pending", received_at, index if index >= 0 else None)
             for root, state, index in zip(split, admission.states, admission.indices)

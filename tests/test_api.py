@@ -197,3 +197,14 @@ def test_receipts_are_written_exactly_as_their_json_form():
     receipts.append(Receipt(b"\xff" * 32, "certified", 5, 41))
     name = 'validator-1 "quoted" \\ é'
     assert json.loads(receipts_json(receipts, name)) == {"receipts": [r.to_json(name) for r in receipts]}
+
+
+def test_receipts_of_one_shape_are_written_exactly_as_their_json_form():
+    """A submission of new roots: every receipt alike but its root (the path joined from C)."""
+    from node.api import receipts_json
+    from node.interface import Receipt
+
+    name = 'validator-1 "quoted" \\ é'
+    for receipts in ([Receipt(bytes([i]) * 32, "pending", 1_700_000_000_000) for i in range(3)],
+                     [Receipt(b"\x01" * 32, "pending", 7)]):
+        assert json.loads(receipts_json(receipts, name)) == {"receipts": [r.to_json(name) for r in receipts]}
