@@ -66,6 +66,8 @@ class CheckBlock:
 
     block: Block
     pending: tuple[Block, ...] = ()
+    split: list[bytes] | None = field(default=None, compare=False, repr=False)
+    """The block's roots as the check split them (their hashes computed by its set), or None."""
 
 
 @dataclass(frozen=True)

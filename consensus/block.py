@@ -183,6 +183,7 @@ def check_extension(
     block_roots_max: int = BLOCK_ROOTS_MAX,
     subtrees: list[bytes] | None = None,
     built: BuiltProposal | None = None,
+    split: list[bytes] | None = None,
 ) -> CompactRange:
     """Check every pure rule for ``block`` as the child of ``parent``; return the log edge after it.
 
@@ -193,6 +194,8 @@ def check_extension(
     once instead of again at the append. ``built``: this validator's own proposal as
     :func:`build_proposal` made it; its edge and subtrees are taken instead of hashing the
     roots again (every other rule is still checked, and the header must match that edge).
+    ``split``, if given, receives the roots as separate bytes objects, each with its hash
+    already computed by the duplicate check: lookups by the node that follow reuse them.
     """
     header = block.header
     check_header_extension(genesis, parent, header)
@@ -202,7 +205,8 @@ def check_extension(
     if body_hash(block.roots) != header.body_hash:
         raise InvalidBlock("body_hash", "body hash does not match the roots")
     roots = block.roots
-    if len({roots[i : i + ROOT_SIZE] for i in range(0, len(roots), ROOT_SIZE)}) != count:
+    parts = [roots[i : i + ROOT_SIZE] for i in range(0, len(roots), ROOT_SIZE)]
+    if len(set(parts)) != count:
         raise InvalidBlock("duplicate_root", "a root appears twice in the block")
     if header.log_size != parent_log.size + count:
         raise InvalidBlock("log_size", f"log size {header.log_size}, want {parent_log.size + count}")
@@ -215,4 +219,6 @@ def check_extension(
         raise InvalidBlock("log_root", "log root does not match the parent's log extended by the roots")
     if subtrees is not None:
         subtrees.extend(kept)
+    if split is not None:
+        split.extend(parts)
     return edge

@@ -744,15 +744,17 @@ class Core:
         ):
             return
         block = self._blocks[block_hash]
+        split: list[bytes] = []
         if block_hash not in self._edges:
-            edge = self._check_candidate(block, out)
+            edge = self._check_candidate(block, out, split=split)
             if edge is None:
                 return
             self._edges[block_hash] = edge
         if block_hash not in self._checks_passed:
             if block_hash not in self._checks_requested:
                 self._checks_requested.add(block_hash)
-                out.append(CheckBlock(block=block, pending=self._unfinalized_chain(block.header.parent) or ()))
+                out.append(CheckBlock(block=block, pending=self._unfinalized_chain(block.header.parent) or (),
+                                      split=split if len(split) == block.root_count else None))
             return
         vote = self._sign_notarize(block_hash, out)
         out.append(Broadcast(vote))
@@ -1074,9 +1076,11 @@ class Core:
         nullified = self._certificates[VoteKind.NULLIFY]
         return all(between in nullified for between in range(parent_view + 1, block.header.view))
 
-    def _check_candidate(self, block: Block, out: list[Action], *, built: BuiltProposal | None = None) -> CompactRange | None:
+    def _check_candidate(self, block: Block, out: list[Action], *, built: BuiltProposal | None = None,
+                         split: list[bytes] | None = None) -> CompactRange | None:
         """Every pure rule for a block to vote on; the log edge after it, or None (counted).
-        ``built``: our own proposal's build (check_extension takes its hashes)."""
+        ``built``: our own proposal's build (check_extension takes its hashes); ``split``
+        receives the roots split (check_extension's, handed on in CheckBlock)."""
         if not self._parent_is_justified(block):
             self.counters["waiting_for_parent"] += 1
             return None
@@ -1098,6 +1102,7 @@ class Core:
                 block_roots_max=self.config.block_roots_max,
                 subtrees=kept,
                 built=built,
+                split=split,
             )
         except InvalidBlock as error:
             self._invalid.add(block.hash)

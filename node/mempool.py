@@ -350,6 +350,10 @@ class Mempool:
         """Up to ``roots_max`` roots in none of ``exclude`` (the roots of blocks in flight),
         split evenly between the owners with roots waiting, oldest first within each; what one
         owner cannot fill goes to the others. Owners take turns in order of their oldest root."""
+        return b"".join(self.take_split(roots_max, exclude))
+
+    def take_split(self, roots_max: int, exclude: Sequence[Container[bytes]] = ()) -> list[bytes]:
+        """:meth:`take`, as the mempool's own bytes objects (their hashes computed)."""
         cursors: dict[int, Iterator[bytes]] = {
             number: self._waiting_in(queue, exclude)
             for number, queue in sorted(self._queues.items(), key=lambda item: self._head_stamp(item[1]))
@@ -366,7 +370,7 @@ class Mempool:
                     del cursors[number]
                 if len(chosen) >= roots_max:
                     break
-        return b"".join(chosen)
+        return chosen
 
     def _waiting_in(self, queue: Iterable[_Arrival], exclude: Sequence[Container[bytes]]) -> Iterator[bytes]:
         """The roots of ``queue``'s arrivals still waiting in them and in none of ``exclude``:

@@ -214,7 +214,8 @@ class Node:
         self._builder_scope: trio.CancelScope | None = None
         self._mempool_changed = trio.Event()
         self._submits_in_flight = 0
-        self._root_sets: collections.OrderedDict[bytes, frozenset[bytes]] = collections.OrderedDict()
+        self._root_sets: collections.OrderedDict[bytes, tuple[frozenset[bytes], list[bytes]]] = collections.OrderedDict()
+        """block hash -> its roots as a set and in order, the same bytes objects (ROOT_SETS_MAX blocks)."""
         self.api_url: str | None = None
         self.sync_metrics()
 
@@ -369,6 +370,8 @@ class Node:
             elif isinstance(action, RequestProposal):
                 self._start_builder(action)
             elif isinstance(action, CheckBlock):
+                if action.split is not None:
+                    self._keep_split(action.block, action.split)
                 fault = self._block_fault(action.block, self._with_applying(action.pending))
                 if fault is None and action.block.header.anchors:
                     self._nursery.start_soon(self._check_anchors, action.block)
@@ -438,7 +441,8 @@ class Node:
                     with trio.move_on_at(min(give_up_at, trio.current_time() + BUILDER_POLL_S)):
                         await self._mempool_changed.wait()
                 pending = self._with_applying(request.pending)
-                roots = self.mempool.take(self.config.consensus.block_roots_max, exclude=self._roots_of(pending).sets)
+                split = self.mempool.take_split(self.config.consensus.block_roots_max, exclude=self._roots_of(pending).sets)
+                roots = b"".join(split)
                 built = build_proposal(
                     genesis=self.genesis,
                     view=request.view,
@@ -449,6 +453,7 @@ class Node:
                     anchors=self._anchors_to_propose(pending),
                 )
                 block = built.block
+                self._keep_split(block, split)
                 await self._keep_unfinalized(block)
                 event(log, logging.DEBUG, "proposal built", view=request.view, roots=block.root_count,
                       waited_ms=round((trio.current_time() - asked_at) * 1000), mempool_roots=len(self.mempool))
@@ -492,14 +497,21 @@ class Node:
     def _root_set(self, block: Block) -> frozenset[bytes]:
         """The roots of ``block`` as a set, computed once per block while it is unfinalized (a
         block's roots are checked against every later proposal that builds on it)."""
-        roots = self._root_sets.get(block.hash)
-        if roots is None:
-            data = block.roots
-            roots = frozenset(data[i : i + 32] for i in range(0, len(data), 32))
-            self._root_sets[block.hash] = roots
-            while len(self._root_sets) > ROOT_SETS_MAX:
-                self._root_sets.popitem(last=False)
-        return roots
+        kept = self._root_sets.get(block.hash)
+        if kept is None:
+            kept = self._keep_split(block, split_roots(block.roots))
+        return kept[0]
+
+    def _split_of(self, block: Block) -> list[bytes]:
+        """The roots of ``block`` as the bytes objects its set holds (their hashes computed), if kept."""
+        kept = self._root_sets.get(block.hash)
+        return split_roots(block.roots) if kept is None else kept[1]
+
+    def _keep_split(self, block: Block, split: list[bytes]) -> tuple[frozenset[bytes], list[bytes]]:
+        kept = self._root_sets[block.hash] = (frozenset(split), split)
+        while len(self._root_sets) > ROOT_SETS_MAX:
+            self._root_sets.popitem(last=False)
+        return kept
 
     def _roots_of(self, blocks: Iterable[Block]) -> _InAny:
         """The roots of unfinalized ancestors, which a new block must not repeat."""
@@ -613,7 +625,7 @@ class Node:
         if not run:
             return
         last = run[-1][0].header
-        roots = split_roots(b"".join(block.roots for block, _ in run))
+        roots = list(itertools.chain.from_iterable(self._split_of(block) for block, _ in run))
         settled = [h for h, height in self._unfinalized.items() if height <= last.height]
         # The core's block checks hashed these roots already: their subtrees spare the append the work.
         subtrees = [node for _, action in run for node in action.subtrees]

@@ -228,6 +228,14 @@ def test_a_valid_proposal_is_checked_externally_before_the_notarize_vote() -> No
     assert [(v.kind, v.view, v.block_hash) for v in votes_in(actions)] == [(NOTARIZE, 0, block.hash)]
 
 
+def test_the_block_check_hands_on_the_roots_it_split() -> None:
+    cast = Cast()
+    core = cast.core()
+    block = cast.block(0)
+    [check] = of_type(core.handle(received(0, cast.proposal(block)), 0), CheckBlock)
+    assert check.split == [block.roots[i : i + 32] for i in range(0, len(block.roots), 32)]
+
+
 def test_a_proposal_that_fails_the_external_check_gets_no_vote() -> None:
     cast = Cast()
     core = cast.core()
