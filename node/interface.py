@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from proof.errors import PantheonError
 
@@ -51,6 +51,34 @@ class Receipt(NamedTuple):
         if self.index is not None:
             body["index"] = self.index
         return body
+
+
+@dataclass(frozen=True)
+class UniformReceipts(Sequence[Receipt]):
+    """The receipts of a submission whose roots share one state and arrival time (every root
+    new: nearly every submission), kept as the roots' bytes instead of a tuple per root."""
+
+    roots: bytes
+    state: str
+    received_at_ms: int
+
+    def __len__(self) -> int:
+        return len(self.roots) // 32
+
+    @overload
+    def __getitem__(self, item: int) -> Receipt: ...
+
+    @overload
+    def __getitem__(self, item: slice) -> Sequence[Receipt]: ...
+
+    def __getitem__(self, item: int | slice) -> Receipt | Sequence[Receipt]:
+        if isinstance(item, slice):
+            return [self[i] for i in range(*item.indices(len(self)))]
+        count = len(self)
+        if not -count <= item < count:
+            raise IndexError(f"receipt {item} of {count}")
+        start = (item % count) * 32
+        return Receipt(self.roots[start : start + 32], self.state, self.received_at_ms)
 
 
 class SubmitterQuota:

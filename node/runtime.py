@@ -34,7 +34,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import trio
@@ -71,7 +71,7 @@ from consensus.safety import SafetyState
 from anchor.rpc import BitcoindError
 from node.anchoring import Anchorer, AnchorRefInvalid
 from node.api import build_app
-from node.interface import Overloaded, Receipt
+from node.interface import Overloaded, Receipt, UniformReceipts
 from node.byte_budget import ByteBudget
 from node.commands import read_genesis
 from node.config import Config
@@ -701,7 +701,7 @@ class Node:
 
     # ---- submissions -------------------------------------------------------------
 
-    async def submit(self, roots: bytes, submitter: str) -> list[Receipt]:
+    async def submit(self, roots: bytes, submitter: str) -> Sequence[Receipt]:
         if self._submits_in_flight >= SUBMIT_IN_FLIGHT_MAX:
             raise Overloaded(f"{SUBMIT_IN_FLIGHT_MAX} submissions in flight; retry shortly")
         self._submits_in_flight += 1
@@ -720,10 +720,9 @@ class Node:
             await self.group_commit.wait(flush)
         finally:
             self._submits_in_flight -= 1
+        if len(admission.new_roots) == len(roots):  # all new: one receipt shape, no object per root
+            return UniformReceipts(roots, "pending", received_at)
         split = split_roots(roots)
-        if len(admission.new_roots) == len(roots):  # all new: one receipt shape, built from C
-            return list(map(tuple.__new__, itertools.repeat(Receipt),
-                            zip(split, itertools.repeat("pending"), itertools.repeat(received_at), itertools.repeat(None))))
         return [
             Receipt(root, "certified" if state == "logged" else "pending", received_at, index if index >= 0 else None)
             for root, state, index in zip(split, admission.states, admission.indices)

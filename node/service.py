@@ -9,7 +9,7 @@ error), not in ``/healthz``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from node import bundles
@@ -59,7 +59,7 @@ class NodeAPIService:
             backlog=lambda: len(node.mempool), backlog_roots=api.token_backlog_roots,
         )
 
-    async def submit(self, roots: bytes, submitter: str) -> list[Receipt]:
+    async def submit(self, roots: bytes, submitter: str) -> Sequence[Receipt]:
         return await self.node.submit(roots, submitter)
 
     def root_status(self, root: bytes) -> dict[str, Any] | None:

@@ -200,11 +200,22 @@ def test_receipts_are_written_exactly_as_their_json_form():
 
 
 def test_receipts_of_one_shape_are_written_exactly_as_their_json_form():
-    """A submission of new roots: every receipt alike but its root (the path joined from C)."""
+    """A submission of new roots (the path that writes the roots' hex between the shape's halves)."""
     from node.api import receipts_json
-    from node.interface import Receipt
+    from node.interface import UniformReceipts
 
     name = 'validator-1 "quoted" \\ é'
-    for receipts in ([Receipt(bytes([i]) * 32, "pending", 1_700_000_000_000) for i in range(3)],
-                     [Receipt(b"\x01" * 32, "pending", 7)]):
+    for count in (0, 1, 3, 1000):
+        receipts = UniformReceipts(os.urandom(32 * count), "pending", 1_700_000_000_000)
         assert json.loads(receipts_json(receipts, name)) == {"receipts": [r.to_json(name) for r in receipts]}
+
+
+def test_uniform_receipts_are_a_sequence_of_receipts():
+    from node.interface import Receipt, UniformReceipts
+
+    roots = bytes(range(96))
+    receipts = UniformReceipts(roots, "pending", 7)
+    assert list(receipts) == [Receipt(roots[i : i + 32], "pending", 7) for i in (0, 32, 64)]
+    assert receipts[-1] == receipts[2] and receipts[1:] == list(receipts)[1:]
+    with pytest.raises(IndexError):
+        receipts[3]
