@@ -19,6 +19,11 @@ class NodeMetrics:
         r = self.registry
         self.height = Gauge("pantheon_height", "Height of the latest finalized block", registry=r)
         self.view = Gauge("pantheon_view", "Current consensus view", registry=r)
+        self.voting = Gauge(
+            "pantheon_voting",
+            "1 while this validator signs votes; 0 while a node started with --restored waits to learn the safe views",
+            registry=r,
+        )
         self.log_size = Gauge("pantheon_log_size", "Entries in the Merkle log", registry=r)
         self.mempool_roots = Gauge("pantheon_mempool_roots", "Roots accepted, not yet finalized", registry=r)
         self.peers_connected = Gauge("pantheon_peers_connected", "Validators connected to this node", registry=r)

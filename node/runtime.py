@@ -747,6 +747,7 @@ class Node:
         self.metrics.log_size.set(self.log.size)
         self.metrics.mempool_roots.set(len(self.mempool))
         self.metrics.peers_connected.set(len(self.peers.connected_peers()))
+        self.metrics.voting.set(0 if self.core.recovering else 1)
 
     def sync_anchor_metrics(self) -> None:
         if self.anchorer is None:
@@ -776,6 +777,7 @@ class Node:
             "chain_id": self.genesis.hash.hex(),
             "height": self.chain.tip_height,
             "view": self.core.view,
+            "voting": not self.core.recovering,
             "log_size": self.log.size,
             "log_root": self.log.root().hex(),
             "block_hash": tip.hash.hex() if tip else None,

@@ -70,6 +70,9 @@ def test_a_validator_restored_from_an_old_backup_under_load_votes_again_without_
     shutil.rmtree(_data_dir(network, 3))
     shutil.copytree(backup, _data_dir(network, 3))
     _start_restored(network.state.nodes[3])
+    # It waits two maximal timeouts (60 s) after hearing 2f+1 peers: time enough to see it wait.
+    wait_until(lambda: network.status(3)["ok"], deadline_s=60, what="the restored validator's API")
+    assert network.status(3)["voting"] is False
     third = _submit(network, 10, targets=(0, 1, 2))
     total += len(third)
     wait_until(lambda: network.log_sizes() == [total] * 4, deadline_s=240,
@@ -77,6 +80,7 @@ def test_a_validator_restored_from_an_old_backup_under_load_votes_again_without_
     log_text = Path(network.state.nodes[3].log).read_text(encoding="utf-8", errors="replace")
     wait_until(lambda: "voting again" in Path(network.state.nodes[3].log).read_text(errors="replace"),
                deadline_s=120, what="the restored validator to resume voting")
+    assert network.status(3)["voting"] is True
     assert "not voting until 2f+1 peers" in log_text
     assert all(_evidence(network, index) == [] for index in range(4)), "a node recorded equivocation evidence"
     assert len({network.status(index)["log_root"] for index in range(4)}) == 1
