@@ -71,6 +71,16 @@ class MempoolModel(RuleBasedStateMachine):
                 self.waiting[root] = owner  # a gossiped root a producer submitted moves to it
                 self.durable.add(root)
 
+    @rule(owner=st.sampled_from(OWNERS[:2]), picks=st.lists(st.sampled_from(UNIVERSE), min_size=1, max_size=8))
+    def submission_whose_group_commit_fails(self, owner: str, picks: list[bytes]) -> None:
+        """Its record is never written (a full disk): its roots wait as gossip would."""
+        self.clock += 1
+        admission = self.pool.admit(b"".join(picks), self.clock, owner=owner, write=False)
+        self.pool.abandon(admission)
+        for root in picks:
+            if root not in self.logged and (root not in self.waiting or root not in self.durable):
+                self.waiting[root] = owner
+
     @precondition(lambda self: self.waiting)
     @rule(data=st.data())
     def finalize(self, data: st.DataObject) -> None:
