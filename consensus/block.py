@@ -210,7 +210,7 @@ def check_extension(
         raise InvalidBlock("duplicate_root", "a root appears twice in the block")
     if header.log_size != parent_log.size + count:
         raise InvalidBlock("log_size", f"log size {header.log_size}, want {parent_log.size + count}")
-    if built is not None and built.block is block and built.edge.size == header.log_size:
+    if built is not None and built.block is block:
         edge, kept = built.edge.copy(), list(built.subtrees)
     else:
         edge = parent_log.copy()

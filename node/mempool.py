@@ -88,7 +88,7 @@ class Admission:
     to_persist: bytes = b""
     record: bytes = b""
     record_head: bytes = b""
-    arrival: object = field(default=None, compare=False, repr=False)
+    arrival: _Arrival | None = field(default=None, compare=False, repr=False)
     """Where the roots wait (for :meth:`Mempool.abandon`)."""
 
 
@@ -98,17 +98,16 @@ class _Arrival:
 
     __slots__ = ("owner", "received_at_ms", "gossip_batch", "durable", "record", "roots", "waiting")
 
-    def __init__(self, owner: int, received_at_ms: int, gossip_batch: int, durable: bool, record: bytes,
-                 roots: list[bytes]) -> None:
+    def __init__(self, owner: int, received_at_ms: int, gossip_batch: int, durable: bool, record: bytes) -> None:
         self.owner = owner
         self.received_at_ms = received_at_ms
         self.gossip_batch = gossip_batch
         self.durable = durable
         self.record = record
         """Its LevelDB key (b"": none, a gossip arrival)."""
-        self.roots = roots
+        self.roots: list[bytes] = []
         """In arrival order; a root finalized or moved to a later arrival stays listed (see Mempool._own_roots)."""
-        self.waiting = len(roots)
+        self.waiting = 0
 
 
 def _classify(split: list[bytes], fresh: Container[bytes], logged: dict[bytes, int]) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -197,7 +196,7 @@ class Mempool:
         self._queues: dict[int, collections.deque[_Arrival]] = {}
         """owner number -> its arrivals, oldest first; finished ones dropped lazily (_tidy)."""
         self._finished_records: list[bytes] = []
-        """Records of arrivals whose roots are all logged: deleted by the next :meth:`remove`."""
+        """Records of arrivals whose roots are all logged: deleted by the next :meth:`delete_finished`."""
         self._next_record = 0
         self._load(store)
 
@@ -232,7 +231,7 @@ class Mempool:
             if not record:
                 record = self._new_record()
                 converted.append((record, _record_head(received_at_ms, owner) + b"".join(fresh)))
-            self._add(fresh, _Arrival(self._number_of(owner), received_at_ms, 0, True, record, []))
+            self._add(fresh, _Arrival(self._number_of(owner), received_at_ms, 0, True, record))
         if obsolete or converted:
             with store.batch(sync=True) as batch:
                 for key in obsolete:
@@ -306,11 +305,11 @@ class Mempool:
         new_roots = b"".join(fresh)
         if not (durable and (fresh or volatile)):
             if fresh:
-                self._add(list(fresh), _Arrival(self._number_of(owner), received_at_ms, gossip_batch, False, b"", []))
+                self._add(list(fresh), _Arrival(self._number_of(owner), received_at_ms, gossip_batch, False, b""))
             return Admission(states, indices, new_roots)
         head = _record_head(received_at_ms, owner)
         record = self._new_record()
-        arrival = _Arrival(self._number_of(owner), received_at_ms, gossip_batch, True, record, [])
+        arrival = _Arrival(self._number_of(owner), received_at_ms, gossip_batch, True, record)
         admission = Admission(states, indices, new_roots, new_roots + b"".join(volatile), record, head, arrival)
         if write:
             with self._store.batch(sync=True) as batch:
@@ -328,7 +327,7 @@ class Mempool:
         """The batch holding ``admission``'s record failed: its roots stay waiting, as gossip
         does (nothing durable was promised for them)."""
         arrival = admission.arrival
-        if isinstance(arrival, _Arrival) and arrival.durable:
+        if arrival is not None and arrival.durable:
             arrival.durable = False
             arrival.record = b""
 
