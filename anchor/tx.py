@@ -36,6 +36,13 @@ SAT_PER_BTC = 100_000_000
 _SAT_VB_TO_BTC_KVB = Decimal(1000) / SAT_PER_BTC
 FEE_RATE_MAX_SAT_VB_DEFAULT = Decimal(500)
 WITNESS_SCALE = 4
+# Knots (-rejectparasites, on by default) refuses to relay a transaction whose nLockTime is 21
+# ("parasite-cat21"). The wallet's psbtbumpfee sets a replacement's lock time to the tip height,
+# or one time in ten up to 99 blocks below it (anti-fee-sniping), so on a chain whose tip is
+# at most 120 (a fresh regtest or signet) about one bump in a thousand gets 21. A replacement
+# is not committed until it is sent, so the wallet is simply asked again.
+PARASITE_LOCK_TIME = 21
+BUMP_ASKS_MAX = 4
 # See fee_within_cap: the wallet's size estimate exceeds the signed size by at most this per input.
 FEE_ROUNDING_VBYTES_PER_INPUT = 1
 
@@ -225,16 +232,30 @@ def bump_fee(
     refusal there would come too late. Returns the replacement's record (a new txid).
     """
     _check_fee_rate(fee_rate_sat_vb, fee_rate_max_sat_vb)
-    result = wallet.psbt_bump_fee(hex_to_hash(anchor.txid), Decimal(fee_rate_sat_vb))
+    for _ in range(BUMP_ASKS_MAX):
+        raw_tx, fee_btc = _signed_replacement(wallet, anchor, Decimal(fee_rate_sat_vb))
+        if check_anchor(raw_tx, anchor.block_hash)[0].lock_time != PARASITE_LOCK_TIME:
+            break
+    else:
+        raise AnchorTxError(
+            f"the wallet gave every one of {BUMP_ASKS_MAX} replacements of {anchor.txid} lock time "
+            f"{PARASITE_LOCK_TIME}, which Knots refuses to relay (parasite-cat21); it picks lock times "
+            "near the tip, so this passes once the chain is past height 120"
+        )
+    record = _record(raw_tx, anchor.block_hash, _btc_to_sat(fee_btc), fee_rate_max_sat_vb)
+    txid = broadcast(wallet, raw_tx, fee_rate_max_sat_vb=send_fee_rate_max_sat_vb(record, fee_rate_max_sat_vb))
+    if txid != record.txid:
+        raise AnchorTxError(f"bitcoind accepted txid {txid}, but the replacement's txid is {record.txid}")
+    return record
+
+
+def _signed_replacement(wallet: BitcoindRPC, anchor: AnchorTx, fee_rate_sat_vb: Decimal) -> tuple[bytes, Decimal]:
+    """The wallet's signed replacement of ``anchor`` (not sent) and the fee it pays in BTC."""
+    result = wallet.psbt_bump_fee(hex_to_hash(anchor.txid), fee_rate_sat_vb)
     if result.errors:
         raise AnchorTxError(f"psbtbumpfee of {anchor.txid} reported errors: {list(result.errors)}")
     processed = wallet.process_psbt(result.psbt)
     finalized = wallet.finalize_psbt(processed.psbt)
     if finalized.raw_tx is None:
         raise AnchorTxError(f"the wallet could not sign every input of the replacement of {anchor.txid}")
-    raw_tx = finalized.raw_tx
-    record = _record(raw_tx, anchor.block_hash, _btc_to_sat(result.fee_btc), fee_rate_max_sat_vb)
-    txid = broadcast(wallet, raw_tx, fee_rate_max_sat_vb=send_fee_rate_max_sat_vb(record, fee_rate_max_sat_vb))
-    if txid != record.txid:
-        raise AnchorTxError(f"bitcoind accepted txid {txid}, but the replacement's txid is {record.txid}")
-    return record
+    return finalized.raw_tx, result.fee_btc

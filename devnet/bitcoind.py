@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from anchor.tx import PARASITE_LOCK_TIME
 from anchor.rpc import BitcoindAuthError, BitcoindRPC, BitcoindRPCError, BitcoindUnavailable, is_warming_up
 from devnet.ports import free_ports
 from proof.errors import PantheonError
@@ -38,6 +39,10 @@ from proof.errors import PantheonError
 ENV_BITCOIND = "PANTHEON_BITCOIND"
 ENV_CACHE_DIR = "PANTHEON_BITCOIND_CACHE"
 MARKER_NAME = "installed.json"
+# A fresh regtest chain is mined to at least this height before anything is anchored: the
+# wallet's fee bumps then never pick the lock time Knots refuses (anti-fee-sniping stays
+# within 99 blocks of the tip; see anchor.tx.PARASITE_LOCK_TIME).
+ANCHOR_TIP_HEIGHT_MIN = PARASITE_LOCK_TIME + 100
 # Bumped when the install layout or package list changes, so old installs are redone.
 INSTALL_FORMAT = 1
 

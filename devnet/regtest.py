@@ -169,7 +169,8 @@ def wait_rpc_ready(info: dict[str, Any], process: subprocess.Popen[bytes] | None
 
 
 def create_and_fund_wallets(info: dict[str, Any]) -> None:
-    """A wallet per validator with COINBASES_PER_WALLET mature coinbases, and the miner's wallet."""
+    """A wallet per validator with COINBASES_PER_WALLET mature coinbases, and the miner's wallet;
+    the tip ends at least at ANCHOR_TIP_HEIGHT_MIN."""
     node = rpc(info)
     for name in [*info["wallets"], MINER_WALLET]:
         node.call("createwallet", name)
@@ -177,7 +178,9 @@ def create_and_fund_wallets(info: dict[str, Any]) -> None:
         wallet = rpc(info, name)
         wallet.call("generatetoaddress", COINBASES_PER_WALLET, wallet.call("getnewaddress"))
     miner = rpc(info, MINER_WALLET)
-    miner.call("generatetoaddress", MATURITY_BLOCKS, miner.call("getnewaddress"))
+    tip = node.call("getblockcount")
+    blocks = max(MATURITY_BLOCKS, bitcoind.ANCHOR_TIP_HEIGHT_MIN - tip)
+    miner.call("generatetoaddress", blocks, miner.call("getnewaddress"))
 
 
 def load_wallets(info: dict[str, Any]) -> None:

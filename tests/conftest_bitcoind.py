@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import pytest
 
 from anchor.rpc import BitcoindRPC
-from devnet.bitcoind import BitcoindInstallError, BitcoindPaths, RegtestNode, find_or_install
+from devnet.bitcoind import ANCHOR_TIP_HEIGHT_MIN, BitcoindInstallError, BitcoindPaths, RegtestNode, find_or_install
 
-# Coinbase outputs mature after 100 blocks: 101 gives the wallet one spendable coin.
-MATURE_BLOCKS = 101
+# Coinbase outputs mature after 100 blocks, so this gives the wallet 21 spendable coins, and a
+# tip where no fee bump can get the lock time Knots refuses.
+MATURE_BLOCKS = ANCHOR_TIP_HEIGHT_MIN
 
 
 @dataclass(frozen=True)

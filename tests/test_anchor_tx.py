@@ -8,7 +8,17 @@ from bitcoin.core import CMutableTransaction, CMutableTxIn, CMutableTxOut, COutP
 
 from anchor.payload import decode_payload, encode_script
 from anchor.rpc import WalletEmptyError
-from anchor.tx import AnchorTxError, build_unfunded, bump_fee, check_anchor, create_anchor
+from anchor.replies import FinalizedPsbt
+from anchor.tx import (
+    BUMP_ASKS_MAX,
+    PARASITE_LOCK_TIME,
+    AnchorTxError,
+    build_unfunded,
+    bump_fee,
+    check_anchor,
+    create_anchor,
+)
+from proof.spv import parse_transaction
 
 BLOCK_HASH = bytes.fromhex("a1" * 32)
 FEE_RATE = Decimal(2)
@@ -64,6 +74,52 @@ def test_bump_fee_replaces_the_anchor_keeps_the_op_return_and_pays_more(funded_w
     [block] = funded_wallet.mine()
     [nulldata] = nulldata_outputs(rpc.call("getrawtransaction", bumped.txid, True, block))
     assert decode_payload(bytes.fromhex(nulldata["scriptPubKey"]["hex"])) == BLOCK_HASH
+
+
+class ParasiteLockTimeWallet:
+    """The real wallet, except that its first ``parasite_replacements`` replacements come
+    back with lock time 21, as anti-fee-sniping gives about one bump in a thousand below
+    height 121 (their signatures no longer match, which does not matter: they must never be sent)."""
+
+    def __init__(self, wallet, parasite_replacements: int):
+        self._wallet = wallet
+        self.parasite_left = parasite_replacements
+        self.replacements = 0
+
+    def __getattr__(self, name):
+        return getattr(self._wallet, name)
+
+    def finalize_psbt(self, psbt: str) -> FinalizedPsbt:
+        finalized = self._wallet.finalize_psbt(psbt)
+        self.replacements += 1
+        if self.parasite_left == 0:
+            return finalized
+        self.parasite_left -= 1
+        tx = CMutableTransaction.from_tx(CTransaction.deserialize(finalized.raw_tx))
+        tx.nLockTime = PARASITE_LOCK_TIME
+        return FinalizedPsbt(raw_tx=tx.serialize(), complete=True)
+
+
+@pytest.mark.bitcoind
+def test_a_replacement_with_the_lock_time_knots_refuses_is_never_sent_and_the_wallet_is_asked_again(funded_wallet):  # noqa: F811
+    rpc = funded_wallet.node.rpc()
+    anchor = create_anchor(funded_wallet.wallet, BLOCK_HASH, fee_rate_sat_vb=FEE_RATE)
+    wallet = ParasiteLockTimeWallet(funded_wallet.wallet, parasite_replacements=2)
+    bumped = bump_fee(wallet, anchor, fee_rate_sat_vb=Decimal(10))
+    assert wallet.replacements == 3
+    assert parse_transaction(bumped.raw_tx).lock_time != PARASITE_LOCK_TIME
+    assert rpc.call("getrawmempool") == [bumped.txid]
+
+
+@pytest.mark.bitcoind
+def test_a_wallet_that_keeps_choosing_the_refused_lock_time_is_an_error_and_nothing_is_sent(funded_wallet):  # noqa: F811
+    rpc = funded_wallet.node.rpc()
+    anchor = create_anchor(funded_wallet.wallet, BLOCK_HASH, fee_rate_sat_vb=FEE_RATE)
+    wallet = ParasiteLockTimeWallet(funded_wallet.wallet, parasite_replacements=BUMP_ASKS_MAX)
+    with pytest.raises(AnchorTxError, match="parasite-cat21.*past height 120"):
+        bump_fee(wallet, anchor, fee_rate_sat_vb=Decimal(10))
+    assert wallet.replacements == BUMP_ASKS_MAX
+    assert rpc.call("getrawmempool") == [anchor.txid]
 
 
 @pytest.mark.bitcoind

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from devnet import cluster, regtest
-from devnet.bitcoind import BitcoindInstallError, find_or_install
+from anchor.tx import PARASITE_LOCK_TIME
+from devnet.bitcoind import ANCHOR_TIP_HEIGHT_MIN, BitcoindInstallError, find_or_install
+
+# Anti-fee-sniping puts a wallet's lock time at most this far below the tip (Bitcoin Core's wallet).
+BUMP_LOCK_TIME_BELOW_TIP_MAX = 99
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.bitcoind]
 
@@ -88,3 +92,15 @@ def test_up_on_an_existing_bitcoin_devnet_resumes_its_chain_and_wallets(tmp_path
         down = pantheon("devnet", "down", "--dir", str(directory))
     assert down.returncode == 0
     assert [pid for pid in pids if alive(pid)] == []
+
+
+def test_a_fresh_devnet_chain_starts_past_every_tip_where_a_fee_bump_could_get_the_lock_time_knots_refuses(tmp_path):
+    info = regtest.new_info(tmp_path, find_or_install(), 4, mine_every_s=1.0)
+    regtest.start_bitcoind(info)
+    try:
+        regtest.create_and_fund_wallets(info)
+        tip = regtest.rpc(info).call("getblockcount")
+        assert tip >= ANCHOR_TIP_HEIGHT_MIN
+        assert tip - BUMP_LOCK_TIME_BELOW_TIP_MAX > PARASITE_LOCK_TIME
+    finally:
+        regtest.stop_bitcoind(info)
