@@ -20,9 +20,12 @@ import pytest
 from anchor.rpc import BitcoindRPC
 from devnet.bitcoind import ANCHOR_TIP_HEIGHT_MIN, BitcoindInstallError, BitcoindPaths, RegtestNode, find_or_install
 
-# Coinbase outputs mature after 100 blocks, so this gives the wallet 21 spendable coins, and a
-# tip where no fee bump can get the lock time Knots refuses.
-MATURE_BLOCKS = ANCHOR_TIP_HEIGHT_MIN
+# Coinbase outputs mature after 100 blocks: 101 gives the wallet one spendable coin.
+MATURE_BLOCKS = 101
+# Blocks mined first to an output no wallet owns (OP_TRUE), so that the tip is past every lock
+# time Knots refuses from a fee bump while the wallet still holds that one coin.
+PRELUDE_BLOCKS = ANCHOR_TIP_HEIGHT_MIN - MATURE_BLOCKS
+NOBODYS_DESCRIPTOR = "raw(51)"
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,15 @@ class FundedWallet:
         return self.wallet.call("generatetoaddress", blocks, self.wallet.call("getnewaddress"))
 
 
+def mine_one_mature_coin(wallet: BitcoindRPC, address: str) -> None:
+    """A fresh chain, mined to ANCHOR_TIP_HEIGHT_MIN, where ``wallet`` owns exactly one spendable coin."""
+    wallet.call("generatetodescriptor", PRELUDE_BLOCKS, NOBODYS_DESCRIPTOR)
+    wallet.call("generatetoaddress", MATURE_BLOCKS, address)
+
+
 @pytest.fixture
 def funded_wallet(regtest_node: RegtestNode) -> FundedWallet:
     wallet = regtest_node.create_wallet("anchor")
     address = wallet.call("getnewaddress")
-    wallet.call("generatetoaddress", MATURE_BLOCKS, address)
+    mine_one_mature_coin(wallet, address)
     return FundedWallet(regtest_node, wallet, address)

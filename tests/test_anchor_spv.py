@@ -99,10 +99,12 @@ def test_flipped_transaction_byte_is_refused(material):
 
 
 def test_flipped_branch_node_is_refused(material):
+    """The block's transaction order is bitcoind's, so the anchor may be the last of an odd
+    level (its sibling is itself): a flip above such a level gives a shape no tree has."""
     for level in range(len(material.branch)):
         branch = list(material.branch)
         branch[level] = bytes([branch[level][0] ^ 0x80]) + branch[level][1:]
-        with pytest.raises(ProofError, match="not to the header's merkle root"):
+        with pytest.raises(ProofError, match="not to the header's merkle root|no tree has that shape"):
             verify_spv(material.raw_tx, branch, material.index, material.header, network="regtest")
 
 

@@ -11,9 +11,9 @@ from anchor.rpc import BitcoindRPC, BitcoindUnavailable, WalletEmptyError
 from anchor.state import ALERT_EVICTED, ALERT_FEE_CAPPED, ALERT_REORG, Alert, AnchorState, AnchorStateError
 from anchor.tracker import AnchorTracker
 from anchor.tx import AnchorTx, bump_fee, check_anchor, vsize_of
-from devnet.bitcoind import BitcoindPaths, RegtestNode
+from devnet.bitcoind import ANCHOR_TIP_HEIGHT_MIN, BitcoindPaths, RegtestNode
 from proof.spv import hash_to_hex, hex_to_hash, verify_spv
-from tests.conftest_bitcoind import MATURE_BLOCKS
+from tests.conftest_bitcoind import mine_one_mature_coin
 
 pytestmark = pytest.mark.bitcoind
 
@@ -73,7 +73,7 @@ def test_an_anchor_confirms_then_becomes_final_at_the_configured_depth(funded_wa
     record = tracker.poll(record, now_ms=100)
     assert (record.state, record.confirmations) == (AnchorState.CONFIRMED, 1)
     assert record.block_hash == hex_to_hash(block)
-    assert record.block_height == MATURE_BLOCKS + 1
+    assert record.block_height == ANCHOR_TIP_HEIGHT_MIN + 1
     mine(wallet, FINAL_DEPTH - 2)
     record = tracker.poll(record, now_ms=200)
     assert (record.state, record.confirmations) == (AnchorState.CONFIRMED, FINAL_DEPTH - 1)
@@ -261,7 +261,7 @@ def restartable(  # noqa: F811
     bitcoind.start()
     assert bitcoind.node is not None
     wallet = bitcoind.node.create_wallet(WALLET)
-    mine(wallet, MATURE_BLOCKS)
+    mine_one_mature_coin(wallet, wallet.call("getnewaddress"))
     try:
         yield bitcoind, wallet
     finally:
