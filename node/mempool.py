@@ -39,7 +39,7 @@ import collections
 import itertools
 import operator
 import struct
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Collection, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from proof.errors import PantheonError
@@ -96,18 +96,22 @@ class _Arrival:
     """The roots one admission added, while any of them waits. Compared and hashed by
     identity: a Counter of the arrivals of finalized roots runs in C."""
 
-    __slots__ = ("owner", "received_at_ms", "gossip_batch", "durable", "record", "roots", "waiting")
+    __slots__ = ("owner", "received_at_ms", "gossip_batch", "record", "roots", "waiting")
 
-    def __init__(self, owner: int, received_at_ms: int, gossip_batch: int, durable: bool, record: bytes) -> None:
+    def __init__(self, owner: int, received_at_ms: int, gossip_batch: int, record: bytes) -> None:
         self.owner = owner
         self.received_at_ms = received_at_ms
         self.gossip_batch = gossip_batch
-        self.durable = durable
         self.record = record
-        """Its LevelDB key (b"": none, a gossip arrival)."""
+        """Its LevelDB key (b"": none, a gossip arrival or an abandoned submission)."""
         self.roots: list[bytes] = []
         """In arrival order; a root finalized or moved to a later arrival stays listed (see Mempool._own_roots)."""
         self.waiting = 0
+
+    @property
+    def durable(self) -> bool:
+        """Its roots have a record (written, or in a batch being written)."""
+        return bool(self.record)
 
 
 def _classify(split: list[bytes], fresh: Container[bytes], logged: dict[bytes, int]) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -231,7 +235,7 @@ class Mempool:
             if not record:
                 record = self._new_record()
                 converted.append((record, _record_head(received_at_ms, owner) + b"".join(fresh)))
-            self._add(fresh, _Arrival(self._number_of(owner), received_at_ms, 0, True, record))
+            self._join(fresh, _Arrival(self._number_of(owner), received_at_ms, 0, record))
         if obsolete or converted:
             with store.batch(sync=True) as batch:
                 for key in obsolete:
@@ -305,16 +309,16 @@ class Mempool:
         new_roots = b"".join(fresh)
         if not (durable and (fresh or volatile)):
             if fresh:
-                self._add(list(fresh), _Arrival(self._number_of(owner), received_at_ms, gossip_batch, False, b""))
+                self._join(fresh, _Arrival(self._number_of(owner), received_at_ms, gossip_batch, b""))
             return Admission(states, indices, new_roots)
         head = _record_head(received_at_ms, owner)
         record = self._new_record()
-        arrival = _Arrival(self._number_of(owner), received_at_ms, gossip_batch, True, record)
+        arrival = _Arrival(self._number_of(owner), received_at_ms, gossip_batch, record)
         admission = Admission(states, indices, new_roots, new_roots + b"".join(volatile), record, head, arrival)
         if write:
             with self._store.batch(sync=True) as batch:
                 self.stage(admission, batch)
-        self._add(list(fresh), arrival)
+        self._join(fresh, arrival)
         self._move(volatile, arrival)
         return admission
 
@@ -327,8 +331,7 @@ class Mempool:
         """The batch holding ``admission``'s record failed: its roots stay waiting, as gossip
         does (nothing durable was promised for them)."""
         arrival = admission.arrival
-        if arrival is not None and arrival.durable:
-            arrival.durable = False
+        if arrival is not None:
             arrival.record = b""
 
     def not_waiting(self, roots: frozenset[bytes]) -> set[bytes]:
@@ -411,36 +414,29 @@ class Mempool:
         arrival = next(iter(self._pending.values()), None)
         return None if arrival is None else arrival.received_at_ms
 
-    def _add(self, roots: list[bytes], arrival: _Arrival) -> None:
-        """``roots`` (new here) wait as ``arrival``'s."""
+    def _join(self, roots: Collection[bytes], arrival: _Arrival) -> None:
+        """``roots`` wait as ``arrival``'s (and count in its owner's share) from now on; any
+        earlier arrival of theirs was let go by the caller."""
         if not roots:
             return
-        arrival.roots = roots
-        arrival.waiting = len(roots)
-        self._pending.update(dict.fromkeys(roots, arrival))
-        self._held[arrival.owner] += len(roots)
-        self._live_arrivals[arrival.owner] += 1
-        self._queues[arrival.owner].append(arrival)
-
-    def _move(self, roots: list[bytes], arrival: _Arrival) -> None:
-        """Roots that waited as gossip join a submission's durable ``arrival`` (and its owner's share)."""
-        if not roots:
-            return
-        pending = self._pending
-        before = set()
-        for root in roots:
-            earlier = pending[root]
-            self._drop(earlier, 1)
-            before.add(earlier.owner)
-            pending[root] = arrival
-        for number in before:
-            self._tidy(number)
         if not arrival.waiting:
             self._live_arrivals[arrival.owner] += 1
             self._queues[arrival.owner].append(arrival)
         arrival.roots.extend(roots)
         arrival.waiting += len(roots)
         self._held[arrival.owner] += len(roots)
+        self._pending.update(dict.fromkeys(roots, arrival))
+
+    def _move(self, roots: list[bytes], arrival: _Arrival) -> None:
+        """Roots that waited as gossip join a submission's durable ``arrival``."""
+        before = set()
+        for root in roots:
+            earlier = self._pending[root]
+            self._drop(earlier, 1)
+            before.add(earlier.owner)
+        for number in before:
+            self._tidy(number)
+        self._join(roots, arrival)
 
     def _drop(self, arrival: _Arrival, count: int) -> None:
         """``count`` of ``arrival``'s roots no longer wait as its own."""
