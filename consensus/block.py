@@ -147,7 +147,7 @@ def build_proposal(
         anchors=anchors,
         body_hash=body_hash(roots),
     )
-    return BuiltProposal(Block(header=header, roots=roots), edge.copy(), tuple(kept))
+    return BuiltProposal(Block(header=header, roots=roots), edge, tuple(kept))
 
 
 def check_header_extension(genesis: Genesis, parent: BlockHeader | None, header: BlockHeader) -> None:
